@@ -1,0 +1,43 @@
+# Two commands on a fresh machine with only Python 3: `make demo`, `make test`.
+PYTHON ?= python3
+VENV := .venv
+BOOT := .venv-boot
+UV := $(BOOT)/bin/uv
+PY := $(VENV)/bin/python
+export AIRFLOW_HOME := $(CURDIR)/.airflow
+export AIRFLOW__CORE__LOAD_EXAMPLES := False
+export AIRFLOW__CORE__DAGS_FOLDER := $(CURDIR)/dags
+export AIRFLOW__CORE__PARALLELISM := 4
+export DAG_FACTORY_SCARF_ANALYTICS := False
+export SCARF_ANALYTICS := false
+export DO_NOT_TRACK := 1
+
+.PHONY: demo test install check schema bench clean
+
+$(UV):
+	$(PYTHON) -m venv $(BOOT)
+	$(BOOT)/bin/pip install --quiet --disable-pip-version-check uv==0.13.8
+
+$(VENV)/.installed: $(UV) uv.lock pyproject.toml
+	UV_PROJECT_ENVIRONMENT=$(VENV) $(UV) sync --frozen --all-extras --python $(PYTHON)
+	touch $@
+
+install: $(VENV)/.installed
+
+check: install
+	$(VENV)/bin/pipespec check pipelines/
+
+schema: install
+	$(VENV)/bin/pipespec schema
+
+demo: install
+	$(PY) -m schemas.demo
+
+test: install
+	$(PY) -m pytest
+
+bench: install
+	$(PY) bench/run_all.py
+
+clean:
+	rm -rf $(VENV) $(BOOT) .airflow .pipespec-cache

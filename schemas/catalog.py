@@ -1,0 +1,66 @@
+"""What the task library can train and measure, as data the checker can use
+without importing the library (which would pull in TensorFlow).
+
+`tests/test_catalog.py` keeps this in step with `tasklib`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+Task = Literal["classification", "regression", "structured_generation"]
+Direction = Literal["max", "min"]
+
+
+@dataclass(frozen=True)
+class ModelType:
+    task: Task
+    backends: frozenset[str]  # compute backends that can train it
+    description: str
+
+
+MODEL_TYPES: dict[str, ModelType] = {
+    "keras_text_classifier": ModelType(
+        "classification", frozenset({"local", "kubernetes", "anyscale"}),
+        "Keras text classifier (TextVectorization + embedding) for intents and feedback."),
+    "keras_image_classifier": ModelType(
+        "classification", frozenset({"local", "kubernetes", "anyscale"}),
+        "Small Keras CNN image classifier."),
+    "keras_tabular_classifier": ModelType(
+        "classification", frozenset({"local", "kubernetes", "anyscale"}),
+        "Keras dense network over numeric columns, predicting a class."),
+    "keras_tabular_regressor": ModelType(
+        "regression", frozenset({"local", "kubernetes", "anyscale"}),
+        "Keras dense network over numeric columns, predicting a number."),
+    "llm_finetune": ModelType(
+        "structured_generation", frozenset({"anyscale"}),
+        "LLM fine-tuning job on Anyscale (LoRA), evaluated on structured outputs."),
+}
+
+
+@dataclass(frozen=True)
+class Metric:
+    direction: Direction
+    tasks: frozenset[str]
+
+
+_CLS = frozenset({"classification"})
+METRICS: dict[str, Metric] = {
+    "accuracy": Metric("max", _CLS),
+    "precision": Metric("max", _CLS),
+    "recall": Metric("max", _CLS),
+    "f1": Metric("max", _CLS),
+    "f1_macro": Metric("max", _CLS),
+    "f1_weighted": Metric("max", _CLS),
+    "roc_auc": Metric("max", _CLS),
+    "rmse": Metric("min", frozenset({"regression"})),
+    "mae": Metric("min", frozenset({"regression"})),
+    "exact_match": Metric("max", frozenset({"structured_generation"})),
+    "slot_f1": Metric("max", frozenset({"structured_generation"})),
+}
+
+
+def metrics_for(model_type: str) -> list[str]:
+    task = MODEL_TYPES[model_type].task
+    return sorted(name for name, metric in METRICS.items() if task in metric.tasks)

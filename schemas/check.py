@@ -1,0 +1,102 @@
+"""Check spec files: load → extends → secrets → models → semantics → repo rules.
+
+All problems are collected; a spec gets as far as it can so one mistake
+does not hide the next.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from .diagnostics import Diagnostic, SpecError, at
+from .locate import locate
+from .models import PipelineSpec
+from .secrets import find_secrets
+from .semantics import run_checks
+from .templates import TEMPLATES_DIR, resolve
+from .validation_errors import from_validation_error
+from .yamlload import Node, load_file
+
+SPEC_SUFFIXES = (".yaml", ".yml")
+
+
+@dataclass
+class CheckedSpec:
+    file: Path
+    display: str
+    is_template: bool
+    spec: PipelineSpec | None = None
+    node: Node | None = None  # merged YAML tree, for locating later findings
+    files: list[Path] = field(default_factory=list)  # the spec and every template it read
+    diagnostics: list[Diagnostic] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not any(d.severity == "error" for d in self.diagnostics)
+
+    def at_path(self, path: tuple, message: str, hint: str, code: str = "semantic") -> Diagnostic:
+        assert self.node is not None
+        target, found, _ = locate(self.node, path)
+        container = isinstance(target.value, (dict, list))
+        loc = (target.key_loc or target.loc) if container else target.loc
+        return at(loc, found or path, message, hint, code=code)
+
+
+def display_name(path: Path) -> str:
+    """Paths as a user typed them: relative inside the working directory, absolute outside."""
+    absolute = path.resolve()
+    cwd = Path.cwd()
+    return absolute.relative_to(cwd).as_posix() if absolute.is_relative_to(cwd) else str(absolute)
+
+
+def is_template(path: Path) -> bool:
+    return TEMPLATES_DIR in path.resolve().parent.parts[-1:]
+
+
+def check_file(path: Path) -> CheckedSpec:
+    result = CheckedSpec(path, display_name(path), is_template(path))
+    try:
+        root = load_file(path, result.display)
+        merged, result.files = resolve(root, path, display_name)
+    except SpecError as exc:
+        result.diagnostics.append(exc.diagnostic)
+        return result
+    result.node = merged
+    secrets = find_secrets(merged)
+    result.diagnostics += secrets
+    secret_spots = {(d.file, d.line, d.col) for d in secrets}
+    try:
+        spec = PipelineSpec.model_validate(merged.to_plain())
+    except ValidationError as exc:
+        found = from_validation_error(exc, merged, PipelineSpec, ignore_missing=result.is_template)
+        result.diagnostics += [d for d in found if (d.file, d.line, d.col) not in secret_spots]
+        return result
+    if result.is_template:
+        return result
+    result.diagnostics += [result.at_path(path, message, hint) for path, message, hint in run_checks(spec)]
+    if not secrets:
+        result.spec = spec
+    return result
+
+
+def sort_key(d: Diagnostic) -> tuple:
+    return (d.file, d.line, d.col, d.message)
+
+
+def discover(paths: list[Path]) -> tuple[list[Path], list[Diagnostic]]:
+    """Spec files under `paths`; a path that does not exist is a diagnostic, not a silent skip."""
+    files: list[Path] = []
+    problems: list[Diagnostic] = []
+    for path in paths:
+        if path.is_dir():
+            files += sorted(p for p in path.rglob("*") if p.suffix in SPEC_SUFFIXES and p.is_file()
+                            and not any(part.startswith(".") for part in p.relative_to(path).parts))
+        elif path.is_file():
+            files.append(path)
+        else:
+            problems.append(Diagnostic(str(path), 1, 1, "", "no such file or directory",
+                                       "pass spec files or directories that hold them", code="usage"))
+    return list(dict.fromkeys(files)), problems

@@ -1,0 +1,88 @@
+"""The `pipespec` command. Subcommands import only what they need, so
+`pipespec check` never imports Airflow."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+EXAMPLES = """\
+examples:
+  pipespec check                          check every spec under pipelines/
+  pipespec check pipelines/x.yaml --format github
+  pipespec new churn --from templates/tabular_classifier.yaml
+  pipespec schema                         regenerate schemas/pipeline.schema.json
+"""
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="pipespec", description="Production ML pipelines on Airflow, from YAML.",
+                                     epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    check = commands.add_parser("check", help="validate specs and templates (no Airflow needed)")
+    check.add_argument("paths", nargs="*", type=Path, default=[Path("pipelines")])
+    check.add_argument("--format", choices=["text", "json", "github"], default="text")
+
+    schema = commands.add_parser("schema", help="write the JSON Schema of a spec")
+    schema.add_argument("--output", type=Path, default=Path("schemas/pipeline.schema.json"))
+    schema.add_argument("--check", action="store_true", help="fail if the file on disk is stale")
+
+    new = commands.add_parser("new", help="start a spec from a template")
+    new.add_argument("name")
+    new.add_argument("--from", dest="template", required=True, help="template path, e.g. templates/text_classifier.yaml")
+    new.add_argument("--dir", type=Path, default=Path("pipelines"))
+
+    args = parser.parse_args(argv)
+    handler = {"check": _check, "schema": _schema, "new": _new}[args.command]
+    return handler(args)
+
+
+def _check(args: argparse.Namespace) -> int:
+    from . import report
+    from .check import check_file, discover, sort_key
+    from .repo import check_repo
+
+    files, problems = discover(args.paths)
+    if problems:
+        print(report.REPORTERS[args.format](problems, 0), file=sys.stderr)
+        return 2
+    checked = [check_file(f) for f in files]
+    # A broken template is reported once, not once per spec that extends it.
+    found = dict.fromkeys([d for c in checked for d in c.diagnostics] + check_repo(checked))
+    diagnostics = sorted(found, key=sort_key)
+    print(report.REPORTERS[args.format](diagnostics, len(files)))
+    return 1 if any(d.severity == "error" for d in diagnostics) else 0
+
+
+def _schema(args: argparse.Namespace) -> int:
+    from .jsonschema import render_schema
+
+    text = render_schema()
+    if args.check:
+        current = args.output.read_text() if args.output.exists() else ""
+        if current != text:
+            print(f"{args.output} is stale: run `pipespec schema`", file=sys.stderr)
+            return 1
+        return 0
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(text)
+    print(f"wrote {args.output}")
+    return 0
+
+
+def _new(args: argparse.Namespace) -> int:
+    from .scaffold import ScaffoldError, new_spec
+
+    try:
+        path = new_spec(args.name, args.template, args.dir)
+    except ScaffoldError as exc:
+        print(f"pipespec new: {exc}", file=sys.stderr)
+        return 2
+    print(f"wrote {path}; edit it, then run `pipespec check {path}`")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

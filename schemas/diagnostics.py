@@ -1,0 +1,63 @@
+"""Diagnostics: every problem pipespec finds, with where it is and how to fix it.
+
+Checking is separate from reporting (the check-jsonschema approach): checks
+produce `Diagnostic` values; `schemas.report` turns them into text, JSON or
+GitHub Actions annotations.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Literal
+
+Path = tuple[str | int, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Loc:
+    """A position in a YAML file, 1-based like editors show it."""
+
+    file: str
+    line: int
+    col: int
+
+
+@dataclass(frozen=True, slots=True)
+class Diagnostic:
+    file: str
+    line: int
+    col: int
+    path: str  # YAML path such as `data.sources[1].uri`; empty for the document
+    message: str
+    hint: str = ""
+    code: str = "spec"
+    severity: Literal["error", "warning"] = "error"
+    # Secrets must never be echoed back: the text reporter hides the source line.
+    redact_source: bool = field(default=False, compare=False)
+
+    def to_json(self) -> dict:
+        data = asdict(self)
+        data.pop("redact_source")
+        return data
+
+
+class SpecError(Exception):
+    """Raised inside the loader to stop at a problem that makes the rest meaningless."""
+
+    def __init__(self, diagnostic: Diagnostic):
+        super().__init__(diagnostic.message)
+        self.diagnostic = diagnostic
+
+
+def format_path(path: Path) -> str:
+    out = ""
+    for part in path:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else str(part)
+    return out
+
+
+def at(loc: Loc, path: Path, message: str, hint: str = "", code: str = "spec", **kw) -> Diagnostic:
+    return Diagnostic(loc.file, loc.line, loc.col, format_path(path), message, hint, code, **kw)

@@ -1,0 +1,26 @@
+"""The JSON Schema of a spec, generated from the models, for editors and CI."""
+
+from __future__ import annotations
+
+import json
+
+from .models import PipelineSpec
+
+SCHEMA_ID = "https://pipespec.dev/schemas/pipeline.schema.json"
+
+
+def build_schema() -> dict:
+    schema = PipelineSpec.model_json_schema(mode="validation")
+    properties = schema["properties"]
+    # `extends` is resolved before validation, but editors see it in the file.
+    properties["extends"] = {
+        "description": "Template(s) under templates/ to inherit from; this file's values win.",
+        "anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}],
+    }
+    # `key+:` appends to an inherited list; allow it for the list-valued keys editors autocomplete.
+    schema["patternProperties"] = {r"^[a-z_]+\+$": {"type": "array"}}
+    return {"$schema": "https://json-schema.org/draft/2020-12/schema", "$id": SCHEMA_ID, **schema}
+
+
+def render_schema() -> str:
+    return json.dumps(build_schema(), indent=2, sort_keys=True) + "\n"

@@ -1,0 +1,148 @@
+"""The `data:` section: sources, mapped transforms, join, gates, the published Asset."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal, Union
+
+from pydantic import BeforeValidator, Discriminator, Field
+
+from .common import AssetUri, Duration, Identifier, Schedule, StrictModel, single_key_union
+
+Format = Literal["jsonl", "csv", "parquet"]
+
+
+class _SourceBase(StrictModel):
+    name: Identifier = Field(description="Source name; names the mapped extract task instance.")
+    timeout: Duration | None = Field(None, description="Fail (and retry) the extract when it runs longer.")
+    on_bad_rows: Literal["fail", "skip"] = Field(
+        "fail", description="`fail` stops at a malformed row (reported with file and line); `skip` drops and counts it.")
+
+
+class S3Source(_SourceBase):
+    type: Literal["s3"]
+    uri: Annotated[str, Field(pattern=r"^s3://[a-z0-9][a-z0-9.\-]{1,62}(/.*)?$",
+                              description="`s3://bucket/prefix/`: one object or every object under a prefix.")]
+    format: Format
+    conn_id: str = Field("aws_default", description="Airflow connection with the credentials.")
+    only_new: bool = Field(False, description="Read only objects newer than the last successful run.")
+
+
+class LocalSource(_SourceBase):
+    type: Literal["local"]
+    path: str = Field(description="A file or directory, relative to the spec file or absolute.")
+    format: Format
+    only_new: bool = False
+
+
+class SnowflakeSource(_SourceBase):
+    type: Literal["snowflake"]
+    conn_id: str = Field("snowflake_default")
+    query: str = Field(description="SQL; may use `{{ data_interval_start }}` and `{{ data_interval_end }}`.")
+
+
+class SqlSource(_SourceBase):
+    type: Literal["sql"]
+    conn_id: str = Field(description="Airflow connection of a common-sql database (SQLite, PostgreSQL, ...).")
+    query: str
+
+
+Source = Annotated[Union[S3Source, LocalSource, SnowflakeSource, SqlSource], Discriminator("type")]
+
+Columns = Annotated[list[str], BeforeValidator(lambda v: [v] if isinstance(v, str) else v), Field(min_length=1)]
+
+
+class DedupeArgs(StrictModel):
+    key: Columns = Field(description="Column(s) that identify a record; the first occurrence is kept.")
+
+
+class NormalizeArgs(StrictModel):
+    columns: Columns
+    lowercase: bool = True
+    strip: bool = True
+    collapse_whitespace: bool = True
+
+
+class SampleArgs(StrictModel):
+    fraction: float = Field(gt=0, le=1)
+    seed: int = 0
+
+
+class Dedupe(StrictModel):
+    dedupe: DedupeArgs
+
+
+class DropEmpty(StrictModel):
+    drop_empty: Columns = Field(description="Drop rows where any of these columns is null or blank.")
+
+
+class Select(StrictModel):
+    select: Columns
+
+
+class Rename(StrictModel):
+    rename: dict[str, str] = Field(min_length=1, description="old name: new name")
+
+
+class Filter(StrictModel):
+    filter: str = Field(description="A safe expression such as `len(text) > 3 and label != 'spam'` (no Python eval).")
+
+
+class NormalizeText(StrictModel):
+    normalize_text: Annotated[NormalizeArgs, BeforeValidator(
+        lambda v: {"columns": v} if isinstance(v, (str, list)) else v)]
+
+
+class RedactPii(StrictModel):
+    redact_pii: Columns = Field(description="Replace emails, phone and card numbers in these columns.")
+
+
+class Sample(StrictModel):
+    sample: SampleArgs
+
+
+Transform = single_key_union(
+    ("dedupe", Dedupe), ("drop_empty", DropEmpty), ("select", Select), ("rename", Rename), ("filter", Filter),
+    ("normalize_text", NormalizeText), ("redact_pii", RedactPii), ("sample", Sample), what="transform")
+
+
+class Join(StrictModel):
+    type: Literal["union", "inner", "left"] = Field("union", description="`union` stacks rows; `inner`/`left` join on `on`.")
+    on: list[str] = Field(default_factory=list, description="Key columns for `inner` and `left` joins.")
+
+
+def _join_shorthand(value: Any) -> Any:
+    return {"type": value} if isinstance(value, str) else value
+
+
+class Threshold(StrictModel):
+    min_records: int = Field(0, ge=0, description="Block when the joined data has fewer rows.")
+    min_new_records: int = Field(0, ge=0, description="Block when fewer rows are new since the last published data.")
+
+
+class Range(StrictModel):
+    min: float | None = None
+    max: float | None = None
+
+
+class Quality(StrictModel):
+    required_columns: list[str] = Field(default_factory=list)
+    max_null_rate: dict[str, Annotated[float, Field(ge=0, le=1)]] = Field(default_factory=dict)
+    ranges: dict[str, Range] = Field(default_factory=dict)
+
+
+class Drift(StrictModel):
+    reference: AssetUri | None = Field(None, description="Reference data; default: the last published data.")
+    method: Literal["psi", "ks"] = "psi"
+    threshold: float = Field(0.2, gt=0, description="PSI above (or KS p-value below) this counts as drift.")
+    columns: list[str] = Field(min_length=1)
+
+
+class DataSection(StrictModel):
+    schedule: Schedule | None = Field(None, description="When to look for new data; default: manual.")
+    sources: list[Source] = Field(min_length=1, description="One mapped extract task per source.")
+    transforms: list[Transform] = Field(default_factory=list, description="Applied in order, mapped over sources.")
+    join: Annotated[Join, BeforeValidator(_join_shorthand)] = Field(default_factory=Join)
+    threshold: Threshold = Field(default_factory=Threshold)
+    quality: Quality | None = None
+    drift: Drift | None = Field(None, description="Drift above threshold also counts as a reason to retrain.")
+    publishes: AssetUri = Field(description="The Asset published when the gate passes; it triggers training.")

@@ -1,0 +1,74 @@
+"""Retries, alerts and inference: how a pipeline behaves in production."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BeforeValidator, Field, model_validator
+
+from .common import AssetUri, Duration, Schedule, StrictModel
+
+Event = Literal["failure", "retry", "gate_blocked", "promoted", "rejected", "rolled_back"]
+EMAIL = r"^[^@\s]+@[^@\s]+\.[^@\s]+$"
+
+
+class RetryPolicy(StrictModel):
+    count: int | None = Field(None, ge=0, le=50, description="Retries after the first try.")
+    delay: Duration | None = Field(None, description="Wait before the first retry.")
+    backoff: Literal["constant", "exponential"] | None = None
+    max_delay: Duration | None = Field(None, description="Cap for exponential backoff.")
+
+
+class RetryOverrides(StrictModel):
+    data: RetryPolicy | None = None
+    train: RetryPolicy | None = None
+    evaluate: RetryPolicy | None = None
+    rollout: RetryPolicy | None = None
+    inference: RetryPolicy | None = None
+
+
+class Retries(StrictModel):
+    count: int = Field(2, ge=0, le=50)
+    delay: Duration = "5m"
+    backoff: Literal["constant", "exponential"] = "constant"
+    max_delay: Duration | None = None
+    overrides: RetryOverrides = Field(default_factory=RetryOverrides, description="Per stage, over the defaults.")
+
+
+class SlackChannel(StrictModel):
+    channel: Annotated[str, Field(pattern=r"^[#@]?[\w.\-]+$")]
+    conn_id: str = "slack_default"
+
+
+class EmailChannel(StrictModel):
+    to: list[Annotated[str, Field(pattern=EMAIL)]] = Field(min_length=1)
+    conn_id: str = "smtp_default"
+
+
+class WebhookChannel(StrictModel):
+    conn_id: str = Field(description="HTTP connection whose host is the webhook URL.")
+    endpoint: str = ""
+
+
+class Alert(StrictModel):
+    on: list[Event] = Field(min_length=1, description="Events that send this alert.")
+    slack: SlackChannel | None = None
+    email: Annotated[EmailChannel | None, BeforeValidator(
+        lambda v: {"to": [v] if isinstance(v, str) else v} if isinstance(v, (list, str)) else v)] = None
+    webhook: WebhookChannel | None = None
+
+    @model_validator(mode="after")
+    def _one_channel(self) -> "Alert":
+        channels = [c for c in ("slack", "email", "webhook") if getattr(self, c) is not None]
+        if len(channels) != 1:
+            raise ValueError("each alert names exactly one channel: `slack`, `email` or `webhook`")
+        return self
+
+
+class InferenceSection(StrictModel):
+    schedule: Schedule | None = Field(None, description="Default: when the model Asset updates.")
+    input: AssetUri
+    output: AssetUri
+    format: Literal["jsonl", "csv", "parquet"] = "parquet"
+    shard_size: int = Field(10_000, gt=0, description="Rows per mapped prediction task.")
+

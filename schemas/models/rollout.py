@@ -1,0 +1,85 @@
+"""The `rollout:` section: champion/challenger policy, stages and target."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal, Union
+
+from pydantic import BeforeValidator, Discriminator, Field
+
+from .common import Duration, StrictModel, single_key_union
+
+
+class ShadowArgs(StrictModel):
+    duration: Duration | None = Field(None, description="How long the challenger runs without traffic.")
+
+
+class Guard(StrictModel):
+    max_drop: float = Field(0.02, ge=0, description="Roll back when the live metric drops more than this.")
+
+
+class CanaryArgs(StrictModel):
+    percent: int = Field(gt=0, lt=100, description="Share of traffic sent to the challenger.")
+    guard: Guard = Field(default_factory=Guard)
+    duration: Duration | None = None
+
+
+class ApprovalArgs(StrictModel):
+    timeout: Duration = Field("1d", description="Rejected when nobody approves in time.")
+    subject: str | None = None
+
+
+class Shadow(StrictModel):
+    shadow: ShadowArgs | None = None
+
+
+class Canary(StrictModel):
+    canary: Annotated[CanaryArgs, BeforeValidator(lambda v: {"percent": v} if isinstance(v, int) else v)]
+
+
+class Approval(StrictModel):
+    approval: ApprovalArgs | None = None
+
+
+class Full(StrictModel):
+    full: None = None
+
+
+Stage = single_key_union(("shadow", Shadow), ("canary", Canary), ("approval", Approval), ("full", Full),
+                         shorthand=True, what="rollout stage")
+
+
+class RegistryAliasTarget(StrictModel):
+    type: Literal["registry_alias"]
+    alias: str = Field("champion", description="Registry alias that serving and inference load.")
+
+
+class AnyscaleServiceTarget(StrictModel):
+    type: Literal["anyscale_service"]
+    name: str = Field(description="Anyscale Service name.")
+    conn_id: str = "anyscale_conn"
+    compute_config: str | None = None
+    image_uri: str | None = None
+    applications: list[dict[str, Any]] = Field(default_factory=list)
+
+
+class KubernetesTarget(StrictModel):
+    type: Literal["kubernetes"]
+    deployment: str
+    namespace: str = "default"
+    conn_id: str = "kubernetes_default"
+    image: str | None = None
+
+
+Target = Annotated[Union[RegistryAliasTarget, AnyscaleServiceTarget, KubernetesTarget], Discriminator("type")]
+
+
+def _target_shorthand(value: Any) -> Any:
+    return {"type": value} if isinstance(value, str) else value
+
+
+class RolloutSection(StrictModel):
+    policy: Literal["champion_challenger"] = "champion_challenger"
+    min_improvement: float = Field(0.0, ge=0, description="The challenger must beat the champion by at least this.")
+    stages: list[Stage] = Field(default_factory=lambda: ["full"], description="In order; `full` comes last.")
+    target: Annotated[Target, BeforeValidator(_target_shorthand)] = Field(
+        default_factory=lambda: RegistryAliasTarget(type="registry_alias"))

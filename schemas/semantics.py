@@ -1,0 +1,168 @@
+"""Checks across fields of one spec, after the models accepted it.
+
+Each check is a small function yielding (path, message, hint); the caller
+turns paths into file:line:col through the merged YAML tree.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+from .assets import train_dataset
+from .catalog import METRICS, MODEL_TYPES, metrics_for
+from .diagnostics import Path
+from .models import PipelineSpec
+from .models.rollout import Approval, Canary, Full, Shadow
+from .validation_errors import did_you_mean
+
+Finding = tuple[Path, str, str]
+Check = Callable[[PipelineSpec], Iterator[Finding]]
+CHECKS: list[Check] = []
+
+
+def check(fn: Check) -> Check:
+    CHECKS.append(fn)
+    return fn
+
+
+def run_checks(spec: PipelineSpec) -> list[Finding]:
+    return [finding for fn in CHECKS for finding in fn(spec)]
+
+
+@check
+def sections_need_their_inputs(spec: PipelineSpec) -> Iterator[Finding]:
+    if spec.train and train_dataset(spec) is None:
+        yield ("train",), "`train` has no data to train on", "add a `data:` section, or set `train.dataset` to an Asset"
+    for section, needs in (("evaluate", "train"), ("rollout", "evaluate"), ("inference", "train")):
+        if getattr(spec, section) is not None and getattr(spec, needs) is None:
+            yield (section,), f"`{section}` needs a `{needs}` section", f"add `{needs}:` or remove `{section}:`"
+    if not (spec.data or spec.train or spec.inference):
+        yield ("pipeline",), "the pipeline has nothing to run", "add at least one of `data`, `train`, `inference`"
+
+
+@check
+def metric_suits_model(spec: PipelineSpec) -> Iterator[Finding]:
+    if not spec.evaluate:
+        return
+    metric = spec.evaluate.metric
+    if metric not in METRICS:
+        yield ("evaluate", "metric"), f"unknown metric `{metric}`", did_you_mean(metric, sorted(METRICS))
+        return
+    if spec.train:
+        model_type = spec.train.model.type
+        allowed = metrics_for(model_type)
+        if metric not in allowed:
+            yield (("evaluate", "metric"), f"metric `{metric}` does not apply to `{model_type}`",
+                   f"{MODEL_TYPES[model_type].task} models support: {', '.join(allowed)}")
+    natural = METRICS[metric].direction
+    if spec.evaluate.direction and spec.evaluate.direction != natural:
+        better = "higher" if natural == "max" else "lower"
+        yield (("evaluate", "direction"), f"`{metric}` is better when {better}; `direction: {spec.evaluate.direction}`"
+               " would promote worse models", f"remove `direction` or set it to `{natural}`")
+    bounded = metric not in {"rmse", "mae"}
+    if bounded and spec.evaluate.floor is not None and not 0 <= spec.evaluate.floor <= 1:
+        yield ("evaluate", "floor"), f"`{metric}` lies between 0 and 1; floor {spec.evaluate.floor} can never be met", \
+            "write the floor as a fraction, e.g. 0.7"
+
+
+@check
+def compute_can_train_model(spec: PipelineSpec) -> Iterator[Finding]:
+    if not spec.train:
+        return
+    model_type, backend = spec.train.model.type, spec.train.compute.backend
+    allowed = MODEL_TYPES[model_type].backends
+    if backend not in allowed:
+        yield (("train", "compute", "backend"), f"`{model_type}` cannot train on `{backend}` compute",
+               f"use backend: {' or '.join(sorted(allowed))}")
+
+
+@check
+def target_matches_compute(spec: PipelineSpec) -> Iterator[Finding]:
+    if not (spec.rollout and spec.train):
+        return
+    target, backend = spec.rollout.target.type, spec.train.compute.backend
+    if target == "anyscale_service" and backend != "anyscale":
+        yield (("rollout", "target", "type"), "an Anyscale Service serves models trained on Anyscale",
+               "set `train.compute.backend: anyscale`, or roll out to `registry_alias` or `kubernetes`")
+    if target == "kubernetes" and backend == "anyscale":
+        yield (("rollout", "target", "type"), "models trained on Anyscale are rolled out as an Anyscale Service",
+               "use `target: {type: anyscale_service, name: ...}`")
+
+
+@check
+def stages_in_order(spec: PipelineSpec) -> Iterator[Finding]:
+    if not spec.rollout:
+        return
+    stages = spec.rollout.stages
+    order = {Shadow: 0, Canary: 1, Approval: 2, Full: 3}
+    fulls = [i for i, s in enumerate(stages) if isinstance(s, Full)]
+    if fulls != [len(stages) - 1]:
+        yield ("rollout", "stages"), "`full` must appear exactly once, as the last stage", \
+            "end the list with `full`: shadow → canary → approval → full"
+    last_rank, last_percent = -1, 0
+    for index, stage in enumerate(stages):
+        rank = order[type(stage)]
+        if rank < last_rank and not isinstance(stage, Full):
+            yield (("rollout", "stages", index), f"stage `{_name(stage)}` comes too late",
+                   "order stages as shadow → canary → approval → full")
+        if isinstance(stage, Canary):
+            if stage.canary.percent <= last_percent:
+                yield (("rollout", "stages", index), "canary percentages must increase",
+                       f"{stage.canary.percent}% follows {last_percent}%")
+            last_percent = stage.canary.percent
+        last_rank = max(last_rank, rank)
+
+
+def _name(stage: object) -> str:
+    return type(stage).__name__.lower()
+
+
+@check
+def join_has_keys(spec: PipelineSpec) -> Iterator[Finding]:
+    if not spec.data:
+        return
+    join = spec.data.join
+    if join.type in ("inner", "left") and not join.on:
+        yield ("data", "join"), f"a `{join.type}` join needs key columns", "add `on: [id]`"
+    if join.type == "union" and join.on:
+        yield ("data", "join", "on"), "a `union` does not use `on`", "remove `on`, or use `type: inner`"
+    if join.type in ("inner", "left") and len(spec.data.sources) < 2:
+        yield ("data", "join"), f"a `{join.type}` join needs at least two sources", "use `join: union`"
+
+
+@check
+def source_names_unique(spec: PipelineSpec) -> Iterator[Finding]:
+    if not spec.data:
+        return
+    seen: set[str] = set()
+    for index, source in enumerate(spec.data.sources):
+        if source.name in seen:
+            yield ("data", "sources", index, "name"), f"source name `{source.name}` is used twice", \
+                "names identify mapped task instances: make them unique"
+        seen.add(source.name)
+
+
+@check
+def alerts_can_fire(spec: PipelineSpec) -> Iterator[Finding]:
+    needs = {"promoted": "rollout", "rejected": "rollout", "rolled_back": "rollout", "gate_blocked": "data"}
+    for index, alert in enumerate(spec.alerts):
+        for event in alert.on:
+            section = needs.get(event)
+            if section and getattr(spec, section) is None:
+                yield (("alerts", index, "on"), f"event `{event}` never happens: the spec has no `{section}` section",
+                       f"remove `{event}` or add `{section}:`")
+
+
+@check
+def overrides_name_present_sections(spec: PipelineSpec) -> Iterator[Finding]:
+    for section in type(spec.retries.overrides).model_fields:
+        if getattr(spec.retries.overrides, section) is not None and getattr(spec, section) is None:
+            yield (("retries", "overrides", section), f"override for `{section}`, which this spec does not have",
+                   "remove it")
+
+
+@check
+def backoff_settings_agree(spec: PipelineSpec) -> Iterator[Finding]:
+    if spec.retries.max_delay and spec.retries.backoff != "exponential":
+        yield ("retries", "max_delay"), "`max_delay` only applies to exponential backoff", \
+            "set `backoff: exponential` or remove `max_delay`"

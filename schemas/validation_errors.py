@@ -1,0 +1,112 @@
+"""Turn pydantic validation errors into Diagnostics a person can act on."""
+
+from __future__ import annotations
+
+import difflib
+import re
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from .diagnostics import Diagnostic, at
+from .locate import allowed_keys, field_at, key_loc, locate
+from .yamlload import Node
+
+_KIND = {
+    "string_type": "a string", "int_type": "an integer", "int_parsing": "an integer",
+    "float_type": "a number", "float_parsing": "a number", "bool_type": "true or false",
+    "bool_parsing": "true or false", "list_type": "a list", "dict_type": "a mapping",
+    "model_type": "a mapping", "model_attributes_type": "a mapping", "int_from_float": "a whole number",
+}
+
+
+def did_you_mean(word: str, options: list[str]) -> str:
+    close = difflib.get_close_matches(str(word), options, n=1, cutoff=0.6)
+    if close:
+        return f"did you mean `{close[0]}`?"
+    return f"expected one of: {', '.join(f'`{o}`' for o in options)}" if options else ""
+
+
+def quote(value: Any) -> str:
+    text = str(value)
+    return f"`{text if len(text) <= 40 else text[:37] + '...'}`"
+
+
+def describe(value: Any) -> str:
+    if value is None:
+        return "nothing (null)"
+    if isinstance(value, bool):
+        return f"`{str(value).lower()}` (a boolean)"
+    if isinstance(value, dict):
+        return "a mapping"
+    if isinstance(value, list):
+        return "a list"
+    text = str(value)
+    text = text if len(text) <= 40 else text[:37] + "..."
+    return f"`{text}` ({'a string' if isinstance(value, str) else 'a number'})"
+
+
+def from_validation_error(exc: ValidationError, root: Node, model: type[BaseModel],
+                          ignore_missing: bool = False) -> list[Diagnostic]:
+    data = root.to_plain()
+    out: list[Diagnostic] = []
+    seen: set[tuple] = set()
+    for error in exc.errors(include_url=False):
+        if ignore_missing and error["type"] == "missing":
+            continue
+        diagnostic = _one(error, root, model, data)
+        key = (diagnostic.file, diagnostic.line, diagnostic.col, diagnostic.message)
+        if key not in seen:  # unions can report one mistake once per member
+            seen.add(key)
+            out.append(diagnostic)
+    return out
+
+
+def _one(error: dict, root: Node, model: type[BaseModel], data: Any) -> Diagnostic:
+    kind, loc, value = error["type"], tuple(error["loc"]), error.get("input")
+    node, path, exact = locate(root, loc)
+    last = loc[-1] if loc else ""
+
+    if kind == "missing":
+        where = key_loc(node) if path else node.loc
+        _, info = field_at(model, path + (last,), data)
+        hint = info.description if info and info.description else f"add `{last}:` here"
+        return at(where, path + (last,), f"missing required key `{last}`", hint, code="missing")
+
+    if kind == "extra_forbidden":
+        options = allowed_keys(model, path[:-1], data)
+        return at(key_loc(node), path, f"unknown key `{last}`", did_you_mean(str(last), options), code="unknown-key")
+
+    _, info = field_at(model, path, data)
+    hint = info.description if info and info.description else ""
+    if kind == "literal_error":
+        options = re.findall(r"'([^']*)'", error["ctx"]["expected"])
+        return at(node.loc, path, f"{quote(value)} is not allowed here",
+                  did_you_mean(str(value), options), code="invalid-value")
+    if kind == "union_tag_invalid":
+        ctx = error["ctx"]
+        options = re.findall(r"'([^']*)'", ctx["expected_tags"])
+        return at(node.value[ctx["discriminator"].strip("'")].loc if isinstance(node.value, dict)
+                  and ctx["discriminator"].strip("'") in node.value else node.loc,
+                  path, f"unknown {ctx['discriminator'].strip(chr(39))} {quote(ctx['tag'])}",
+                  did_you_mean(str(ctx["tag"]), options), code="invalid-value")
+    if kind == "unknown_variant":
+        # Our own one-key unions (transforms, stages, asset expressions); the message lists the choices.
+        options = re.findall(r"`([^`]+)`", error["msg"])
+        word = next(iter(value)) if isinstance(value, dict) and value else value
+        if isinstance(word, str) and word in options:
+            return at(node.loc, path, f"{quote(word)} needs settings", f"write it as `{{{word}: ...}}`",
+                      code="invalid-value")
+        return at(node.loc, path, f"{quote(word) if isinstance(word, str) else describe(word)} is not valid here: "
+                  f"{error['msg']}", did_you_mean(str(word), options) if isinstance(word, str) else "",
+                  code="invalid-value")
+    if kind in _KIND:
+        return at(node.loc, path, f"expected {_KIND[kind]}, got {describe(value)}", hint, code="type")
+    if kind == "string_pattern_mismatch":
+        return at(node.loc, path, f"{quote(value)} has the wrong format", hint or error["msg"], code="format")
+    if kind == "value_error":  # our validators write complete messages
+        return at(node.loc, path, error["msg"].removeprefix("Value error, "), "", code="invalid-value")
+    message = error["msg"].removeprefix("Input should be ").removeprefix("Value error, ")
+    if kind in {"greater_than", "greater_than_equal", "less_than", "less_than_equal", "too_short", "too_long"}:
+        message = f"must be {message} (got {quote(value)})"
+    return at(node.loc, path, message, hint, code="invalid-value")
