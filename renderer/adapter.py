@@ -1,0 +1,51 @@
+"""The one thin adapter between Airflow and the task library.
+
+Every compiled task calls `run_step` (or `run_branch`): it turns Airflow's
+context into a plain `RunContext`, looks the step up by name in the registry
+and calls it with the spec's params and the upstream outputs. Steps never
+see Airflow, and the renderer never special-cases a step.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tasklib.context import RunContext
+from tasklib.registry import resolve
+
+
+def _run_context() -> tuple[RunContext, Any]:
+    from airflow.sdk import get_current_context
+
+    context = get_current_context()
+    ti = context["ti"]
+    interval_start, interval_end = context.get("data_interval_start"), context.get("data_interval_end")
+    return RunContext(
+        dag_id=ti.dag_id, task_id=ti.task_id, run_id=context["run_id"],
+        map_index=getattr(ti, "map_index", -1), try_number=getattr(ti, "try_number", 1),
+        logical_date=_iso(context.get("logical_date")),
+        data_interval_start=_iso(interval_start), data_interval_end=_iso(interval_end),
+    ), context
+
+
+def _iso(value: Any) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def run_step(step: str, step_params: dict, map_arg: str | None = None, map_label: str | None = None,
+             **inputs: Any) -> Any:
+    ctx, context = _run_context()
+    item = inputs.get(map_arg) if map_arg else None
+    if isinstance(item, dict) and map_label in item:
+        # Names the mapped instance in the UI (map_index_template="{{ map_label }}").
+        context["map_label"] = str(item[map_label])
+    return resolve(step)(ctx, **step_params, **inputs)
+
+
+def run_branch(step: str, step_params: dict, branches: dict[str, str], **inputs: Any) -> list[str]:
+    """Run a deciding step; follow the task its decision names (none: skip everything after)."""
+    ctx, _ = _run_context()
+    decision = resolve(step)(ctx, **step_params, **inputs)
+    name = decision["decision"] if isinstance(decision, dict) else decision
+    target = branches.get(name)
+    return [target] if target else []

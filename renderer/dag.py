@@ -1,0 +1,153 @@
+"""IR → Airflow DAG objects. The only module that knows Airflow's DAG API.
+
+One builder per task *kind* (python, branch, approval, lazily built provider
+operators); no builder knows about any particular step.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+from airflow.sdk import DAG, Asset, AssetAll, AssetAny, AssetOrTimeSchedule, CronTriggerTimetable, XComArg, task
+
+from schemas import ir
+
+from .adapter import run_branch, run_step
+from .lazy import LazyOperator
+from .notifier import PipespecNotifier
+
+START_DATE = datetime(2024, 1, 1, tzinfo=timezone.utc)
+COMPUTE_BUILDERS = {
+    "kubernetes_pod": "tasklib.compute.kubernetes:pod_operator_kwargs",
+    "anyscale_job": "tasklib.compute.anyscale:job_operator_kwargs",
+}
+
+
+def render_pipeline(pipeline: ir.Pipeline) -> list[DAG]:
+    return [render_dag(dag) for dag in pipeline.dags]
+
+
+def render_dag(spec: ir.Dag) -> DAG:
+    with DAG(
+        dag_id=spec.dag_id,
+        schedule=_schedule(spec.schedule),
+        start_date=START_DATE,
+        catchup=False,
+        max_active_runs=1,
+        description=spec.description,
+        doc_md=spec.doc_md,
+        tags=set(spec.tags),
+        default_args={"owner": spec.owner, **_retry_args(spec.retry), **_callbacks(spec)},
+    ) as dag:
+        built: dict[str, Any] = {}
+        for task_ir in spec.tasks:  # compile emits tasks after their upstreams
+            built[task_ir.task_id] = _BUILDERS[task_ir.kind](task_ir, built)
+        for task_ir in spec.tasks:
+            for upstream in task_ir.upstream:
+                _operator(built[upstream]) >> _operator(built[task_ir.task_id])
+    return dag
+
+
+def _schedule(schedule: ir.Schedule) -> Any:
+    if schedule.kind == "none":
+        return None
+    if schedule.kind == "cron":
+        return schedule.cron
+    assets = _assets(schedule.assets)
+    if schedule.kind == "assets":
+        return assets
+    return AssetOrTimeSchedule(timetable=CronTriggerTimetable(schedule.cron, timezone="UTC"), assets=assets)
+
+
+def _assets(expr: Any) -> Any:
+    if isinstance(expr, str):
+        return Asset(expr)
+    if "all" in expr:
+        return AssetAll(*(_assets(e) for e in expr["all"]))
+    return AssetAny(*(_assets(e) for e in expr["any"]))
+
+
+def _retry_args(retry: ir.Retry | None) -> dict[str, Any]:
+    if retry is None:
+        return {}
+    args: dict[str, Any] = {"retries": retry.count, "retry_delay": timedelta(seconds=retry.delay_s),
+                            "retry_exponential_backoff": retry.exponential}
+    if retry.max_delay_s:
+        args["max_retry_delay"] = timedelta(seconds=retry.max_delay_s)
+    return args
+
+
+def _callbacks(spec: ir.Dag) -> dict[str, Any]:
+    pipeline = spec.dag_id.rsplit("__", 1)[0]
+    out: dict[str, Any] = {}
+    for event, key in (("failure", "on_failure_callback"), ("retry", "on_retry_callback")):
+        channels = [{"channel": a.channel, **a.settings} for a in spec.alerts if event in a.events]
+        if channels:
+            out[key] = [PipespecNotifier(pipeline=pipeline, event=event, channels=channels)]
+    return out
+
+
+def _common(task_ir: ir.Task) -> dict[str, Any]:
+    return {"task_id": task_ir.task_id, "trigger_rule": task_ir.trigger_rule, "doc_md": task_ir.doc,
+            "outlets": [Asset(uri) for uri in task_ir.outlets], **_retry_args(task_ir.retry)}
+
+
+def _inputs(task_ir: ir.Task, built: dict[str, Any]) -> dict[str, Any]:
+    return {arg: _output(built[source]) for arg, source in task_ir.inputs.items()}
+
+
+def _python(task_ir: ir.Task, built: dict[str, Any]) -> Any:
+    inputs = _inputs(task_ir, built)
+    mapping = task_ir.mapping
+    if mapping is None:
+        return task(run_step, **_common(task_ir))(step=task_ir.step, step_params=task_ir.params, **inputs)
+    decorated = task(run_step, map_index_template="{{ map_label }}", **_common(task_ir))
+    partial = decorated.partial(step=task_ir.step, step_params=task_ir.params, map_arg=mapping.arg,
+                                map_label=mapping.label, **inputs)
+    items = _output(built[mapping.over]) if mapping.over else list(mapping.items)
+    return partial.expand(**{mapping.arg: items})
+
+
+def _branch(task_ir: ir.Task, built: dict[str, Any]) -> Any:
+    return task.branch(run_branch, **_common(task_ir))(
+        step=task_ir.step, step_params=task_ir.params, branches=task_ir.branches, **_inputs(task_ir, built))
+
+
+def _approval(task_ir: ir.Task, built: dict[str, Any]) -> Any:
+    # Imported only when a spec asks for approval: the HITL module costs ~1 s to import.
+    from airflow.providers.standard.operators.hitl import ApprovalOperator
+
+    params = task_ir.params
+    return ApprovalOperator(
+        subject=params.get("subject") or f"Roll out the new {params['pipeline']} model?",
+        body="Approve to continue the rollout; reject to keep the champion.",
+        defaults="Reject", response_timeout=timedelta(seconds=_seconds(params["timeout"])),
+        **_common(task_ir))
+
+
+def _lazy(task_ir: ir.Task, built: dict[str, Any]) -> Any:
+    return LazyOperator(operator=task_ir.kind, builder=COMPUTE_BUILDERS[task_ir.kind],
+                        step_params=task_ir.params, **_common(task_ir))
+
+
+def _seconds(duration: str) -> int:
+    from schemas.models.common import parse_duration
+
+    return parse_duration(duration)
+
+
+def _output(built: Any) -> Any:
+    """TaskFlow calls return an XComArg already; classic operators expose theirs as `.output`."""
+    return built if isinstance(built, XComArg) else built.output
+
+
+def _operator(built: Any) -> Any:
+    return built.operator if isinstance(built, XComArg) else built
+
+
+_BUILDERS: dict[str, Callable[[ir.Task, dict[str, Any]], Any]] = {
+    "python": _python, "branch": _branch, "approval": _approval,
+    "kubernetes_pod": _lazy, "anyscale_job": _lazy,
+}
