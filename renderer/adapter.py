@@ -32,20 +32,26 @@ def _iso(value: Any) -> str | None:
     return value.isoformat() if value is not None else None
 
 
-def run_step(step: str, step_params: dict, map_arg: str | None = None, map_label: str | None = None,
-             **inputs: Any) -> Any:
+def run_step(step: str, step_params: dict, inputs: dict | None = None, item: Any = None,
+             map_arg: str | None = None, map_label: str | None = None) -> Any:
+    """Run a registered step. No `**kwargs` here on purpose: Airflow would fill them with its context.
+
+    `item` is the mapped value (one source, one shard); `map_arg` names the step argument it becomes.
+    """
     ctx, context = _run_context()
-    item = inputs.get(map_arg) if map_arg else None
-    if isinstance(item, dict) and map_label in item:
-        # Names the mapped instance in the UI (map_index_template="{{ map_label }}").
-        context["map_label"] = str(item[map_label])
-    return resolve(step)(ctx, **step_params, **inputs)
+    arguments = {**step_params, **(inputs or {})}
+    if map_arg is not None:
+        arguments[map_arg] = item
+        if isinstance(item, dict) and map_label in item:
+            # Names the mapped instance in the UI (map_index_template="{{ map_label }}").
+            context["map_label"] = str(item[map_label])
+    return resolve(step)(ctx, **arguments)
 
 
-def run_branch(step: str, step_params: dict, branches: dict[str, str], **inputs: Any) -> list[str]:
+def run_branch(step: str, step_params: dict, branches: dict[str, str], inputs: dict | None = None) -> list[str]:
     """Run a deciding step; follow the task its decision names (none: skip everything after)."""
     ctx, _ = _run_context()
-    decision = resolve(step)(ctx, **step_params, **inputs)
+    decision = resolve(step)(ctx, **step_params, **(inputs or {}))
     name = decision["decision"] if isinstance(decision, dict) else decision
     target = branches.get(name)
     return [target] if target else []

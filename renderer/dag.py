@@ -102,17 +102,17 @@ def _python(task_ir: ir.Task, built: dict[str, Any]) -> Any:
     inputs = _inputs(task_ir, built)
     mapping = task_ir.mapping
     if mapping is None:
-        return task(run_step, **_common(task_ir))(step=task_ir.step, step_params=task_ir.params, **inputs)
+        return task(run_step, **_common(task_ir))(step=task_ir.step, step_params=task_ir.params, inputs=inputs)
     decorated = task(run_step, map_index_template="{{ map_label }}", **_common(task_ir))
-    partial = decorated.partial(step=task_ir.step, step_params=task_ir.params, map_arg=mapping.arg,
-                                map_label=mapping.label, **inputs)
+    partial = decorated.partial(step=task_ir.step, step_params=task_ir.params, inputs=inputs,
+                                map_arg=mapping.arg, map_label=mapping.label)
     items = _output(built[mapping.over]) if mapping.over else list(mapping.items)
-    return partial.expand(**{mapping.arg: items})
+    return partial.expand(item=items)
 
 
 def _branch(task_ir: ir.Task, built: dict[str, Any]) -> Any:
     return task.branch(run_branch, **_common(task_ir))(
-        step=task_ir.step, step_params=task_ir.params, branches=task_ir.branches, **_inputs(task_ir, built))
+        step=task_ir.step, step_params=task_ir.params, branches=task_ir.branches, inputs=_inputs(task_ir, built))
 
 
 def _approval(task_ir: ir.Task, built: dict[str, Any]) -> Any:

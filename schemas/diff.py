@@ -19,8 +19,7 @@ from .graph import describe_mapping, describe_schedule, item_label
 from .ir import Dag, Pipeline, Retry, Task
 
 # Params that differ between checkouts without changing behaviour.
-NOISY_PARAMS = {"spec_dir"}
-WORKING_TREE = "working tree"
+NOISY_PARAMS = set()
 
 
 # --- comparing IR ------------------------------------------------------------------
@@ -28,8 +27,9 @@ WORKING_TREE = "working tree"
 def diff_pipelines(old: dict[str, Pipeline], new: dict[str, Pipeline]) -> list[str]:
     """Lines describing every behavioural change; [] when the DAGs are the same."""
     old_dags, new_dags = _dags(old), _dags(new)
-    order = list(dict.fromkeys(d for name in sorted({*old, *new}) for side in (new_dags, old_dags)
-                               for d in side if d.split("__")[0] == name or _owner(side[d], new, old) == name))
+    # Pipelines by name; inside one, its DAGs in compiled order, removed ones last.
+    order = dict.fromkeys(d.dag_id for name in sorted({*old, *new}) for side in (new, old) if name in side
+                          for d in side[name].dags)
     lines: list[str] = []
     for dag_id in order:
         before, after = old_dags.get(dag_id), new_dags.get(dag_id)
@@ -46,11 +46,7 @@ def diff_pipelines(old: dict[str, Pipeline], new: dict[str, Pipeline]) -> list[s
 
 
 def _dags(pipelines: dict[str, Pipeline]) -> dict[str, Dag]:
-    return {dag.dag_id: dag for name in sorted(pipelines) for dag in pipelines[name].dags}
-
-
-def _owner(dag: Dag, *sides: dict[str, Pipeline]) -> str | None:
-    return next((name for side in sides for name, p in side.items() if dag in p.dags), None)
+    return {dag.dag_id: dag for pipeline in pipelines.values() for dag in pipeline.dags}
 
 
 def _dag_changes(old: Dag, new: Dag) -> list[str]:
@@ -177,9 +173,9 @@ class Snapshot(dict[str, Pipeline]):
     the comparison so they do not show up as removed.
     """
 
-    def __init__(self, label: str) -> None:
+    def __init__(self, where: str) -> None:
         super().__init__()
-        self.label = label
+        self.where = where  # "at HEAD~1" or "in the working tree"
         self.errors: dict[str, str] = {}  # file stem -> line
 
 
@@ -194,22 +190,26 @@ def load_at_ref(repo_root: Path, ref: str | None, paths: list[str]) -> Snapshot:
     still resolved by `extends`, so `paths` should include their directory.
     """
     if ref is None:
-        return _load(repo_root, paths, WORKING_TREE)
+        return _load(repo_root, paths, "in the working tree")
+    if ref.startswith("-"):  # git would read it as an option (`--output=...`)
+        raise GitRefError(f"unknown git ref `{ref}`")
+    _git(repo_root, "rev-parse", "--git-dir", what=f"not a git repository: {repo_root}")
     _git(repo_root, "rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}", what=f"unknown git ref `{ref}`")
     present = [p for p in paths if _git(repo_root, "ls-tree", "--name-only", ref, "--", p).strip()]
     with tempfile.TemporaryDirectory(prefix="pipespec-diff-") as tmp:
         if present:
             archive = _git(repo_root, "archive", "--format=tar", ref, "--", *present)
             with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
-                tar.extractall(tmp, filter="data")  # "data" refuses links and paths that leave tmp
-        return _load(Path(tmp), paths, ref)
+                # The "data" filter refuses links and paths that leave tmp (Python 3.11.4+).
+                tar.extractall(tmp, **({"filter": "data"} if hasattr(tarfile, "data_filter") else {}))
+        return _load(Path(tmp), paths, f"at {ref}")
 
 
-def _load(root: Path, paths: list[str], label: str) -> Snapshot:
+def _load(root: Path, paths: list[str], where: str) -> Snapshot:
     from .check import check_file, discover
     from .compile import compile_spec, spec_hash
 
-    snapshot = Snapshot(label)
+    snapshot = Snapshot(where)
     files, _ = discover([root / p for p in paths if (root / p).exists()])
     for file in files:
         checked = check_file(file)
@@ -218,7 +218,7 @@ def _load(root: Path, paths: list[str], label: str) -> Snapshot:
         if checked.spec is None or not checked.ok:
             errors = sum(d.severity == "error" for d in checked.diagnostics)
             plural = "" if errors == 1 else "s"
-            snapshot.errors[file.stem] = f"{file.stem}: spec has errors at {label} ({errors} diagnostic{plural})"
+            snapshot.errors[file.stem] = f"{file.stem}: spec has errors {where} ({errors} diagnostic{plural})"
             continue
         pipeline = compile_spec(checked.spec, checked.display, spec_hash(checked.files))
         snapshot[pipeline.name] = pipeline
@@ -242,6 +242,9 @@ def diff_refs(repo_root: Path, base: str, head: str | None = None, paths: list[s
     old, new = load_at_ref(repo_root, base, paths), load_at_ref(repo_root, head, paths)
     broken = {*old.errors, *new.errors}
     lines = [*old.errors.values(), *new.errors.values()]
-    # A spec broken on either side is left out: its DAGs did not really disappear.
-    keep = lambda side: {name: p for name, p in side.items() if name not in broken and Path(p.spec_file).stem not in broken}  # noqa: E731
+
+    def keep(side: Snapshot) -> dict[str, Pipeline]:
+        # A spec broken on either side is left out: its DAGs did not really disappear.
+        return {name: p for name, p in side.items() if name not in broken and Path(p.spec_file).stem not in broken}
+
     return lines + diff_pipelines(keep(old), keep(new))
