@@ -31,7 +31,7 @@ schema: install
 	$(VENV)/bin/pipespec schema
 
 demo: install
-	$(PY) -m schemas.demo
+	$(PY) -m renderer.demo
 
 test: install
 	$(PY) -m pytest

@@ -68,7 +68,7 @@ def _templates_root(file: Path) -> Path | None:
         if directory.name == TEMPLATES_DIR:
             return directory
         if (directory / TEMPLATES_DIR).is_dir():
-            return directory / TEMPLATES_DIR
+            return (directory / TEMPLATES_DIR).resolve()  # a symlinked templates/ is common in monorepos
     return None
 
 
