@@ -13,6 +13,8 @@ examples:
   pipespec check pipelines/x.yaml --format github
   pipespec new churn --from templates/tabular_classifier.yaml
   pipespec schema                         regenerate schemas/pipeline.schema.json
+  pipespec graph pipelines/x.yaml --format dot
+  pipespec diff origin/main               compiled-DAG changes since main
 """
 
 
@@ -34,8 +36,18 @@ def main(argv: list[str] | None = None) -> int:
     new.add_argument("--from", dest="template", required=True, help="template path, e.g. templates/text_classifier.yaml")
     new.add_argument("--dir", type=Path, default=Path("pipelines"))
 
+    graph = commands.add_parser("graph", help="draw a spec's DAGs and their Asset wiring (Mermaid or DOT)")
+    graph.add_argument("spec", type=Path)
+    graph.add_argument("--format", choices=["mermaid", "dot"], default="mermaid")
+
+    diff = commands.add_parser("diff", help="what a change does to the compiled DAGs between two git refs")
+    diff.add_argument("base", metavar="BASE_REF")
+    diff.add_argument("head", metavar="HEAD_REF", nargs="?", help="default: the working tree")
+    diff.add_argument("--path", dest="paths", action="append", metavar="DIR",
+                      help="spec directory relative to the repository root (default: pipelines; repeatable)")
+
     args = parser.parse_args(argv)
-    handler = {"check": _check, "schema": _schema, "new": _new}[args.command]
+    handler = {"check": _check, "schema": _schema, "new": _new, "graph": _graph, "diff": _diff}[args.command]
     return handler(args)
 
 
@@ -81,6 +93,40 @@ def _new(args: argparse.Namespace) -> int:
         print(f"pipespec new: {exc}", file=sys.stderr)
         return 2
     print(f"wrote {path}; edit it, then run `pipespec check {path}`")
+    return 0
+
+
+def _graph(args: argparse.Namespace) -> int:
+    from . import report
+    from .check import check_file, sort_key
+    from .compile import compile_spec, spec_hash
+    from .graph import to_dot, to_mermaid
+
+    if not args.spec.is_file():
+        print(f"pipespec graph: {args.spec}: no such file", file=sys.stderr)
+        return 2
+    checked = check_file(args.spec)
+    if checked.is_template:
+        print(f"pipespec graph: {checked.display} is a template; graph a spec that extends it", file=sys.stderr)
+        return 2
+    if not checked.ok or checked.spec is None:
+        # stdout is the graph (often redirected to a file): diagnostics go to stderr.
+        print(report.text(sorted(checked.diagnostics, key=sort_key), 1), file=sys.stderr)
+        return 1
+    pipeline = compile_spec(checked.spec, checked.display, spec_hash(checked.files))
+    print((to_dot if args.format == "dot" else to_mermaid)(pipeline), end="")
+    return 0
+
+
+def _diff(args: argparse.Namespace) -> int:
+    from .diff import GitRefError, diff_refs, repo_root
+
+    try:
+        lines = diff_refs(repo_root(Path.cwd()), args.base, args.head, args.paths)
+    except GitRefError as exc:
+        print(f"pipespec diff: {exc}", file=sys.stderr)
+        return 2
+    print("\n".join(lines))  # ends with "no changes to compiled DAGs" when nothing changed
     return 0
 
 

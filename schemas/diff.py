@@ -15,11 +15,13 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from .check import check_file, discover
+from .compile import compile_spec, spec_hash
 from .graph import describe_mapping, describe_schedule, item_label
 from .ir import Dag, Pipeline, Retry, Task
 
 # Params that differ between checkouts without changing behaviour.
-NOISY_PARAMS = set()
+NOISY_PARAMS = {"spec_dir"}
 
 
 # --- comparing IR ------------------------------------------------------------------
@@ -173,14 +175,13 @@ class Snapshot(dict[str, Pipeline]):
     the comparison so they do not show up as removed.
     """
 
-    def __init__(self, where: str) -> None:
+    def __init__(self) -> None:
         super().__init__()
-        self.where = where  # "at HEAD~1" or "in the working tree"
         self.errors: dict[str, str] = {}  # file stem -> line
 
 
 def repo_root(start: Path) -> Path:
-    return Path(_git(start, "rev-parse", "--show-toplevel").decode().strip())
+    return Path(_git(start, "rev-parse", "--show-toplevel", what=f"not a git repository: {start}").decode().strip())
 
 
 def load_at_ref(repo_root: Path, ref: str | None, paths: list[str]) -> Snapshot:
@@ -206,10 +207,7 @@ def load_at_ref(repo_root: Path, ref: str | None, paths: list[str]) -> Snapshot:
 
 
 def _load(root: Path, paths: list[str], where: str) -> Snapshot:
-    from .check import check_file, discover
-    from .compile import compile_spec, spec_hash
-
-    snapshot = Snapshot(where)
+    snapshot = Snapshot()
     files, _ = discover([root / p for p in paths if (root / p).exists()])
     for file in files:
         checked = check_file(file)
@@ -227,7 +225,8 @@ def _load(root: Path, paths: list[str], where: str) -> Snapshot:
 
 def _git(cwd: Path, *args: str, what: str | None = None) -> bytes:
     try:
-        done = subprocess.run(["git", "-C", str(cwd), *args], capture_output=True, check=False)
+        done = subprocess.run(["git", "-C", str(cwd), *args], stdin=subprocess.DEVNULL, capture_output=True,
+                              check=False)
     except FileNotFoundError as exc:
         raise GitRefError("git is not installed") from exc
     if done.returncode != 0:
@@ -247,4 +246,4 @@ def diff_refs(repo_root: Path, base: str, head: str | None = None, paths: list[s
         # A spec broken on either side is left out: its DAGs did not really disappear.
         return {name: p for name, p in side.items() if name not in broken and Path(p.spec_file).stem not in broken}
 
-    return lines + diff_pipelines(keep(old), keep(new))
+    return lines + (diff_pipelines(keep(old), keep(new)) or ["no changes to compiled DAGs"])
