@@ -107,117 +107,174 @@ def load_bytes(raw: bytes, name: str, max_bytes: int = MAX_BYTES) -> Node:
 def load_text(text: str, name: str) -> Node:
     loader = _SpecLoader(text)
     try:
-        root = _single_document(loader, name)
+        root = _Builder(loader, name).document()
     except yaml.YAMLError as exc:
         raise _syntax_error(exc, name, text) from None
-    except RecursionError:
-        raise _error(name, 1, 1, f"document is nested too deeply (limit {MAX_DEPTH} levels)",
-                     "flatten the structure") from None
     finally:
         loader.dispose()
     if root is None:
         raise _error(name, 1, 1, "the file is empty", "a spec is a mapping that starts with `pipeline: <name>`")
-    node = _Converter(name).convert(root, 0)
-    if not isinstance(node.value, dict):
-        kind = "a list" if isinstance(node.value, list) else "a single value"
-        raise _error(name, node.loc.line, node.loc.col, f"a spec must be a mapping, but this document is {kind}",
+    if not isinstance(root.value, dict):
+        kind = "a list" if isinstance(root.value, list) else "a single value"
+        raise _error(name, root.loc.line, root.loc.col, f"a spec must be a mapping, but this document is {kind}",
                      "start the file with `pipeline: <name>`")
-    return node
-
-
-def _single_document(loader: Any, name: str) -> yaml.Node | None:
-    if not loader.check_node():
-        return None
-    root = loader.get_node()
-    if loader.check_node():
-        mark = loader.peek_event().start_mark
-        raise _error(name, mark.line + 1, mark.column + 1, "the file holds more than one YAML document",
-                     "one spec per file: remove the `---` separator or split the file")
     return root
 
 
-class _Converter:
-    """Turns composed YAML nodes into `Node`s, enforcing the data-only rules."""
+class _Frame:
+    """An open mapping or sequence while building; `key` holds a mapping key awaiting its value."""
 
-    def __init__(self, name: str):
-        self.name = name
-        self.count = 0
-        self.active: set[int] = set()  # node ids on the current path, to catch recursive aliases
+    __slots__ = ("node", "anchor", "key", "key_loc", "size")
 
-    def convert(self, ynode: yaml.Node, depth: int) -> Node:
-        loc = Loc(self.name, ynode.start_mark.line + 1, ynode.start_mark.column + 1)
-        self.count += 1
-        if self.count > MAX_NODES:
+    def __init__(self, node: Node, anchor: str | None):
+        self.node, self.anchor = node, anchor
+        self.key: str | None = None
+        self.key_loc: Loc | None = None
+        self.size = 1
+
+
+class _Builder:
+    """Builds `Node`s from libyaml's event stream with an explicit stack.
+
+    Composing with libyaml's own (recursive, C) composer crashes the
+    interpreter on deeply nested input, and expands aliases unboundedly;
+    here depth and expanded size are checked as the events arrive.
+    """
+
+    def __init__(self, loader: Any, name: str):
+        self.loader, self.name = loader, name
+        self.stack: list[_Frame] = []
+        self.anchors: dict[str, tuple[Node, int]] = {}  # anchor -> (node, expanded size)
+        self.open_anchors: set[str] = set()
+        self.total = 0
+
+    def document(self) -> Node | None:
+        loader = self.loader
+        loader.get_event()  # stream start
+        if loader.check_event(yaml.StreamEndEvent):
+            return None
+        loader.get_event()  # document start
+        root = None
+        while root is None:
+            root = self._event(loader.get_event())
+        loader.get_event()  # document end
+        if not loader.check_event(yaml.StreamEndEvent):
+            mark = loader.peek_event().start_mark
+            raise _error(self.name, mark.line + 1, mark.column + 1, "the file holds more than one YAML document",
+                         "one spec per file: remove the `---` separator or split the file")
+        return root
+
+    def _event(self, event: Any) -> Node | None:
+        """Consume one event; returns the root node once the document is complete."""
+        loc = Loc(self.name, event.start_mark.line + 1, event.start_mark.column + 1)
+        if isinstance(event, (yaml.MappingStartEvent, yaml.SequenceStartEvent)):
+            is_map = isinstance(event, yaml.MappingStartEvent)
+            if event.tag not in (None, "!", f"{_TAG}{'map' if is_map else 'seq'}"):
+                raise _error(self.name, loc.line, loc.col, f"YAML tag `{_short_tag(event.tag)}` is not allowed",
+                             "specs are plain data: remove the tag")
+            self._key_must_be_scalar(loc)
+            if len(self.stack) >= MAX_DEPTH:
+                raise _error(self.name, loc.line, loc.col,
+                             f"document is nested too deeply (limit {MAX_DEPTH} levels)", "flatten the structure")
+            self._count(1, loc)
+            self.stack.append(_Frame(Node({} if is_map else [], loc), event.anchor))
+            if event.anchor:
+                self.open_anchors.add(event.anchor)
+            return None
+        if isinstance(event, (yaml.MappingEndEvent, yaml.SequenceEndEvent)):
+            frame = self.stack.pop()
+            if frame.anchor:
+                self.open_anchors.discard(frame.anchor)
+                self.anchors[frame.anchor] = (frame.node, frame.size)
+            return self._attach(frame.node, frame.size)
+        if isinstance(event, yaml.AliasEvent):
+            if event.anchor in self.open_anchors:
+                raise _error(self.name, loc.line, loc.col, "recursive alias: a value contains itself",
+                             "anchors may be reused, not nested inside themselves")
+            if event.anchor not in self.anchors:
+                raise _error(self.name, loc.line, loc.col, f"undefined alias `*{event.anchor}`",
+                             "every `*alias` needs an `&anchor` defined earlier in the file")
+            target, size = self.anchors[event.anchor]
+            self._count(size, loc)
+            # A fresh Node per use (its key position differs) that points at where the value is written.
+            return self._attach(Node(target.value, target.loc), size)
+        if isinstance(event, yaml.ScalarEvent):
+            return self._scalar(event, loc)
+        raise _error(self.name, loc.line, loc.col, "unexpected YAML structure", "check the file's syntax")
+
+    def _scalar(self, event: Any, loc: Loc) -> Node | None:
+        frame = self.stack[-1] if self.stack else None
+        if frame is not None and isinstance(frame.node.value, dict) and frame.key is None:
+            plain = event.implicit[0] and event.tag in (None, "!")
+            if plain and event.value == "<<":
+                raise _error(self.name, loc.line, loc.col, "YAML merge keys (`<<`) are not supported",
+                             "use `extends:` to inherit from a template, or repeat the keys")
+            if event.value in frame.node.value:
+                first = frame.node.value[event.value].key_loc
+                raise _error(self.name, loc.line, loc.col,
+                             f"duplicate key `{event.value}` (first defined on line {first.line if first else '?'})",
+                             "remove one of them; YAML would silently keep only the last")
+            frame.key, frame.key_loc = event.value, loc  # raw text: `on`, `1`, `null` are keys as written
+            return None
+        tag = event.tag
+        if tag in (None, "!"):
+            tag = f"{_TAG}str" if tag == "!" else self.loader.resolve(yaml.ScalarNode, event.value, event.implicit)
+        self._count(1, loc)
+        node = Node(_scalar_value(tag, event.value, self.name, loc), loc)
+        if event.anchor:
+            self.anchors[event.anchor] = (node, 1)
+        return self._attach(node, 1)
+
+    def _attach(self, node: Node, size: int) -> Node | None:
+        if not self.stack:
+            return node
+        frame = self.stack[-1]
+        frame.size += size
+        if isinstance(frame.node.value, dict):
+            node.key_loc = frame.key_loc
+            frame.node.value[frame.key] = node  # type: ignore[index]
+            frame.key = frame.key_loc = None
+        else:
+            frame.node.value.append(node)
+        return None
+
+    def _key_must_be_scalar(self, loc: Loc) -> None:
+        frame = self.stack[-1] if self.stack else None
+        if frame is not None and isinstance(frame.node.value, dict) and frame.key is None:
+            raise _error(self.name, loc.line, loc.col, "mapping keys must be plain strings",
+                         "write the key as a single word such as `name:`")
+
+    def _count(self, size: int, loc: Loc) -> None:
+        self.total += size
+        if self.total > MAX_NODES:
             raise _error(self.name, loc.line, loc.col,
                          f"document expands to more than {MAX_NODES:,} values (an alias bomb?)",
                          "avoid deeply repeated `*alias` references")
-        if depth > MAX_DEPTH:
-            raise _error(self.name, loc.line, loc.col, f"document is nested too deeply (limit {MAX_DEPTH} levels)",
-                         "flatten the structure")
-        if id(ynode) in self.active:
-            raise _error(self.name, loc.line, loc.col, "recursive alias: a value contains itself",
-                         "anchors may be reused, not nested inside themselves")
-        self.active.add(id(ynode))
-        try:
-            if isinstance(ynode, yaml.MappingNode):
-                return Node(self._mapping(ynode, depth), loc)
-            if isinstance(ynode, yaml.SequenceNode):
-                self._check_tag(ynode, f"{_TAG}seq", loc)
-                return Node([self.convert(item, depth + 1) for item in ynode.value], loc)
-            return Node(self._scalar(ynode, loc), loc)
-        finally:
-            self.active.discard(id(ynode))
 
-    def _mapping(self, ynode: yaml.MappingNode, depth: int) -> dict[str, Node]:
-        self._check_tag(ynode, f"{_TAG}map", Loc(self.name, ynode.start_mark.line + 1, ynode.start_mark.column + 1))
-        out: dict[str, Node] = {}
-        for key_node, value_node in ynode.value:
-            key_loc = Loc(self.name, key_node.start_mark.line + 1, key_node.start_mark.column + 1)
-            if key_node.tag == f"{_TAG}merge":
-                raise _error(self.name, key_loc.line, key_loc.col, "YAML merge keys (`<<`) are not supported",
-                             "use `extends:` to inherit from a template, or repeat the keys")
-            if not isinstance(key_node, yaml.ScalarNode):
-                raise _error(self.name, key_loc.line, key_loc.col, "mapping keys must be plain strings",
-                             "write the key as a single word such as `name:`")
-            key = key_node.value  # raw text: `on`, `1`, `null` are keys as written
-            if key in out:
-                first = out[key].key_loc
-                raise _error(self.name, key_loc.line, key_loc.col,
-                             f"duplicate key `{key}` (first defined on line {first.line if first else '?'})",
-                             "remove one of them; YAML would silently keep only the last")
-            value = self.convert(value_node, depth + 1)
-            value.key_loc = key_loc
-            out[key] = value
-        return out
 
-    def _scalar(self, ynode: yaml.ScalarNode, loc: Loc) -> Any:
-        tag, text = ynode.tag, ynode.value
-        if tag not in _SCALAR_TAGS:
-            raise _error(self.name, loc.line, loc.col, f"YAML tag `{_short_tag(tag)}` is not allowed",
-                         "specs are plain data: remove the tag (`!!python/...` and custom `!tags` never run)")
-        if tag == f"{_TAG}str":
-            return text
-        if tag == f"{_TAG}null":
-            return None
-        if tag == f"{_TAG}bool":
-            return text.lower() == "true"
-        try:
-            if tag == f"{_TAG}int":
-                return int(text.replace("_", ""), 0) if text.lower().startswith(("0x", "0o")) else int(text.replace("_", ""))
-            lowered = text.lower()
-            if lowered.endswith(".inf"):
-                return -math.inf if lowered.startswith("-") else math.inf
-            if lowered == ".nan":
-                return math.nan
-            return float(text.replace("_", ""))
-        except ValueError:
-            raise _error(self.name, loc.line, loc.col, f"`{text}` is not a valid {_short_tag(tag)}",
-                         "quote it to keep it as a string") from None
-
-    def _check_tag(self, ynode: yaml.Node, expected: str, loc: Loc) -> None:
-        if ynode.tag != expected:
-            raise _error(self.name, loc.line, loc.col, f"YAML tag `{_short_tag(ynode.tag)}` is not allowed",
-                         "specs are plain data: remove the tag")
+def _scalar_value(tag: str, text: str, name: str, loc: Loc) -> Any:
+    if tag not in _SCALAR_TAGS:
+        raise _error(name, loc.line, loc.col, f"YAML tag `{_short_tag(tag)}` is not allowed",
+                     "specs are plain data: remove the tag (`!!python/...` and custom `!tags` never run)")
+    if tag == f"{_TAG}str":
+        return text
+    if tag == f"{_TAG}null":
+        return None
+    if tag == f"{_TAG}bool":
+        return text.lower() == "true"
+    try:
+        if tag == f"{_TAG}int":
+            cleaned = text.replace("_", "")
+            return int(cleaned, 0) if cleaned.lower().lstrip("+-").startswith(("0x", "0o")) else int(cleaned)
+        lowered = text.lower()
+        if lowered.endswith(".inf"):
+            return -math.inf if lowered.startswith("-") else math.inf
+        if lowered == ".nan":
+            return math.nan
+        return float(text.replace("_", ""))
+    except ValueError:
+        raise _error(name, loc.line, loc.col, f"`{text}` is not a valid {_short_tag(tag)}",
+                     "quote it to keep it as a string") from None
 
 
 def _short_tag(tag: str) -> str:

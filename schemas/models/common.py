@@ -4,7 +4,7 @@ durations, cron expressions, Asset URIs and schedules."""
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any, Union
+from typing import Annotated, Any, Literal, Union
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Discriminator, Field, Tag
 
@@ -95,7 +95,7 @@ def _cron_shorthand(value: Any) -> Any:
     return {"cron": value} if isinstance(value, str) else value
 
 
-Schedule = Annotated[Trigger, BeforeValidator(_cron_shorthand)]
+Schedule = Annotated[Trigger, BeforeValidator(_cron_shorthand, json_schema_input_type=Union[Cron, Trigger])]
 
 
 def single_key_union(*members: tuple[str, type[BaseModel]], shorthand: bool = False, what: str) -> Any:
@@ -115,9 +115,12 @@ def single_key_union(*members: tuple[str, type[BaseModel]], shorthand: bool = Fa
         return {value: None} if shorthand and isinstance(value, str) else value
 
     tags = ", ".join(f"`{key}`" for key, _ in members)
+    union = Union[tuple(Annotated[model, Tag(key)] for key, model in members)]  # type: ignore[misc]
+    # What editors see: the one-key mappings, plus the bare names when `shorthand` allows them.
+    schema_input = Union[Literal[tuple(key for key, _ in members)], union] if shorthand else union  # type: ignore[misc]
     return Annotated[
-        Union[tuple(Annotated[model, Tag(key)] for key, model in members)],  # type: ignore[misc]
+        union,
         Discriminator(kind, custom_error_type="unknown_variant",
                       custom_error_message=f"expected one {what}: {tags}"),
-        BeforeValidator(expand),
+        BeforeValidator(expand, json_schema_input_type=schema_input),
     ]

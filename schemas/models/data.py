@@ -48,7 +48,8 @@ class SqlSource(_SourceBase):
 
 Source = Annotated[Union[S3Source, LocalSource, SnowflakeSource, SqlSource], Discriminator("type")]
 
-Columns = Annotated[list[str], BeforeValidator(lambda v: [v] if isinstance(v, str) else v), Field(min_length=1)]
+Columns = Annotated[list[str], BeforeValidator(lambda v: [v] if isinstance(v, str) else v,
+                                               json_schema_input_type=Union[str, list[str]]), Field(min_length=1)]
 
 
 class DedupeArgs(StrictModel):
@@ -89,7 +90,8 @@ class Filter(StrictModel):
 
 class NormalizeText(StrictModel):
     normalize_text: Annotated[NormalizeArgs, BeforeValidator(
-        lambda v: {"columns": v} if isinstance(v, (str, list)) else v)]
+        lambda v: {"columns": v} if isinstance(v, (str, list)) else v,
+        json_schema_input_type=Union[str, list[str], NormalizeArgs])]
 
 
 class RedactPii(StrictModel):
@@ -141,7 +143,8 @@ class DataSection(StrictModel):
     schedule: Schedule | None = Field(None, description="When to look for new data; default: manual.")
     sources: list[Source] = Field(min_length=1, description="One mapped extract task per source.")
     transforms: list[Transform] = Field(default_factory=list, description="Applied in order, mapped over sources.")
-    join: Annotated[Join, BeforeValidator(_join_shorthand)] = Field(default_factory=Join)
+    join: Annotated[Join, BeforeValidator(_join_shorthand, json_schema_input_type=Union[
+        Literal["union", "inner", "left"], Join])] = Field(default_factory=Join)
     threshold: Threshold = Field(default_factory=Threshold)
     quality: Quality | None = None
     drift: Drift | None = Field(None, description="Drift above threshold also counts as a reason to retrain.")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Union
 
 from pydantic import BeforeValidator, Field, model_validator
 
@@ -54,7 +54,8 @@ class Alert(StrictModel):
     on: list[Event] = Field(min_length=1, description="Events that send this alert.")
     slack: SlackChannel | None = None
     email: Annotated[EmailChannel | None, BeforeValidator(
-        lambda v: {"to": [v] if isinstance(v, str) else v} if isinstance(v, (list, str)) else v)] = None
+        lambda v: {"to": [v] if isinstance(v, str) else v} if isinstance(v, (list, str)) else v,
+        json_schema_input_type=Union[str, list[str], EmailChannel, None])] = None
     webhook: WebhookChannel | None = None
 
     @model_validator(mode="after")

@@ -33,7 +33,8 @@ class Shadow(StrictModel):
 
 
 class Canary(StrictModel):
-    canary: Annotated[CanaryArgs, BeforeValidator(lambda v: {"percent": v} if isinstance(v, int) else v)]
+    canary: Annotated[CanaryArgs, BeforeValidator(lambda v: {"percent": v} if isinstance(v, int) else v,
+                                                  json_schema_input_type=Union[int, CanaryArgs])]
 
 
 class Approval(StrictModel):
@@ -80,6 +81,7 @@ def _target_shorthand(value: Any) -> Any:
 class RolloutSection(StrictModel):
     policy: Literal["champion_challenger"] = "champion_challenger"
     min_improvement: float = Field(0.0, ge=0, description="The challenger must beat the champion by at least this.")
-    stages: list[Stage] = Field(default_factory=lambda: ["full"], description="In order; `full` comes last.")
-    target: Annotated[Target, BeforeValidator(_target_shorthand)] = Field(
+    stages: list[Stage] = Field(default_factory=lambda: [Full()], description="In order; `full` comes last.")
+    target: Annotated[Target, BeforeValidator(_target_shorthand, json_schema_input_type=Union[
+        Literal["registry_alias"], Target])] = Field(
         default_factory=lambda: RegistryAliasTarget(type="registry_alias"))
