@@ -8,8 +8,7 @@ export AIRFLOW_HOME := $(CURDIR)/.airflow
 export AIRFLOW__CORE__LOAD_EXAMPLES := False
 export AIRFLOW__CORE__DAGS_FOLDER := $(CURDIR)/dags
 export AIRFLOW__CORE__PARALLELISM := 4
-export DAG_FACTORY_SCARF_ANALYTICS := False
-export SCARF_ANALYTICS := false
+export AIRFLOW__DAG_FACTORY__ENABLE_TELEMETRY := False
 export DO_NOT_TRACK := 1
 
 .PHONY: demo test install check schema bench clean

@@ -15,6 +15,7 @@ examples:
   pipespec schema                         regenerate schemas/pipeline.schema.json
   pipespec graph pipelines/x.yaml --format dot
   pipespec diff origin/main               compiled-DAG changes since main
+  pipespec export --to dag-factory pipelines/x.yaml -o dags/x.dagfactory.yml
 """
 
 
@@ -46,8 +47,14 @@ def main(argv: list[str] | None = None) -> int:
     diff.add_argument("--path", dest="paths", action="append", metavar="DIR",
                       help="spec directory relative to the repository root (default: pipelines; repeatable)")
 
+    export = commands.add_parser("export", help="write a spec's DAGs as another tool's config (no Airflow needed)")
+    export.add_argument("--to", required=True, choices=["dag-factory"], help="target format")
+    export.add_argument("spec", type=Path)
+    export.add_argument("-o", "--output", type=Path, metavar="FILE", help="write here instead of stdout")
+
     args = parser.parse_args(argv)
-    handler = {"check": _check, "schema": _schema, "new": _new, "graph": _graph, "diff": _diff}[args.command]
+    handler = {"check": _check, "schema": _schema, "new": _new, "graph": _graph, "diff": _diff,
+               "export": _export}[args.command]
     return handler(args)
 
 
@@ -96,25 +103,54 @@ def _new(args: argparse.Namespace) -> int:
     return 0
 
 
-def _graph(args: argparse.Namespace) -> int:
+def _compile_one(spec: Path, command: str):
+    """Check and compile one spec for `graph`/`export`; returns (pipeline, exit code when it failed)."""
     from . import report
     from .check import check_file, sort_key
     from .compile import compile_spec, spec_hash
+
+    if not spec.is_file():
+        print(f"pipespec {command}: {spec}: no such file", file=sys.stderr)
+        return None, 2
+    checked = check_file(spec)
+    if checked.is_template:
+        print(f"pipespec {command}: {checked.display} is a template; use a spec that extends it", file=sys.stderr)
+        return None, 2
+    if not checked.ok or checked.spec is None:
+        # stdout carries the output (often redirected to a file): diagnostics go to stderr.
+        print(report.text(sorted(checked.diagnostics, key=sort_key), 1), file=sys.stderr)
+        return None, 1
+    return compile_spec(checked.spec, checked.display, spec_hash(checked.files)), 0
+
+
+def _graph(args: argparse.Namespace) -> int:
     from .graph import to_dot, to_mermaid
 
-    if not args.spec.is_file():
-        print(f"pipespec graph: {args.spec}: no such file", file=sys.stderr)
-        return 2
-    checked = check_file(args.spec)
-    if checked.is_template:
-        print(f"pipespec graph: {checked.display} is a template; graph a spec that extends it", file=sys.stderr)
-        return 2
-    if not checked.ok or checked.spec is None:
-        # stdout is the graph (often redirected to a file): diagnostics go to stderr.
-        print(report.text(sorted(checked.diagnostics, key=sort_key), 1), file=sys.stderr)
-        return 1
-    pipeline = compile_spec(checked.spec, checked.display, spec_hash(checked.files))
+    pipeline, code = _compile_one(args.spec, "graph")
+    if pipeline is None:
+        return code
     print((to_dot if args.format == "dot" else to_mermaid)(pipeline), end="")
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    from .export_dagfactory import ExportError, export_dagfactory
+
+    pipeline, code = _compile_one(args.spec, "export")
+    if pipeline is None:
+        return code
+    try:
+        text = export_dagfactory(pipeline)
+    except ExportError as exc:
+        print(f"pipespec export: {exc}", file=sys.stderr)
+        return 1
+    if args.output is None:
+        sys.stdout.write(text)
+        return 0
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(text, encoding="utf-8")
+    print(f"wrote {args.output}; load it with dagfactory.load_yaml_dags(globals(), config_filepath=...)",
+          file=sys.stderr)
     return 0
 
 
