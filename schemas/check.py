@@ -76,7 +76,9 @@ def check_file(path: Path) -> CheckedSpec:
         return result
     if result.is_template:
         return result
-    result.diagnostics += [result.at_path(path, message, hint) for path, message, hint in run_checks(spec)]
+    semantic = [result.at_path(path, message, hint) for path, message, hint in run_checks(spec)]
+    # A finding at a secret's position would quote the secret back.
+    result.diagnostics += [d for d in semantic if (d.file, d.line, d.col) not in secret_spots]
     if not secrets:
         result.spec = spec
     return result

@@ -65,12 +65,19 @@ def field_at(model: type[BaseModel], path: Path, data: Any) -> tuple[type[BaseMo
 def allowed_keys(model: type[BaseModel], path: Path, data: Any) -> list[str]:
     """Keys accepted by the model at `path` (the path of the mapping itself)."""
     annotation: Any = model
-    if path:
-        owner, info = field_at(model, path, data)
-        if info is None:
+    for part in path:  # through fields, list items and dict values alike
+        annotation = _concrete(annotation, data)
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            info = annotation.model_fields.get(str(part))
+            if info is None:
+                return []
+            annotation = info.annotation
+        elif typing.get_origin(annotation) in (list, dict):
+            annotation = typing.get_args(annotation)[-1]
+        else:
             return []
-        annotation = info.annotation
-    target = _concrete(annotation, _at(data, path))
+        data = _child(data, part)
+    target = _concrete(annotation, data)
     if isinstance(target, type) and issubclass(target, BaseModel):
         return list(target.model_fields)
     return []
@@ -116,9 +123,3 @@ def _child(data: Any, part: Any) -> Any:
     if isinstance(data, list) and isinstance(part, int) and part < len(data):
         return data[part]
     return None
-
-
-def _at(data: Any, path: Path) -> Any:
-    for part in path:
-        data = _child(data, part)
-    return data

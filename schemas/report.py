@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import json
-from functools import lru_cache
 
 from .diagnostics import Diagnostic
 
 
 def text(diagnostics: list[Diagnostic], checked_files: int) -> str:
     lines: list[str] = []
+    sources: dict[str, tuple[str, ...]] = {}  # per report: files change between runs
     for d in diagnostics:
         where = f" ({d.path})" if d.path else ""
         lines.append(f"{d.file}:{d.line}:{d.col}: {d.severity}: {d.message}{where}")
-        source = None if d.redact_source else _source_line(d.file, d.line)
+        if d.file not in sources:
+            sources[d.file] = _lines(d.file)
+        source = None if d.redact_source else _source_line(sources[d.file], d.line)
         if source is not None:
             gutter = f"{d.line:>5} | "
             lines.append(gutter + source)
@@ -48,7 +50,6 @@ def github(diagnostics: list[Diagnostic], checked_files: int) -> str:
 REPORTERS = {"text": text, "json": as_json, "github": github}
 
 
-@lru_cache(maxsize=64)
 def _lines(file: str) -> tuple[str, ...]:
     try:
         with open(file, encoding="utf-8", errors="replace") as handle:
@@ -57,8 +58,7 @@ def _lines(file: str) -> tuple[str, ...]:
         return ()
 
 
-def _source_line(file: str, line: int) -> str | None:
-    lines = _lines(file)
+def _source_line(lines: tuple[str, ...], line: int) -> str | None:
     if not 1 <= line <= len(lines):
         return None
     source = lines[line - 1].replace("\t", " ")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from .diagnostics import SpecError
 from .templates import TEMPLATES_DIR
 
 
@@ -25,14 +26,32 @@ def new_spec(name: str, template: str, directory: Path) -> Path:
     if target.exists():
         raise ScaffoldError(f"{target} already exists; choose another name")
     relative = template_path.relative_to(directory.resolve()).as_posix()
-    target.write_text(
-        "# yaml-language-server: $schema=../schemas/pipeline.schema.json\n"
-        f"pipeline: {name}\n"
-        f"extends: {relative}\n"
-        f"description: TODO describe what {name} predicts and for whom.\n"
-        "owner: TODO-team\n"
-        "# Override what differs from the template, e.g.:\n"
-        "# data:\n"
-        f"#   publishes: s3://TODO-bucket/{name}/curated/\n"
-    )
+    inherited = _inherited_sections(template_path)
+    lines = [
+        "# yaml-language-server: $schema=../schemas/pipeline.schema.json",
+        f"pipeline: {name}",
+        f"extends: {relative}",
+        f"description: TODO describe what {name} predicts and for whom.",
+        "owner: TODO-team",
+        "",
+        "# What every pipeline states itself; the template supplies the rest.",
+        "data:",
+        f"  sources:\n    - {{name: todo_source, type: local, path: data/{name}/, format: jsonl}}",
+        f"  publishes: s3://todo-bucket/{name}/curated/",
+    ]
+    if "inference" in inherited:
+        lines += ["inference:", f"  input: s3://todo-bucket/{name}/incoming/",
+                  f"  output: s3://todo-bucket/{name}/predictions/"]
+    target.write_text("\n".join(lines) + "\n")
     return target
+
+
+def _inherited_sections(template: Path) -> set[str]:
+    from .templates import resolve
+    from .yamlload import load_file
+
+    try:
+        merged, _ = resolve(load_file(template), template, str)
+    except SpecError as exc:
+        raise ScaffoldError(f"template {template.name} has errors: {exc.diagnostic.message}") from None
+    return set(merged.value)

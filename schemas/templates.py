@@ -40,7 +40,8 @@ def resolve(node: Node, file: Path, display, chain: tuple[Path, ...] = ()) -> tu
         parent, parent_files = resolve(parent, parent_file, display, (*chain, file))
         files += parent_files
         merged = parent if merged is None else merge(merged, parent)
-    assert merged is not None
+    if merged is None:  # `extends: []`
+        return own, files
     return merge(merged, own), files
 
 

@@ -188,6 +188,7 @@ class _Builder:
                 self.anchors[frame.anchor] = (frame.node, frame.size)
             return self._attach(frame.node, frame.size)
         if isinstance(event, yaml.AliasEvent):
+            self._key_must_be_scalar(loc)  # `? *alias` as a key
             if event.anchor in self.open_anchors:
                 raise _error(self.name, loc.line, loc.col, "recursive alias: a value contains itself",
                              "anchors may be reused, not nested inside themselves")
