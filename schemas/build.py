@@ -16,7 +16,7 @@ from pathlib import Path
 
 from . import __version__
 from .check import check_file, discover
-from .compile import compile_spec, spec_hash
+from .compile import compile_checked
 from .diagnostics import Diagnostic
 from .ir import IR_VERSION, Pipeline
 
@@ -63,7 +63,7 @@ def _compile_cached(file: Path, cache_dir: Path | None) -> tuple[Pipeline | None
     checked = check_file(file)
     if checked.spec is None or not checked.ok:
         return None, checked.diagnostics
-    pipeline = compile_spec(checked.spec, checked.display, spec_hash(checked.files))
+    pipeline = compile_checked(checked)
     if entry is not None:
         _write_entry(entry, checked.files, pipeline)
     return pipeline, []

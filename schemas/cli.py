@@ -107,7 +107,7 @@ def _compile_one(spec: Path, command: str):
     """Check and compile one spec for `graph`/`export`; returns (pipeline, exit code when it failed)."""
     from . import report
     from .check import check_file, sort_key
-    from .compile import compile_spec, spec_hash
+    from .compile import compile_checked
 
     if not spec.is_file():
         print(f"pipespec {command}: {spec}: no such file", file=sys.stderr)
@@ -120,7 +120,7 @@ def _compile_one(spec: Path, command: str):
         # stdout carries the output (often redirected to a file): diagnostics go to stderr.
         print(report.text(sorted(checked.diagnostics, key=sort_key), 1), file=sys.stderr)
         return None, 1
-    return compile_spec(checked.spec, checked.display, spec_hash(checked.files)), 0
+    return compile_checked(checked), 0
 
 
 def _graph(args: argparse.Namespace) -> int:

@@ -31,10 +31,16 @@ def spec_hash(files: list[Path]) -> str:
     return digest.hexdigest()[:16]
 
 
-def compile_spec(spec: PipelineSpec, spec_file: str, content_hash: str) -> Pipeline:
+def compile_checked(checked) -> Pipeline:
+    """Compile a spec that `check_file` accepted; local paths resolve against its absolute directory,
+    since workers do not share the parser's working directory."""
+    return compile_spec(checked.spec, checked.display, spec_hash(checked.files), str(checked.file.resolve().parent))
+
+
+def compile_spec(spec: PipelineSpec, spec_file: str, content_hash: str, spec_dir: str | None = None) -> Pipeline:
     dags = []
     if spec.data:
-        dags.append(_data_dag(spec, spec_file))
+        dags.append(_data_dag(spec, spec_file, spec_dir or str(Path(spec_file).parent)))
     if spec.train:
         dags.append(_train_dag(spec, spec_file))
     if spec.inference:
@@ -117,11 +123,11 @@ def _dag(spec: PipelineSpec, suffix: str, schedule: Schedule, spec_file: str, ta
 
 # --- data -----------------------------------------------------------------
 
-def _data_dag(spec: PipelineSpec, spec_file: str) -> Dag:
+def _data_dag(spec: PipelineSpec, spec_file: str, spec_dir: str) -> Dag:
     data = spec.data
     assert data is not None
     retry = _retry(spec, "data")
-    base = {"pipeline": spec.pipeline, "spec_dir": str(Path(spec_file).parent)}
+    base = {"pipeline": spec.pipeline, "spec_dir": spec_dir}
     sources = tuple(s.model_dump() for s in data.sources)
     tasks = [Task("extract", "data.extract", base, mapping=Mapping("source", items=sources, label="name"),
                   retry=retry, doc="Read each source into Parquet; one mapped instance per source.")]

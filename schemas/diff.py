@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from .check import check_file, discover
-from .compile import compile_spec, spec_hash
+from .compile import compile_checked
 from .graph import describe_mapping, describe_schedule, item_label
 from .ir import Dag, Pipeline, Retry, Task
 
@@ -218,7 +218,7 @@ def _load(root: Path, paths: list[str], where: str) -> Snapshot:
             plural = "" if errors == 1 else "s"
             snapshot.errors[file.stem] = f"{file.stem}: spec has errors {where} ({errors} diagnostic{plural})"
             continue
-        pipeline = compile_spec(checked.spec, checked.display, spec_hash(checked.files))
+        pipeline = compile_checked(checked)
         snapshot[pipeline.name] = pipeline
     return snapshot
 

@@ -259,11 +259,13 @@ def _scalar_value(tag: str, text: str, name: str, loc: Loc) -> Any:
                      "specs are plain data: remove the tag (`!!python/...` and custom `!tags` never run)")
     if tag == f"{_TAG}str":
         return text
-    if tag == f"{_TAG}null":
+    if tag == f"{_TAG}null" and text in ("", "~", "null", "Null", "NULL"):
         return None
-    if tag == f"{_TAG}bool":
+    if tag == f"{_TAG}bool" and text.lower() in ("true", "false"):
         return text.lower() == "true"
     try:
+        if tag in (f"{_TAG}null", f"{_TAG}bool"):  # an explicit `!!bool yes` or `!!null team`
+            raise ValueError(text)
         if tag == f"{_TAG}int":
             cleaned = text.replace("_", "")
             return int(cleaned, 0) if cleaned.lower().lstrip("+-").startswith(("0x", "0o")) else int(cleaned)

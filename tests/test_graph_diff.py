@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from schemas.check import check_file
-from schemas.compile import compile_spec, spec_hash
+from schemas.compile import compile_checked
 from schemas.diff import GitRefError, diff_pipelines, diff_refs, load_at_ref
 from schemas.graph import describe_schedule, to_dot, to_mermaid
 from schemas.ir import Dag, Mapping, Pipeline, Retry, Schedule, Task
@@ -24,7 +24,7 @@ SPECS = sorted(PIPELINES.glob("*.yaml"))
 def compile_file(path: Path) -> Pipeline:
     checked = check_file(path)
     assert checked.ok and checked.spec is not None, checked.diagnostics
-    return compile_spec(checked.spec, checked.display, spec_hash(checked.files))
+    return compile_checked(checked)
 
 
 def edited_copy(tmp_path: Path, name: str, *edits: tuple[str, str]) -> Path:

@@ -71,6 +71,17 @@ def test_explicit_core_tags_are_values_not_code():
     assert node.to_plain() == {"a": "123", "b": 7, "c": 1.5}
 
 
+@pytest.mark.parametrize("raw, pos, message", [
+    # YAML 1.2 has no `yes`: it must not silently become false.
+    (b"pipeline: x\nonly_new: !!bool yes\n", (2, 11), "`yes` is not a valid !!bool"),
+    (b"pipeline: x\nowner: !!null team\n", (2, 8), "`team` is not a valid !!null"),
+], ids=["bool", "null"])
+def test_explicit_bool_and_null_tags_check_their_text(raw, pos, message):
+    d = error_of(raw)
+    assert where(d) == pos
+    assert d.message == message
+
+
 def test_explicit_int_tag_on_a_word_is_an_error():
     d = error_of(b"pipeline: x\ncount: !!int many\n")
     assert where(d) == (2, 8)

@@ -14,7 +14,8 @@ from ..cron import validate_cron
 class StrictModel(BaseModel):
     """Every spec model rejects unknown keys (reported with a "did you mean")."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    # strict: `only_new: "yes"` or `min_records: "100"` are mistakes to report, not values to guess.
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True, strict=True)
 
 
 Identifier = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,62}$",
