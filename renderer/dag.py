@@ -90,8 +90,9 @@ def _callbacks(spec: ir.Dag) -> dict[str, Any]:
 
 
 def _common(task_ir: ir.Task) -> dict[str, Any]:
+    timeout = {"execution_timeout": timedelta(seconds=task_ir.timeout_s)} if task_ir.timeout_s else {}
     return {"task_id": task_ir.task_id, "trigger_rule": task_ir.trigger_rule, "doc_md": task_ir.doc,
-            "outlets": [Asset(uri) for uri in task_ir.outlets], **_retry_args(task_ir.retry)}
+            "outlets": [Asset(uri) for uri in task_ir.outlets], **_retry_args(task_ir.retry), **timeout}
 
 
 def _inputs(task_ir: ir.Task, built: dict[str, Any]) -> dict[str, Any]:

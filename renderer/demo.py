@@ -45,10 +45,10 @@ def main() -> None:
     step("3. pipespec graph pipelines/user_feedback.yaml (Mermaid, for the PR)")
     try:
         from schemas.graph import to_mermaid
-        from schemas.compile import compile_spec, spec_hash
+        from schemas.compile import compile_checked
 
         feedback = check_file(ROOT / "pipelines" / "user_feedback.yaml")
-        print(to_mermaid(compile_spec(feedback.spec, feedback.display, spec_hash(feedback.files))))
+        print(to_mermaid(compile_checked(feedback)))
     except ImportError:
         print("(graph export not available)")
 

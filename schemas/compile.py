@@ -127,10 +127,13 @@ def _data_dag(spec: PipelineSpec, spec_file: str, spec_dir: str) -> Dag:
     data = spec.data
     assert data is not None
     retry = _retry(spec, "data")
-    base = {"pipeline": spec.pipeline, "spec_dir": spec_dir}
+    base = {"pipeline": spec.pipeline, "spec_dir": spec_dir, "publishes": data.publishes}
     sources = tuple(s.model_dump() for s in data.sources)
+    timeouts = [parse_duration(s.timeout) for s in data.sources if s.timeout]
+    # Mapped instances share one execution timeout: the longest any source asks for.
     tasks = [Task("extract", "data.extract", base, mapping=Mapping("source", items=sources, label="name"),
-                  retry=retry, doc="Read each source into Parquet; one mapped instance per source.")]
+                  retry=retry, timeout_s=max(timeouts) if timeouts else None,
+                  doc="Read each source into Parquet; one mapped instance per source.")]
     previous = "extract"
     for index, transform in enumerate(data.transforms, start=1):
         name = next(iter(type(transform).model_fields))  # each transform model has exactly one key
@@ -144,7 +147,7 @@ def _data_dag(spec: PipelineSpec, spec_file: str, spec_dir: str) -> Dag:
     tasks.append(Task("measure", "data.measure", {
         **base, "threshold": data.threshold.model_dump(),
         "quality": data.quality.model_dump() if data.quality else None,
-        "drift": data.drift.model_dump() if data.drift else None, "publishes": data.publishes,
+        "drift": data.drift.model_dump() if data.drift else None,
     }, {"dataset": "join"}, ("join",), retry=retry, doc="Count records, new records, quality and drift."))
     blocked = _notify(spec, "gate_blocked", ("gate",), {"details": "measure"})
     branches = {"pass": "publish", **({"blocked": blocked[0].task_id} if blocked else {})}

@@ -231,6 +231,8 @@ def _common(task: ir.Task) -> dict[str, Any]:
     if task.outlets:
         out["outlets"] = [_plain(uri, "outlet URI") for uri in task.outlets]
     out.update(_retry_args(task.retry))
+    if task.timeout_s:
+        out["execution_timeout"] = _timedelta(task.timeout_s)
     return out
 
 

@@ -53,6 +53,7 @@ class Task:
     mapping: Mapping | None = None
     branches: dict[str, str] = field(default_factory=dict)  # decision -> downstream task id, for kind=branch
     retry: Retry | None = None  # None: the DAG's default
+    timeout_s: int | None = None  # execution timeout; a timed-out try is retried like a failed one
     outlets: tuple[str, ...] = ()
     doc: str = ""
 
