@@ -40,9 +40,9 @@ def compile_checked(checked) -> Pipeline:
 def compile_spec(spec: PipelineSpec, spec_file: str, content_hash: str, spec_dir: str | None = None) -> Pipeline:
     dags = []
     if spec.data:
-        dags.append(_data_dag(spec, spec_file, spec_dir or str(Path(spec_file).parent)))
+        dags.append(_data_dag(spec, spec_file, spec_dir or str(Path(spec_file).parent), content_hash))
     if spec.train:
-        dags.append(_train_dag(spec, spec_file))
+        dags.append(_train_dag(spec, spec_file, content_hash))
     if spec.inference:
         dags.append(_inference_dag(spec, spec_file))
     return Pipeline(spec.pipeline, spec_file, content_hash, tuple(dags))
@@ -123,7 +123,7 @@ def _dag(spec: PipelineSpec, suffix: str, schedule: Schedule, spec_file: str, ta
 
 # --- data -----------------------------------------------------------------
 
-def _data_dag(spec: PipelineSpec, spec_file: str, spec_dir: str) -> Dag:
+def _data_dag(spec: PipelineSpec, spec_file: str, spec_dir: str, content_hash: str) -> Dag:
     data = spec.data
     assert data is not None
     retry = _retry(spec, "data")
@@ -154,7 +154,8 @@ def _data_dag(spec: PipelineSpec, spec_file: str, spec_dir: str) -> Dag:
     tasks.append(Task("gate", "data.gate", base, {"measurement": "measure"}, ("measure",), kind="branch",
                       branches=branches, retry=retry,
                       doc="Publish only when the threshold and quality gates pass; otherwise skip (not fail)."))
-    tasks.append(Task("publish", "data.publish", base, {"dataset": "join", "measurement": "measure"}, ("gate",),
+    tasks.append(Task("publish", "data.publish", {**base, "spec_hash": content_hash},
+                      {"dataset": "join", "measurement": "measure"}, ("gate",),
                       outlets=(data.publishes,), retry=retry, doc=f"Move the data into `{data.publishes}`."))
     tasks += blocked
     return _dag(spec, "data", _schedule(data.schedule), spec_file, tasks,
@@ -166,14 +167,15 @@ def _data_dag(spec: PipelineSpec, spec_file: str, spec_dir: str) -> Dag:
 _KIND_BY_BACKEND = {"local": "python", "kubernetes": "kubernetes_pod", "anyscale": "anyscale_job"}
 
 
-def _train_dag(spec: PipelineSpec, spec_file: str) -> Dag:
+def _train_dag(spec: PipelineSpec, spec_file: str, content_hash: str) -> Dag:
     train, evaluate, rollout = spec.train, spec.evaluate, spec.rollout
     assert train is not None
     base = {"pipeline": spec.pipeline}
     model_uri = model_asset(spec)
+    holdout_fraction = spec.evaluate.holdout_fraction if spec.evaluate else 0.2
     tasks = [Task("train", "model.train", {
         **base, "dataset": train_dataset(spec), "model": train.model.model_dump(),
-        "compute": train.compute.model_dump(),
+        "compute": train.compute.model_dump(), "holdout_fraction": holdout_fraction, "spec_hash": content_hash,
     }, kind=_KIND_BY_BACKEND[train.compute.backend], retry=_retry(spec, "train"),  # type: ignore[arg-type]
         doc=f"Train a `{train.model.type}` challenger on {train.compute.backend} compute.")]
     if evaluate is None:

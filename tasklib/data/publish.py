@@ -1,0 +1,34 @@
+"""Publish curated data as the pipeline's Asset, with its lineage manifest.
+
+The joined data is copied into `<publishes>/runs/<run>/`, the manifest written
+beside it, and only then `_LATEST` is switched (see tasklib.published). The
+manifest records which sources contributed what (with their watermarks, so the
+next `only_new` extract knows where to start), the gate's numbers, and the run:
+training attaches it to the model, so anyone can tell which data trained which
+model.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any
+
+from ..context import RunContext
+from ..published import mark_latest, run_prefix, write_manifest
+from ..storage import read_table, write_table
+
+
+def publish(ctx: RunContext, *, pipeline: str, spec_dir: str, publishes: str, spec_hash: str, dataset: dict,
+            measurement: dict) -> dict[str, Any]:
+    prefix = run_prefix(publishes, ctx.run_key)
+    data = write_table(read_table(dataset), f"{prefix}/data.parquet")
+    manifest = {
+        "pipeline": pipeline, "asset": publishes, "run_id": ctx.run_id, "dag_id": ctx.dag_id, "spec_hash": spec_hash,
+        "published_at": datetime.now(timezone.utc).isoformat(),
+        "data": data.to_dict(),
+        "sources": dataset.get("sources", {}),
+        "measurement": {k: measurement.get(k) for k in ("rows", "new_rows", "drift", "drifted", "reason")},
+    }
+    write_manifest(prefix, manifest)
+    mark_latest(publishes, prefix)
+    return {"uri": data.uri, "rows": data.rows, "sha256": data.sha256, "manifest": f"{prefix}/manifest.json"}
