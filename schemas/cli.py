@@ -16,6 +16,8 @@ examples:
   pipespec graph pipelines/x.yaml --format dot
   pipespec diff origin/main               compiled-DAG changes since main
   pipespec export --to dag-factory pipelines/x.yaml -o dags/x.dagfactory.yml
+  pipespec run pipelines/user_feedback.yaml --until train
+  pipespec up --port 8080                 Airflow UI on this project's DAGs
 """
 
 
@@ -52,9 +54,16 @@ def main(argv: list[str] | None = None) -> int:
     export.add_argument("spec", type=Path)
     export.add_argument("-o", "--output", type=Path, metavar="FILE", help="write here instead of stdout")
 
+    run = commands.add_parser("run", help="run a pipeline's DAGs locally in order (dag.test, SQLite), following Assets")
+    run.add_argument("spec", type=Path)
+    run.add_argument("--until", choices=["data", "train", "inference"], default="inference")
+
+    up = commands.add_parser("up", help="start Airflow (standalone) on this project; Ctrl-C stops it")
+    up.add_argument("--port", type=int, default=8080)
+
     args = parser.parse_args(argv)
     handler = {"check": _check, "schema": _schema, "new": _new, "graph": _graph, "diff": _diff,
-               "export": _export}[args.command]
+               "export": _export, "run": _run, "up": _up}[args.command]
     return handler(args)
 
 
@@ -164,6 +173,34 @@ def _diff(args: argparse.Namespace) -> int:
         return 2
     print("\n".join(lines))  # ends with "no changes to compiled DAGs" when nothing changed
     return 0
+
+
+def _run(args: argparse.Namespace) -> int:
+    if not args.spec.is_file():
+        print(f"pipespec run: {args.spec}: no such file", file=sys.stderr)
+        return 2
+    from renderer.local_env import configure, ensure_db  # before Airflow is imported
+
+    configure(pipelines=args.spec.parent)
+    ensure_db()
+    from renderer.run import run_pipeline
+
+    try:
+        outcomes = run_pipeline(args.spec, args.until)
+    except ValueError as exc:
+        print(f"pipespec run: {exc}", file=sys.stderr)
+        return 1
+    return 0 if outcomes and all(o.state == "success" for o in outcomes) else 1
+
+
+def _up(args: argparse.Namespace) -> int:
+    from renderer.local_env import configure, ensure_db
+
+    configure()
+    ensure_db()
+    from renderer.up import up
+
+    return up(args.port)
 
 
 if __name__ == "__main__":
