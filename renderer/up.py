@@ -16,12 +16,24 @@ from pathlib import Path
 PASSWORDS = "simple_auth_manager_passwords.json.generated"
 
 
-def up(port: int = 8080, echo=print, ready_timeout_s: int = 240) -> int:
-    env = {**os.environ, "AIRFLOW__API__PORT": str(port), "AIRFLOW__API__BASE_URL": f"http://localhost:{port}"}
+def _say(message: str) -> None:
+    print(message, flush=True)
+
+
+def _interrupt(signum, frame) -> None:
+    """`kill` (SIGTERM) cleans up exactly like Ctrl-C."""
+    raise KeyboardInterrupt
+
+
+def up(port: int = 8080, echo=_say, ready_timeout_s: int = 240) -> int:
+    env = {**os.environ, "AIRFLOW__API__PORT": str(port), "AIRFLOW__API__BASE_URL": f"http://localhost:{port}",
+           # standalone starts its components as `airflow ...` by name: they must come from this venv.
+           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
     home = Path(env["AIRFLOW_HOME"])
     log_path = home / "standalone.log"
     home.mkdir(parents=True, exist_ok=True)
     echo(f"starting Airflow (logs: {log_path}) ...")
+    signal.signal(signal.SIGTERM, _interrupt)
     with open(log_path, "ab") as log:
         process = subprocess.Popen([sys.executable, "-m", "airflow", "standalone"], env=env, stdout=log,
                                    stderr=subprocess.STDOUT, start_new_session=True)
@@ -39,17 +51,28 @@ def up(port: int = 8080, echo=print, ready_timeout_s: int = 240) -> int:
         stop(process)
 
 
-def stop(process: subprocess.Popen, grace_s: float = 20) -> None:
-    """Terminate the whole process group (scheduler, dag-processor, API server, triggerer)."""
-    if process.poll() is not None:
+def stop(process: subprocess.Popen, grace_s: float = 30) -> None:
+    """Terminate the whole process group (scheduler, dag-processor, API server, triggerer) and wait
+    until every member is gone: standalone itself exits before its children finish shutting down."""
+    group = process.pid  # start_new_session made it the group leader
+    if not _group_alive(group):
         return
-    group = os.getpgid(process.pid)
     os.killpg(group, signal.SIGTERM)
-    try:
-        process.wait(timeout=grace_s)
-    except subprocess.TimeoutExpired:
+    deadline = time.monotonic() + grace_s
+    while _group_alive(group) and time.monotonic() < deadline:
+        process.poll()  # reap the leader so it does not linger as a zombie
+        time.sleep(0.5)
+    if _group_alive(group):
         os.killpg(group, signal.SIGKILL)
-        process.wait()
+    process.wait()
+
+
+def _group_alive(group: int) -> bool:
+    try:
+        os.killpg(group, 0)
+    except ProcessLookupError:
+        return False
+    return True
 
 
 def _wait_ready(port: int, process: subprocess.Popen, timeout_s: int) -> bool:

@@ -11,7 +11,7 @@ EXAMPLES = """\
 examples:
   pipespec check                          check every spec under pipelines/
   pipespec check pipelines/x.yaml --format github
-  pipespec new churn --from templates/tabular_classifier.yaml
+  pipespec new churn_eu --from templates/tabular.yaml
   pipespec schema                         regenerate schemas/pipeline.schema.json
   pipespec graph pipelines/x.yaml --format dot
   pipespec diff origin/main               compiled-DAG changes since main
