@@ -10,13 +10,14 @@ from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from airflow.sdk import DAG, Asset, AssetAll, AssetAny, AssetOrTimeSchedule, CronTriggerTimetable, XComArg, task
+from airflow.sdk import DAG, Asset, AssetAll, AssetAny, AssetOrTimeSchedule, CronTriggerTimetable, XComArg
 
 from schemas import ir
 
 from .adapter import run_branch, run_step
 from .lazy import LazyOperator
 from .notifier import PipespecNotifier
+from .step_operators import branch_step_task, step_task
 
 START_DATE = datetime(2024, 1, 1, tzinfo=timezone.utc)
 COMPUTE_BUILDERS = {
@@ -103,8 +104,8 @@ def _python(task_ir: ir.Task, built: dict[str, Any]) -> Any:
     inputs = _inputs(task_ir, built)
     mapping = task_ir.mapping
     if mapping is None:
-        return task(run_step, **_common(task_ir))(step=task_ir.step, step_params=task_ir.params, inputs=inputs)
-    decorated = task(run_step, map_index_template="{{ map_label }}", **_common(task_ir))
+        return step_task(run_step, **_common(task_ir))(step=task_ir.step, step_params=task_ir.params, inputs=inputs)
+    decorated = step_task(run_step, map_index_template="{{ map_label }}", **_common(task_ir))
     partial = decorated.partial(step=task_ir.step, step_params=task_ir.params, inputs=inputs,
                                 map_arg=mapping.arg, map_label=mapping.label)
     items = _output(built[mapping.over]) if mapping.over else list(mapping.items)
@@ -112,7 +113,7 @@ def _python(task_ir: ir.Task, built: dict[str, Any]) -> Any:
 
 
 def _branch(task_ir: ir.Task, built: dict[str, Any]) -> Any:
-    return task.branch(run_branch, **_common(task_ir))(
+    return branch_step_task(run_branch, **_common(task_ir))(
         step=task_ir.step, step_params=task_ir.params, branches=task_ir.branches, inputs=_inputs(task_ir, built))
 
 

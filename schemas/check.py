@@ -6,7 +6,9 @@ does not hide the next.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 
 from pydantic import ValidationError
@@ -47,13 +49,17 @@ class CheckedSpec:
 
 def display_name(path: Path) -> str:
     """Paths as a user typed them: relative inside the working directory, absolute outside."""
-    absolute = path.resolve()
-    cwd = Path.cwd()
+    return _display(str(path), os.getcwd())
+
+
+@lru_cache(maxsize=4096)
+def _display(path: str, cwd: str) -> str:
+    absolute = Path(path).resolve()
     return absolute.relative_to(cwd).as_posix() if absolute.is_relative_to(cwd) else str(absolute)
 
 
 def is_template(path: Path) -> bool:
-    return TEMPLATES_DIR in path.resolve().parent.parts[-1:]
+    return path.resolve().parent.name == TEMPLATES_DIR
 
 
 def check_file(path: Path) -> CheckedSpec:

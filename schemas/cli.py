@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+import gc
 import sys
 from pathlib import Path
 
@@ -76,6 +77,9 @@ def _check(args: argparse.Namespace) -> int:
     if problems:
         print(report.REPORTERS[args.format](problems, 0), file=sys.stderr)
         return 2
+    # Every checked tree stays alive until the repo checks: full GC passes would rescan them all
+    # (about a third of the time on 1,000 specs). A short-lived command needs no cycle collection.
+    gc.disable()
     checked = [check_file(f) for f in files]
     # A broken template is reported once, not once per spec that extends it.
     found = dict.fromkeys([d for c in checked for d in c.diagnostics] + check_repo(checked))

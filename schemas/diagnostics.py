@@ -8,14 +8,13 @@ GitHub Actions annotations.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Literal
+from typing import Literal, NamedTuple
 
 Path = tuple[str | int, ...]
 
 
-@dataclass(frozen=True, slots=True)
-class Loc:
-    """A position in a YAML file, 1-based like editors show it."""
+class Loc(NamedTuple):
+    """A position in a YAML file, 1-based like editors show it. A tuple: one is built per YAML value."""
 
     file: str
     line: int

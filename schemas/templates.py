@@ -34,7 +34,7 @@ def resolve(node: Node, file: Path, display, chain: tuple[Path, ...] = ()) -> tu
             trail = (*chain, file)
             cycle = " → ".join(p.name for p in (*trail[trail.index(parent_file):], parent_file))
             raise _at(entry.loc, f"`extends` makes a cycle: {cycle}", "a template cannot extend itself, directly or not")
-        parent = load_file(parent_file, display(parent_file))
+        parent = _load_template(parent_file, display(parent_file))
         if not isinstance(parent.value, dict):  # pragma: no cover - load_file guarantees a mapping
             raise _at(entry.loc, "template is not a mapping", "")
         parent, parent_files = resolve(parent, parent_file, display, (*chain, file))
@@ -43,6 +43,17 @@ def resolve(node: Node, file: Path, display, chain: tuple[Path, ...] = ()) -> tu
     if merged is None:  # `extends: []`
         return own, files
     return merge(merged, own), files
+
+
+_parsed: dict[tuple, Node] = {}  # templates are shared by many specs: parse each version once
+
+
+def _load_template(path: Path, display: str) -> Node:
+    stat = path.stat()
+    key = (str(path), display, stat.st_mtime_ns, stat.st_size)
+    if key not in _parsed:
+        _parsed[key] = load_file(path, display)  # merging builds new nodes; cached trees are never mutated
+    return _parsed[key]
 
 
 def _target(entry: Node, file: Path) -> Path:

@@ -55,6 +55,8 @@ _resolver("tag:yaml.org,2002:merge", r"^<<$", "<")
 
 _TAG = "tag:yaml.org,2002:"
 _SCALAR_TAGS = {f"{_TAG}{t}" for t in ("str", "int", "float", "bool", "null")}
+_STR = f"{_TAG}str"
+_MAYBE_SPECIAL = set("-+.0123456789tTfFnN~<")  # first characters of bools, numbers, nulls and `<<`
 
 
 @dataclass(slots=True)
@@ -166,9 +168,18 @@ class _Builder:
 
     def _event(self, event: Any) -> Node | None:
         """Consume one event; returns the root node once the document is complete."""
-        loc = Loc(self.name, event.start_mark.line + 1, event.start_mark.column + 1)
-        if isinstance(event, (yaml.MappingStartEvent, yaml.SequenceStartEvent)):
-            is_map = isinstance(event, yaml.MappingStartEvent)
+        kind = type(event)
+        if kind is yaml.ScalarEvent:  # most events: test first
+            return self._scalar(event, self._loc(event))
+        if kind is yaml.MappingEndEvent or kind is yaml.SequenceEndEvent:
+            frame = self.stack.pop()
+            if frame.anchor:
+                self.open_anchors.discard(frame.anchor)
+                self.anchors[frame.anchor] = (frame.node, frame.size)
+            return self._attach(frame.node, frame.size)
+        loc = self._loc(event)
+        if kind is yaml.MappingStartEvent or kind is yaml.SequenceStartEvent:
+            is_map = kind is yaml.MappingStartEvent
             if event.tag not in (None, "!", f"{_TAG}{'map' if is_map else 'seq'}"):
                 raise _error(self.name, loc.line, loc.col, f"YAML tag `{_short_tag(event.tag)}` is not allowed",
                              "specs are plain data: remove the tag")
@@ -181,13 +192,7 @@ class _Builder:
             if event.anchor:
                 self.open_anchors.add(event.anchor)
             return None
-        if isinstance(event, (yaml.MappingEndEvent, yaml.SequenceEndEvent)):
-            frame = self.stack.pop()
-            if frame.anchor:
-                self.open_anchors.discard(frame.anchor)
-                self.anchors[frame.anchor] = (frame.node, frame.size)
-            return self._attach(frame.node, frame.size)
-        if isinstance(event, yaml.AliasEvent):
+        if kind is yaml.AliasEvent:
             self._key_must_be_scalar(loc)  # `? *alias` as a key
             if event.anchor in self.open_anchors:
                 raise _error(self.name, loc.line, loc.col, "recursive alias: a value contains itself",
@@ -199,9 +204,11 @@ class _Builder:
             self._count(size, loc)
             # A fresh Node per use (its key position differs) that points at where the value is written.
             return self._attach(Node(target.value, target.loc), size)
-        if isinstance(event, yaml.ScalarEvent):
-            return self._scalar(event, loc)
         raise _error(self.name, loc.line, loc.col, "unexpected YAML structure", "check the file's syntax")
+
+    def _loc(self, event: Any) -> Loc:
+        mark = event.start_mark
+        return Loc(self.name, mark.line + 1, mark.column + 1)
 
     def _scalar(self, event: Any, loc: Loc) -> Node | None:
         frame = self.stack[-1] if self.stack else None
@@ -217,9 +224,11 @@ class _Builder:
                              "remove one of them; YAML would silently keep only the last")
             frame.key, frame.key_loc = event.value, loc  # raw text: `on`, `1`, `null` are keys as written
             return None
-        tag = event.tag
-        if tag in (None, "!"):
-            tag = f"{_TAG}str" if tag == "!" else self.loader.resolve(yaml.ScalarNode, event.value, event.implicit)
+        tag, text = event.tag, event.value
+        if tag is None and event.implicit[0] and text and text[0] not in _MAYBE_SPECIAL:
+            tag = _STR  # a plain word: no resolver can make it anything but a string
+        elif tag in (None, "!"):
+            tag = _STR if tag == "!" else self.loader.resolve(yaml.ScalarNode, text, event.implicit)
         self._count(1, loc)
         node = Node(_scalar_value(tag, event.value, self.name, loc), loc)
         if event.anchor:

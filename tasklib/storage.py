@@ -18,6 +18,7 @@ import os
 import uuid
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from collections.abc import Iterator
 from typing import Any
 from urllib.parse import urlparse
 
@@ -91,17 +92,100 @@ def _s3(conn_id: str) -> Any:
     )
 
 
-def write_table(table: Any, uri: str, conn_id: str | None = None, source: str = "") -> Ref:
-    """Write Parquet atomically (temp name, then rename) and return its Ref."""
-    import pyarrow.parquet as pq
+BATCH_ROWS = 65_536  # rows per Parquet row group, and at most one batch in memory per writer
 
+
+def write_table(table: Any, uri: str, conn_id: str | None = None, source: str = "") -> Ref:
+    return write_batches(iter(table.to_batches()), table.schema, uri, conn_id, source)
+
+
+def write_batches(batches: Iterator[Any], schema: Any, uri: str, conn_id: str | None = None,
+                  source: str = "") -> Ref:
+    """Stream record batches into one Parquet file, atomically (temporary name, then moved).
+
+    The Ref's sha256 is that of the file's bytes (`sha256sum` can check it). Rows are
+    regrouped into fixed-size row groups first, so the hash depends on the data, not on how
+    the input happened to be split into files and chunks.
+    """
     filesystem_, path = filesystem(uri, conn_id)
     parent = path.rsplit("/", 1)[0]
     filesystem_.create_dir(parent, recursive=True)
     temporary = f"{parent}/.tmp-{uuid.uuid4().hex}"
-    pq.write_table(table, temporary, filesystem=filesystem_)
-    filesystem_.move(temporary, path)
-    return Ref(uri, table.num_rows, {f.name: str(f.type) for f in table.schema}, table_hash(table), source)
+    try:
+        with filesystem_.open_output_stream(temporary) as stream:
+            rows, digest = _write_parquet(batches, schema, stream)
+        filesystem_.move(temporary, path)
+    except BaseException:
+        _remove_quietly(filesystem_, temporary)
+        raise
+    return Ref(uri, rows, {f.name: str(f.type) for f in schema}, digest, source)
+
+
+def table_hash(table: Any) -> str:
+    """The sha256 `write_table` would record for this table, without writing it anywhere."""
+    import pyarrow as pa
+
+    return _write_parquet(iter(table.to_batches()), table.schema, pa.BufferOutputStream())[1]
+
+
+def _write_parquet(batches: Iterator[Any], schema: Any, stream: Any) -> tuple[int, str]:
+    """The one way pipespec writes Parquet: fixed row groups, so equal data gives equal bytes."""
+    import pyarrow.parquet as pq
+
+    sink = _HashingSink(stream)
+    rows = 0
+    with pq.ParquetWriter(sink, schema) as writer:
+        for table in _regroup(batches, schema, BATCH_ROWS):
+            writer.write_table(table, row_group_size=BATCH_ROWS)
+            rows += table.num_rows
+    return rows, sink.digest.hexdigest()
+
+
+def _regroup(batches: Iterator[Any], schema: Any, size: int) -> Iterator[Any]:
+    """Tables of exactly `size` rows (the last one: the rest), each in one contiguous chunk."""
+    import pyarrow as pa
+
+    buffered: list[Any] = []
+    count = 0
+    for batch in batches:
+        buffered.append(batch)
+        count += batch.num_rows
+        while count >= size:
+            table = pa.Table.from_batches(buffered, schema)
+            yield table.slice(0, size).combine_chunks()
+            rest = table.slice(size)
+            buffered, count = rest.to_batches(), rest.num_rows
+    if count:
+        yield pa.Table.from_batches(buffered, schema).combine_chunks()
+
+
+class _HashingSink:
+    """A write-only file object that hashes what passes through it to the real output stream."""
+
+    def __init__(self, stream: Any) -> None:
+        self.stream = stream
+        self.digest = hashlib.sha256()
+        self.closed = False
+
+    def write(self, data: Any) -> int:
+        self.digest.update(data)
+        return self.stream.write(data)
+
+    def writable(self) -> bool:
+        return True
+
+    def flush(self) -> None:
+        self.stream.flush()
+
+    def close(self) -> None:  # the stream is closed by its own `with`
+        self.closed = True
+
+
+def _remove_quietly(filesystem_: Any, path: str) -> None:
+    try:
+        filesystem_.delete_file(path)
+    except OSError:
+        pass
 
 
 def read_table(ref: Ref | dict, conn_id: str | None = None) -> Any:
@@ -110,18 +194,6 @@ def read_table(ref: Ref | dict, conn_id: str | None = None) -> Any:
     ref = ref if isinstance(ref, Ref) else Ref.from_dict(ref)
     filesystem_, path = filesystem(ref.uri, conn_id)
     return pq.read_table(path, filesystem=filesystem_)
-
-
-def table_hash(table: Any) -> str:
-    """Content hash of a table: schema plus data, independent of chunking."""
-    import pyarrow as pa
-
-    digest = hashlib.sha256(str(table.schema).encode())
-    sink = pa.BufferOutputStream()
-    with pa.ipc.new_stream(sink, table.schema) as writer:
-        writer.write_table(table.combine_chunks())
-    digest.update(sink.getvalue().to_pybytes())
-    return digest.hexdigest()
 
 
 def write_text(uri: str, text: str, conn_id: str | None = None) -> None:

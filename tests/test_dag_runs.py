@@ -167,3 +167,27 @@ def test_failing_step_retries_then_alerts(airflow_db, pipelines, hook, monkeypat
     assert hook.events()[-1] == "failure"
     failure = hook.received[-1]
     assert failure["details"]["task_id"] == "extract" and "timed out" in failure["details"]["error"]
+
+
+def test_spec_values_are_never_rendered_as_jinja(airflow_db, tmp_path, hook, monkeypatch):
+    """A spec string such as `{{ conn.x.password }}` must reach the step as written, not rendered
+    from Airflow's context (that would leak secrets and bypass the SQL sandbox)."""
+    directory = tmp_path / "pipelines"
+    directory.mkdir()
+    (directory / "jinja.yaml").write_text(textwrap.dedent("""\
+        pipeline: jinja
+        data:
+          sources:
+            - {name: a, type: sql, conn_id: db, query: "select '{{ run_id }}', '{{ var.value.secret }}'"}
+          publishes: s3://bucket-jinja/curated/
+    """))
+    seen = []
+
+    def capture(ctx, source, **_):
+        seen.append(source["query"])
+        return {"source": source["name"], "rows": 50}
+
+    with steps(**{**data_steps(50), "data_extract": capture}):
+        run, _ = run_dag(directory, "jinja__data", monkeypatch, tmp_path / "cache")
+    assert run.state == "success"
+    assert seen == ["select '{{ run_id }}', '{{ var.value.secret }}'"]

@@ -1,0 +1,278 @@
+"""`data.extract`: read one source (files or a query) into one run-scoped Parquet file.
+
+Output: `storage.work_uri(ctx, pipeline, "<source>.parquet")` — the same URI on
+every try of the same run, written to a temporary name and moved into place, so
+a retry overwrites it and a reader never sees half a file. The step returns the
+`Ref` plus `source`, `files`, `new_files`, `bad_rows` and `watermark`.
+
+Incremental contract (`only_new`), shared with the publish step:
+- the watermark of an object source is the newest last-modified time among
+  the files read (ISO 8601); with nothing new, the previous watermark is kept;
+- `data.publish` copies each source's `watermark` from this step's output into
+  the manifest, as `manifest["sources"][<name>]["watermark"]`;
+- the next `only_new` extract reads the last publication under `publishes`
+  (`tasklib.published.latest`) and reads only files modified strictly after
+  that watermark; with no publication yet, it reads everything. Files that
+  were modified while a run was extracting, within the same second as its
+  newest file, may be read by neither run (S3 times have second precision).
+SQL sources are not incremental here: their query filters on
+`{{ data_interval_start }}` / `{{ data_interval_end }}` (tasklib.data.sql_render).
+
+Memory: inputs are read in bounded chunks (tasklib.data.readers). Files of one
+source may differ in columns, so chunks are first spooled to a local temporary
+directory (Parquet inputs are read in place) while their schemas are unified by
+column name; a second pass casts each chunk to that schema and streams it into
+the output. Missing columns become nulls, nulls and numeric widening are
+reconciled, and any other type conflict is an error naming both files.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from .. import storage
+from ..context import RunContext
+from .readers import BATCH_ROWS, BadRows, parquet_file, read_csv, read_cursor, read_jsonl
+from .sql_render import render_query
+
+log = logging.getLogger(__name__)
+
+SUFFIXES = {"jsonl": (".jsonl", ".ndjson", ".jsonl.gz", ".ndjson.gz"), "csv": (".csv", ".csv.gz"),
+            "parquet": (".parquet", ".pq")}
+
+
+def extract(ctx: RunContext, *, pipeline: str, spec_dir: str, publishes: str, source: dict) -> dict[str, Any]:
+    name, kind = source["name"], source["type"]
+    bad_rows = BadRows(source.get("on_bad_rows", "fail"))
+    output = storage.work_uri(ctx, pipeline, f"{name}.parquet")
+    with tempfile.TemporaryDirectory(prefix="pipespec-extract-") as spool_dir:
+        pieces = _Pieces(Path(spool_dir))
+        if kind in ("local", "s3"):
+            stats = _read_files(source, spec_dir, publishes, pieces, bad_rows)
+        elif kind in ("sql", "snowflake"):
+            _read_query(source, ctx, pieces)
+            stats = {"files": 0, "new_files": 0, "watermark": None}
+        else:
+            raise ValueError(f"source `{name}`: unknown type `{kind}`")
+        ref = pieces.write(output, name)
+    log.info("source %s: %d rows from %d file(s), %d bad row(s) skipped -> %s",
+             name, ref.rows, stats["files"], bad_rows.count, ref.uri)
+    return {**ref.to_dict(), "source": name, **stats, "bad_rows": bad_rows.count}
+
+
+# --- files ------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class _File:
+    uri: str  # for messages: s3://bucket/key or an absolute local path
+    path: str  # within the filesystem
+    mtime: datetime
+
+
+def _read_files(source: dict, spec_dir: str, publishes: str, pieces: "_Pieces", bad_rows: BadRows) -> dict:
+    location = source["uri"] if source["type"] == "s3" else str(Path(spec_dir, source["path"]))
+    conn_id = source.get("conn_id")
+    filesystem, files = _list(location, source["format"], conn_id)
+    since = _previous_watermark(publishes, source["name"]) if source.get("only_new") else None
+    chosen = [f for f in files if since is None or f.mtime > since]
+    if since is not None:
+        log.info("source %s: %d of %d file(s) modified after %s", source["name"], len(chosen), len(files),
+                 since.isoformat())
+    for file in chosen:
+        _read_file(filesystem, file, source["format"], pieces, bad_rows)
+    newest = max((f.mtime for f in chosen), default=since)
+    return {"files": len(chosen), "new_files": len(chosen), "watermark": newest.isoformat() if newest else None}
+
+
+def _list(location: str, fmt: str, conn_id: str | None) -> tuple[Any, list[_File]]:
+    """The files of a source: the one named, or every `fmt` file under a directory/prefix, sorted."""
+    from pyarrow import fs
+
+    filesystem, path = storage.filesystem(location, conn_id)
+    base = path.rstrip("/")
+    # Messages name files as the spec does (s3://...), also when demo mode maps S3 to local disk.
+    label: Callable[[str], str] = ((lambda p: location.rstrip("/") + p[len(base):])
+                                   if location.startswith("s3://") else (lambda p: p))
+    info = filesystem.get_file_info(path)
+    if info.type == fs.FileType.File:
+        return filesystem, [_File(label(path), path, _utc(info.mtime))]
+    if info.type == fs.FileType.NotFound:
+        if filesystem.type_name == "s3":
+            bucket = path.split("/", 1)[0]
+            if filesystem.get_file_info(bucket).type == fs.FileType.NotFound:
+                raise FileNotFoundError(f"{location}: bucket `{bucket}` does not exist (or the connection "
+                                        f"`{conn_id}` cannot see it)")
+            raise FileNotFoundError(f"{location}: no object at or under this prefix")
+        raise FileNotFoundError(f"{location}: no such file or directory")
+    listed = filesystem.get_file_info(fs.FileSelector(path, recursive=True))
+    files = [_File(label(i.path), i.path, _utc(i.mtime)) for i in listed
+             if i.type == fs.FileType.File and _wanted(i.path[len(base):], fmt)]
+    return filesystem, sorted(files, key=lambda f: f.path)
+
+
+def _wanted(relative: str, fmt: str) -> bool:
+    # Hidden and underscore files/directories (_SUCCESS, .tmp-*, _LATEST) are never data.
+    parts = [p for p in relative.split("/") if p]
+    return bool(parts) and not any(p[0] in "._" for p in parts) and parts[-1].lower().endswith(SUFFIXES[fmt])
+
+
+def _utc(moment: datetime) -> datetime:
+    return moment.replace(tzinfo=timezone.utc) if moment.tzinfo is None else moment.astimezone(timezone.utc)
+
+
+def _previous_watermark(publishes: str, name: str) -> datetime | None:
+    from ..published import latest
+
+    previous = latest(publishes)
+    mark = previous.manifest.get("sources", {}).get(name, {}).get("watermark") if previous else None
+    return _utc(datetime.fromisoformat(mark)) if mark else None
+
+
+def _read_file(filesystem: Any, file: _File, fmt: str, pieces: "_Pieces", bad_rows: BadRows) -> None:
+    if fmt == "parquet":
+        with filesystem.open_input_file(file.path) as handle:
+            schema = parquet_file(handle, file.uri).schema_arrow
+        pieces.add_parquet(file.uri, schema, filesystem, file.path)
+        return
+    reader = read_jsonl if fmt == "jsonl" else read_csv
+    with filesystem.open_input_stream(file.path, compression="detect") as stream:
+        for chunk in reader(stream, file.uri, bad_rows):
+            pieces.add_table(file.uri, chunk)
+
+
+# --- queries ----------------------------------------------------------------
+
+def _read_query(source: dict, ctx: RunContext, pieces: "_Pieces") -> None:
+    name, kind = source["name"], source["type"]
+    query = render_query(source["query"], ctx, name)
+    hook = _sql_hook(kind, source.get("conn_id") or "snowflake_default")
+    origin = f"source `{name}`"
+    connection = hook.get_conn()
+    try:
+        cursor = connection.cursor()
+        try:
+            cursor.execute(query)
+            for chunk in read_cursor(cursor, origin, fold_upper_names=kind == "snowflake"):
+                pieces.add_table(origin, chunk)
+        finally:
+            cursor.close()
+    finally:
+        connection.close()
+
+
+def _sql_hook(kind: str, conn_id: str) -> Any:
+    """The DB-API hook of the source's Airflow connection (credentials never come from the spec)."""
+    if kind == "snowflake":
+        from airflow.providers.snowflake.hooks.snowflake import SnowflakeHook
+
+        return SnowflakeHook(snowflake_conn_id=conn_id)
+    from airflow.providers.common.sql.hooks.sql import DbApiHook
+    from airflow.sdk import BaseHook
+
+    connection = BaseHook.get_connection(conn_id)
+    try:
+        hook = connection.get_hook()
+    except Exception as error:  # Airflow raises a bare AirflowException for an unknown type
+        raise ValueError(f"connection `{conn_id}` has type `{connection.conn_type}`, for which no hook is "
+                         f"installed ({error}); install the Airflow provider for it") from None
+    if not isinstance(hook, DbApiHook):
+        raise ValueError(f"connection `{conn_id}` (type `{connection.conn_type}`) is not a SQL database: "
+                         f"its hook {type(hook).__name__} has no DB-API")
+    return hook
+
+
+# --- aligning and writing -------------------------------------------------------
+
+@dataclass(frozen=True)
+class _Piece:
+    origin: str
+    schema: Any
+    batches: Callable[[], Iterator[Any]]
+
+
+class _Pieces:
+    """Chunks of one source and their unified schema; written in one streaming pass."""
+
+    def __init__(self, spool: Path) -> None:
+        self.spool = spool
+        self.pieces: list[_Piece] = []
+        self.types: dict[str, tuple[Any, str]] = {}  # column -> (type, the origin that set it)
+
+    def add_table(self, origin: str, table: Any) -> None:
+        import pyarrow as pa
+
+        path = self.spool / f"{len(self.pieces):08d}.arrow"
+        options = pa.ipc.IpcWriteOptions(compression="lz4")
+        with pa.OSFile(str(path), "wb") as sink, pa.ipc.new_file(sink, table.schema, options=options) as writer:
+            writer.write_table(table)
+
+        def batches() -> Iterator[Any]:
+            with pa.memory_map(str(path)) as source:
+                reader = pa.ipc.open_file(source)
+                for index in range(reader.num_record_batches):
+                    yield reader.get_batch(index)
+
+        self._add(_Piece(origin, table.schema, batches))
+
+    def add_parquet(self, origin: str, schema: Any, filesystem: Any, path: str) -> None:
+        def batches() -> Iterator[Any]:
+            with filesystem.open_input_file(path) as handle:
+                yield from parquet_file(handle, origin).iter_batches(batch_size=BATCH_ROWS)
+
+        self._add(_Piece(origin, schema, batches))
+
+    def _add(self, piece: _Piece) -> None:
+        import pyarrow as pa
+
+        names = piece.schema.names
+        repeated = sorted({n for n in names if names.count(n) > 1})
+        if repeated:
+            raise ValueError(f"{piece.origin}: column(s) {', '.join(f'`{n}`' for n in repeated)} appear more than once")
+        for field in piece.schema:
+            known = self.types.get(field.name)
+            if known is None:
+                self.types[field.name] = (field.type, piece.origin)
+            elif known[0] != field.type:
+                try:
+                    merged = pa.unify_schemas([pa.schema([(field.name, known[0])]), pa.schema([field])],
+                                              promote_options="permissive").field(0).type
+                except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
+                    raise ValueError(f"column `{field.name}` is {known[0]} in {known[1]} but {field.type} in "
+                                     f"{piece.origin}; make the files agree (or cast before loading)") from None
+                self.types[field.name] = (merged, known[1])
+        self.pieces.append(piece)
+
+    def write(self, uri: str, source: str) -> storage.Ref:
+        """Stream every piece, cast to the unified schema, into `uri`."""
+        import pyarrow as pa
+
+        schema = pa.schema([(name, type_) for name, (type_, _) in self.types.items()])
+        return storage.write_batches(self._aligned(schema), schema, uri, source=source)
+
+    def _aligned(self, schema: Any) -> Iterator[Any]:
+        import pyarrow as pa
+
+        for piece in self.pieces:
+            for batch in piece.batches():
+                try:
+                    columns = [_column(batch, f) for f in schema]
+                except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as error:
+                    raise ValueError(f"{piece.origin}: cannot convert to the source's common schema ({error})") \
+                        from None
+                yield pa.RecordBatch.from_arrays(columns, schema=schema)
+
+
+def _column(batch: Any, field: Any) -> Any:
+    import pyarrow as pa
+
+    index = batch.schema.get_field_index(field.name)
+    if index < 0:
+        return pa.nulls(batch.num_rows, field.type)
+    column = batch.column(index)
+    return column if column.type == field.type else column.cast(field.type)

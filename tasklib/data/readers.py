@@ -1,0 +1,159 @@
+"""Format readers: one input (a file stream or a database cursor) in, Arrow chunks out.
+
+Every reader yields bounded chunks (at most `batch_rows` rows), so memory never
+grows with the size of the input. Malformed rows go to a `BadRows` policy, which
+either stops with `<file>:<line>: ...` or counts and drops them, as the spec's
+`on_bad_rows` says.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+from collections.abc import Iterator
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+BATCH_ROWS = 32_768
+CSV_BLOCK_BYTES = 4 << 20  # pyarrow infers CSV column types from the first block
+UTF8_BOM = b"\xef\xbb\xbf"
+
+
+class BadRows:
+    """What to do with a malformed row: raise (`fail`) or count and go on (`skip`)."""
+
+    def __init__(self, policy: str = "fail") -> None:
+        if policy not in ("fail", "skip"):
+            raise ValueError(f"on_bad_rows must be `fail` or `skip`, not `{policy}`")
+        self.policy = policy
+        self.count = 0
+
+    def reject(self, origin: str, line: int | None, reason: str) -> None:
+        where = f"{origin}:{line}" if line is not None else origin
+        if self.policy == "fail":
+            raise ValueError(f"{where}: {reason} (set on_bad_rows: skip to drop such rows)")
+        self.count += 1
+        if self.count <= 10:  # enough to find the problem, without flooding the task log
+            log.warning("skipped bad row %s: %s", where, reason)
+
+
+def read_jsonl(stream: Any, origin: str, bad_rows: BadRows, batch_rows: int = BATCH_ROWS) -> Iterator[Any]:
+    """JSON Lines, parsed line by line so a bad line is reported with its number."""
+    rows: list[dict] = []
+    batch_start = 1
+    for number, line in enumerate(io.BufferedReader(stream), start=1):
+        if number == 1:
+            line = line.removeprefix(UTF8_BOM)
+        if not line.strip():
+            continue
+        try:
+            value = json.loads(line.decode("utf-8"))
+        except json.JSONDecodeError as error:
+            bad_rows.reject(origin, number, f"malformed JSON: {error.msg} (column {error.colno})")
+            continue
+        except UnicodeDecodeError as error:
+            bad_rows.reject(origin, number, f"malformed JSON: not UTF-8 ({error.reason})")
+            continue
+        if not isinstance(value, dict):
+            bad_rows.reject(origin, number, f"malformed JSON: expected an object, got {type(value).__name__}")
+            continue
+        rows.append(value)
+        if len(rows) >= batch_rows:
+            yield _rows_to_table(rows, origin, batch_start, number)
+            rows, batch_start = [], number + 1
+    if rows:
+        yield _rows_to_table(rows, origin, batch_start, number)
+
+
+def _rows_to_table(rows: list[dict], origin: str, first_line: int, last_line: int) -> Any:
+    import pyarrow as pa
+
+    try:
+        return pa.Table.from_pylist(rows)
+    except (pa.ArrowInvalid, pa.ArrowTypeError) as error:
+        # from_pylist does not say which column; find it, to give an error one can act on.
+        for name in dict.fromkeys(key for row in rows for key in row):
+            try:
+                pa.array([row.get(name) for row in rows])
+            except (pa.ArrowInvalid, pa.ArrowTypeError) as column_error:
+                raise ValueError(f"{origin}:{first_line}-{last_line}: column `{name}` mixes value types "
+                                 f"({column_error})") from None
+        raise ValueError(f"{origin}:{first_line}-{last_line}: {error}") from None
+
+
+def read_csv(stream: Any, origin: str, bad_rows: BadRows, block_bytes: int = CSV_BLOCK_BYTES) -> Iterator[Any]:
+    """CSV with a header row, streamed block by block; rows with the wrong number of fields are bad rows."""
+    import pyarrow as pa
+    from pyarrow import csv
+
+    pending: list[str] = []  # pyarrow reports a rejected row only as "parse error": keep ours
+
+    def on_invalid(row: Any) -> str:
+        reason = f"malformed CSV row: expected {row.expected_columns} fields, got {row.actual_columns}: {row.text!r}"
+        if bad_rows.policy == "fail":
+            pending.append(f"{origin}:{row.number}: {reason} (set on_bad_rows: skip to drop such rows)")
+            return "error"
+        bad_rows.reject(origin, row.number, reason)
+        return "skip"
+
+    try:
+        # use_threads=False: only then does pyarrow know each row's line number.
+        reader = csv.open_csv(stream, read_options=csv.ReadOptions(use_threads=False, block_size=block_bytes),
+                              parse_options=csv.ParseOptions(invalid_row_handler=on_invalid))
+        empty = True
+        for batch in reader:
+            empty = False
+            yield pa.Table.from_batches([batch])
+        if empty:  # a header and no rows: still a schema (all-null columns)
+            yield reader.schema.empty_table()
+    except pa.ArrowInvalid as error:
+        if str(error) == "Empty CSV file":  # not even a header: no rows, no columns
+            return
+        if pending:
+            raise ValueError(pending[0]) from None
+        hint = (" (column types are inferred from the first rows; quote the column or clean the value)"
+                if "conversion error" in str(error) else "")
+        raise ValueError(f"{origin}: {error}{hint}") from None
+
+
+def parquet_file(handle: Any, origin: str) -> Any:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        return pq.ParquetFile(handle)
+    except pa.ArrowInvalid as error:
+        raise ValueError(f"{origin}: not a readable Parquet file ({error})") from None
+
+
+def read_cursor(cursor: Any, origin: str, batch_rows: int = BATCH_ROWS, fold_upper_names: bool = False
+                ) -> Iterator[Any]:
+    """Rows of an executed DB-API cursor, `batch_rows` at a time (fetchmany: never the whole result).
+
+    A query that returns no rows still yields one empty table, so the columns are known.
+    """
+    import pyarrow as pa
+
+    names = [_column_name(d[0], fold_upper_names) for d in cursor.description or ()]
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        raise ValueError(f"{origin}: the query returns column(s) {', '.join(duplicates)} more than once; "
+                         "alias them (`select a.id as a_id, ...`)")
+    empty = True
+    while rows := cursor.fetchmany(batch_rows):
+        empty = False
+        columns = list(zip(*rows))
+        try:
+            yield pa.Table.from_arrays([pa.array(column) for column in columns], names=names)
+        except (pa.ArrowInvalid, pa.ArrowTypeError) as error:
+            raise ValueError(f"{origin}: cannot convert the query result to Arrow ({error})") from None
+    if empty:
+        yield pa.table({name: pa.array([], pa.null()) for name in names})
+
+
+def _column_name(name: str, fold_upper: bool) -> str:
+    # Snowflake folds unquoted identifiers to upper case; the spec (and its transforms)
+    # say `text`, not `TEXT`. Mixed-case names were quoted on purpose and are kept.
+    return name.lower() if fold_upper and name.isupper() else name
