@@ -359,3 +359,19 @@ def test_repeated_csv_header_is_an_error_not_a_silent_null_column(tmp_path):
     path = write(tmp_path / "dup.csv", b"id,text,id\n1,a,2\n")
     with pytest.raises(ValueError, match=rf"^{path}: column\(s\) `id` appear more than once"):
         run({"name": "z", "type": "local", "path": str(path), "format": "csv"})
+
+
+def test_sqlite_through_common_sql_with_interval_templating(tmp_path, monkeypatch):
+    from tasklib.sample_data import feedback_rows, write_slack_db
+
+    database = write_slack_db(feedback_rows(30, seed=5), tmp_path / "slack.db")
+    # The SQLite provider reads the database path from the connection's host.
+    monkeypatch.setenv("AIRFLOW_CONN_FEEDBACK_TEST_DB", json.dumps({"conn_type": "sqlite", "host": str(database)}))
+    source = {"name": "slack", "type": "sql", "conn_id": "feedback_test_db",
+              "query": "select text, label from slack_messages where ts < '{{ data_interval_end }}' order by ts"}
+    ctx = RunContext(dag_id="p__data", task_id="extract", run_id="r1",
+                     data_interval_start="2026-01-01T00:00:00+00:00", data_interval_end="2026-01-10T00:00:00+00:00")
+    result = run(source, ctx=ctx)
+    expected = [r for r in feedback_rows(30, seed=5) if r["ts"] < "2026-01-10 00:00:00+00:00"]
+    assert 0 < result["rows"] == len(expected) < 30
+    assert rows_of(result) == [{"text": r["text"], "label": r["label"]} for r in expected]
