@@ -18,6 +18,11 @@ def _run_context() -> tuple[RunContext, Any]:
     from airflow.sdk import get_current_context
 
     context = get_current_context()
+    return run_context(context), context
+
+
+def run_context(context: Any) -> RunContext:
+    """Airflow's task context as the plain values a step may see."""
     ti = context["ti"]
     interval_start, interval_end = context.get("data_interval_start"), context.get("data_interval_end")
     return RunContext(
@@ -25,7 +30,7 @@ def _run_context() -> tuple[RunContext, Any]:
         map_index=getattr(ti, "map_index", -1), try_number=getattr(ti, "try_number", 1),
         logical_date=_iso(context.get("logical_date")),
         data_interval_start=_iso(interval_start), data_interval_end=_iso(interval_end),
-    ), context
+    )
 
 
 def _iso(value: Any) -> str | None:

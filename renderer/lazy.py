@@ -9,10 +9,13 @@ only when the task runs.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 from typing import Any
 
 from airflow.sdk import BaseOperator
+
+from .adapter import run_context
 
 OPERATORS = {
     "kubernetes_pod": "airflow.providers.cncf.kubernetes.operators.pod:KubernetesPodOperator",
@@ -33,6 +36,11 @@ class LazyOperator(BaseOperator):
         module, _, name = OPERATORS[self.operator].partition(":")
         operator_class = getattr(importlib.import_module(module), name)
         build_module, _, build_name = self.builder.partition(":")
-        operator_kwargs = getattr(importlib.import_module(build_module), build_name)(self.task_id, self.step_params)
+        builder = importlib.import_module(build_module)
+        run = dataclasses.asdict(run_context(context))
+        operator_kwargs = getattr(builder, build_name)(self.task_id, self.step_params, run=run)
         real = operator_class(task_id=self.task_id, **operator_kwargs)
-        return real.execute(context)
+        # The inner operator's templates are never rendered: spec values may contain "{{".
+        returned = real.execute(context)
+        collect = getattr(builder, "collect_result", None)  # e.g. register the model an Anyscale job trained
+        return collect(self.step_params, run, operator_kwargs, returned) if collect else returned

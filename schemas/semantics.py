@@ -90,6 +90,30 @@ def target_matches_compute(spec: PipelineSpec) -> Iterator[Finding]:
 
 
 @check
+def anyscale_service_knows_what_to_serve(spec: PipelineSpec) -> Iterator[Finding]:
+    if not (spec.rollout and spec.train) or spec.rollout.target.type != "anyscale_service":
+        return
+    if spec.train.model.type != "llm_finetune" and not spec.rollout.target.applications:
+        yield (("rollout", "target"), "an Anyscale Service for a non-LLM model needs `applications`",
+               "list the Ray Serve applications to deploy (pipespec provides a default only for `llm_finetune`)")
+
+
+@check
+def filters_are_valid_expressions(spec: PipelineSpec) -> Iterator[Finding]:
+    # The expression checker is standard-library only: the same rules the filter step enforces.
+    from tasklib.data.expressions import check_expression
+
+    if not spec.data:
+        return
+    for index, transform in enumerate(spec.data.transforms):
+        expression = getattr(transform, "filter", None)
+        if isinstance(expression, str):
+            for problem in check_expression(expression):
+                yield ("data", "transforms", index, "filter"), f"invalid filter: {problem}", \
+                    "filters use column names, constants, comparisons, and/or/not and len/lower/upper/..."
+
+
+@check
 def stages_in_order(spec: PipelineSpec) -> Iterator[Finding]:
     if not spec.rollout:
         return

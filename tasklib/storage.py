@@ -76,10 +76,13 @@ def filesystem(uri: str, conn_id: str | None = None) -> tuple[Any, str]:
 
 def _s3(conn_id: str) -> Any:
     """An S3 filesystem from an Airflow connection (credentials never come from the spec)."""
-    from airflow.sdk import BaseHook
     from pyarrow import fs
 
-    conn = BaseHook.get_connection(conn_id)
+    conn = _connection_or_none(conn_id)
+    if conn is None:
+        # Inside a training pod or an Anyscale job there is no Airflow connection: use the
+        # default AWS credential chain (the pod's service account, instance profile, env vars).
+        return fs.S3FileSystem(connect_timeout=10, request_timeout=60)
     extra = conn.extra_dejson or {}
     endpoint = extra.get("endpoint_url") or (extra.get("service_config", {}).get("s3", {}).get("endpoint_url"))
     parsed = urlparse(endpoint) if endpoint else None
@@ -93,6 +96,19 @@ def _s3(conn_id: str) -> Any:
 
 
 BATCH_ROWS = 65_536  # rows per Parquet row group, and at most one batch in memory per writer
+
+
+def _connection_or_none(conn_id: str) -> Any:
+    try:
+        from airflow.sdk import BaseHook
+    except ImportError:
+        return None
+    try:
+        return BaseHook.get_connection(conn_id)
+    except Exception as exc:  # Airflow raises its own not-found error type, which differs across versions
+        if "isn't defined" in str(exc) or "not found" in str(exc).lower():
+            return None
+        raise
 
 
 def write_table(table: Any, uri: str, conn_id: str | None = None, source: str = "") -> Ref:
@@ -186,6 +202,15 @@ def _remove_quietly(filesystem_: Any, path: str) -> None:
         filesystem_.delete_file(path)
     except OSError:
         pass
+
+
+def open_parquet(ref: Ref | dict, conn_id: str | None = None) -> Any:
+    """A step's Parquet output, opened for its schema, row count and batches (use with `with`)."""
+    import pyarrow.parquet as pq
+
+    uri = ref.uri if isinstance(ref, Ref) else ref["uri"]
+    filesystem_, path = filesystem(uri, conn_id)
+    return pq.ParquetFile(path, filesystem=filesystem_)
 
 
 def read_table(ref: Ref | dict, conn_id: str | None = None) -> Any:

@@ -66,6 +66,7 @@ class AnyscaleServiceTarget(StrictModel):
 class KubernetesTarget(StrictModel):
     type: Literal["kubernetes"]
     deployment: str
+    container: str | None = Field(None, description="Container to update; default: the deployment's name.")
     namespace: str = "default"
     conn_id: str = "kubernetes_default"
     image: str | None = None

@@ -16,13 +16,31 @@ CHAMPION = "champion"
 CHALLENGER = "challenger"
 
 
-def tracking_uri() -> str:
-    explicit = os.environ.get("MLFLOW_TRACKING_URI")
-    if explicit:
-        return explicit
+def _local_root() -> Path:
     root = Path(os.environ.get("PIPESPEC_STORAGE_ROOT") or Path(os.environ.get("AIRFLOW_HOME", ".")) / "pipespec-data")
     root.mkdir(parents=True, exist_ok=True)
-    return f"sqlite:///{(root / 'mlflow.db').resolve()}"
+    return root.resolve()
+
+
+def tracking_uri() -> str:
+    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{_local_root() / 'mlflow.db'}"
+
+
+def _experiment(pipeline: str) -> str:
+    """The pipeline's experiment; with the embedded SQLite backend its artifacts live next to the
+    database (MLflow's default would be ./mlruns in whatever directory the worker runs in)."""
+    import mlflow
+
+    existing = mlflow.get_experiment_by_name(pipeline)
+    if existing is not None:
+        return existing.experiment_id
+    from mlflow.exceptions import MlflowException
+
+    location = None if os.environ.get("MLFLOW_TRACKING_URI") else (_local_root() / "mlartifacts").as_uri()
+    try:
+        return mlflow.create_experiment(pipeline, artifact_location=location)
+    except MlflowException:  # another worker created it first
+        return mlflow.get_experiment_by_name(pipeline).experiment_id
 
 
 def client() -> Any:
@@ -41,8 +59,7 @@ def register(pipeline: str, model_dir: Path, *, params: dict[str, Any], metrics:
     import mlflow
 
     mlflow_client = client()
-    experiment = mlflow.set_experiment(pipeline)
-    with mlflow.start_run(experiment_id=experiment.experiment_id, run_name=run_name) as run:
+    with mlflow.start_run(experiment_id=_experiment(pipeline), run_name=run_name) as run:
         mlflow.log_params({k: str(v)[:500] for k, v in params.items()})
         mlflow.log_metrics(metrics)
         mlflow.set_tags(tags)

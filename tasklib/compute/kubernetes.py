@@ -1,0 +1,147 @@
+"""Training on Kubernetes: the exact KubernetesPodOperator request for a `train` task.
+
+`renderer/lazy.py` calls `pod_operator_kwargs(task_id, params, run=...)` when the
+task runs and builds `KubernetesPodOperator(task_id=task_id, **kwargs)`. The pod
+runs the process local training runs (`tasklib/model/runner.py`):
+
+    python -m tasklib.model.runner train --params-json <job>
+                                         --result-file /airflow/xcom/return.json
+
+`<job>` is what the local `train` step hands the runner, minus the local data
+paths, so the pod reads the published dataset itself. The runner writes its result
+to `--result-file`; the operator's xcom sidecar reads that file, so the task
+returns exactly what a local `train` returns.
+
+Arguments travel as an argv list (no shell), and the real operator is executed
+without rendering its templates, so `{{ ... }}` inside params stays literal text.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+from collections.abc import Mapping
+from typing import Any
+
+RUNNER = ["python", "-m", "tasklib.model.runner"]
+JOB_KEYS = ("pipeline", "dataset", "model", "holdout", "holdout_fraction", "spec_hash")  # train params the runner uses
+XCOM_FILE = "/airflow/xcom/return.json"  # where KubernetesPodOperator's sidecar reads the result
+GPU_RESOURCE = "nvidia.com/gpu"
+# Worker settings the pod needs to reach the same registry and data: the MLflow server, and the
+# storage root when a volume mounts the same directory in the pod (compute.volumes).
+PASSTHROUGH_ENV = ("MLFLOW_TRACKING_URI", "PIPESPEC_STORAGE_ROOT")
+
+_LABEL_VALUE = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?$")
+
+
+def pod_operator_kwargs(task_id: str, params: Mapping[str, Any], *, run: Mapping[str, Any]) -> dict[str, Any]:
+    """Keyword arguments for KubernetesPodOperator (besides task_id).
+
+    `run` holds the RunContext fields of the Airflow task (dag_id, task_id, run_id, ...):
+    the runner records the run as the model's lineage (and reuses a version an earlier try
+    of the same run registered), and the run labels the pod.
+    """
+    from kubernetes.client import models as k8s
+
+    from schemas.models.common import parse_duration
+
+    compute = params["compute"]
+    if compute.get("backend") != "kubernetes":
+        raise ValueError(f"train task `{task_id}`: compute backend is `{compute.get('backend')}`, not kubernetes")
+    volumes = compute.get("volumes") or []
+    return {
+        "name": dns_label(f"{params['pipeline']}-{task_id}", max_length=50),
+        "image": compute["image"],
+        "cmds": list(RUNNER),
+        "arguments": ["train", "--params-json", to_json(runner_job(params, run)), "--result-file", XCOM_FILE],
+        "namespace": compute.get("namespace") or "default",
+        "kubernetes_conn_id": compute.get("conn_id") or "kubernetes_default",
+        "service_account_name": compute.get("service_account"),
+        "container_resources": container_resources(compute.get("resources") or {}),
+        "node_selector": dict(compute.get("node_selector") or {}),
+        "tolerations": [k8s.V1Toleration(key=t["key"], operator=t.get("operator") or "Equal", value=t.get("value"),
+                                         effect=t.get("effect")) for t in compute.get("tolerations") or []],
+        "volumes": [k8s.V1Volume(name=v["name"], persistent_volume_claim=k8s.V1PersistentVolumeClaimVolumeSource(
+            claim_name=v["claim"])) for v in volumes],
+        "volume_mounts": [k8s.V1VolumeMount(name=v["name"], mount_path=v["mount_path"]) for v in volumes],
+        "env_vars": [k8s.V1EnvVar(name=name, value=value) for name, value in passthrough_env(PASSTHROUGH_ENV).items()],
+        "labels": {"app": "pipespec", "pipeline": label_value(params["pipeline"]),
+                   "pipespec/run": label_value(run["run_id"])},
+        "startup_timeout_seconds": parse_duration(compute.get("startup_timeout") or "10m"),
+        "get_logs": True,
+        "do_xcom_push": True,
+        "on_finish_action": "delete_pod",
+    }
+
+
+def runner_job(params: Mapping[str, Any], run: Mapping[str, Any]) -> dict[str, Any]:
+    """The runner's `train` job for a remote process (shared with the Anyscale entrypoint)."""
+    return {**{key: params[key] for key in JOB_KEYS if key in params},
+            "run_id": run["run_id"], "dag_id": run["dag_id"]}
+
+
+def to_json(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"))
+
+
+def passthrough_env(names: tuple[str, ...]) -> dict[str, str]:
+    return {name: os.environ[name] for name in names if os.environ.get(name)}
+
+
+def container_resources(resources: Mapping[str, Any]) -> Any:
+    """Requests == limits for cpu and memory (Guaranteed QoS: a training pod should not be evicted
+    first); GPUs are an extended resource, set as a limit (Kubernetes copies it to requests)."""
+    from kubernetes.client import models as k8s
+    from kubernetes.utils import parse_quantity
+
+    amounts = {"cpu": str(resources.get("cpu", "1")), "memory": str(resources.get("memory", "2Gi"))}
+    for name, amount in amounts.items():
+        try:
+            parse_quantity(amount)
+        except ValueError:
+            raise ValueError(f"compute.resources.{name} `{amount}` is not a Kubernetes quantity "
+                             f"(examples: 500m or 4 for cpu, 512Mi or 16Gi for memory)") from None
+    limits = dict(amounts)
+    gpu = int(resources.get("gpu") or 0)
+    if gpu:
+        limits[GPU_RESOURCE] = str(gpu)
+    return k8s.V1ResourceRequirements(requests=amounts, limits=limits)
+
+
+def render_pod(task_id: str, params: Mapping[str, Any], *, run: Mapping[str, Any]) -> Any:
+    """The V1Pod the operator would create, built by the operator itself without a cluster."""
+    from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
+
+    operator = KubernetesPodOperator(task_id=task_id, **pod_operator_kwargs(task_id, params, run=run))
+    return operator.build_pod_request_obj(None, dry_run=True)
+
+
+def validate_pod(pod: Any) -> dict[str, Any]:
+    """Serialize the pod as the API client would send it, read it back into typed models
+    (client-side validation of every field) and check nothing changed; returns the wire form."""
+    from kubernetes.client import ApiClient
+
+    api = ApiClient()
+    wire = api.sanitize_for_serialization(pod)
+    typed = api._ApiClient__deserialize(wire, "V1Pod")  # the client's own response decoder
+    again = api.sanitize_for_serialization(typed)
+    if again != wire:
+        raise ValueError(f"pod {pod.metadata.name} does not survive a round trip through the Kubernetes models")
+    return wire
+
+
+def label_value(text: str) -> str:
+    """A valid label value for any text; changed or shortened values get a hash so they stay distinct."""
+    if _LABEL_VALUE.match(text):
+        return text
+    cleaned = re.sub(r"[^-A-Za-z0-9_.]", "_", text)[:54].strip("-_.")
+    digest = hashlib.sha256(text.encode()).hexdigest()[:8]
+    return f"{cleaned}-{digest}" if cleaned else digest
+
+
+def dns_label(text: str, max_length: int = 63) -> str:
+    """Lowercase RFC 1123 label (pod and Deployment names)."""
+    cleaned = re.sub(r"[^a-z0-9-]+", "-", text.lower())[:max_length].strip("-")
+    return cleaned or "pipespec"

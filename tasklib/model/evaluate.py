@@ -1,0 +1,113 @@
+"""`model.evaluate`: score the challenger and the current champion on one holdout.
+
+Both versions are scored on exactly the same rows (the fixed holdout, or the
+seeded hash split of the dataset that training left out), in one process, so
+the decision compares like with like. The result carries every metric of the
+task for both, the holdout's size, source and content hash; the deciding
+metric must be defined for the data (a holdout with one class has no AUC) or
+the step fails rather than decide on a meaningless number. The holdout scores
+are also logged on the challenger's MLflow run (`holdout_<metric>`).
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+from pathlib import Path
+from typing import Any, Literal
+
+from ..context import RunContext
+
+log = logging.getLogger(__name__)
+
+
+def evaluate(ctx: RunContext, *, pipeline: str, metric: str, direction: Literal["max", "min"],
+             holdout: str | None, holdout_fraction: float, dataset: str, model: dict[str, Any],
+             trained: dict[str, Any]) -> dict[str, Any]:
+    import pyarrow.parquet as pq
+
+    from schemas.catalog import metrics_for
+
+    from . import keras_models, runner
+    from .data import holdout_data
+
+    if metric not in metrics_for(model["type"]):
+        raise ValueError(f"evaluate.metric `{metric}` does not apply to `{model['type']}`; "
+                         f"choose one of {', '.join(metrics_for(model['type']))}")
+    if model["type"] not in keras_models.DEFAULTS:
+        raise ValueError(f"`{model['type']}` models are not scored by model.evaluate: it loads Keras models only")
+    held = holdout_data(dataset, model, holdout, holdout_fraction)
+    with tempfile.TemporaryDirectory(prefix="pipespec-evaluate-") as workdir:
+        holdout_path = Path(workdir) / "holdout.parquet"
+        pq.write_table(held.table, holdout_path)
+        job = {"pipeline": pipeline, "metric": metric, "direction": direction, "model": model,
+               "challenger_version": str(trained["version"]), "holdout_path": str(holdout_path),
+               "holdout_source": held.source, "run_id": ctx.run_id}
+        return runner.run("evaluate", job, Path(workdir), what=f"evaluate {pipeline}")
+
+
+def score_versions(job: dict[str, Any]) -> dict[str, Any]:
+    """The evaluation process: load both versions from the registry and score them on the holdout."""
+    import pyarrow.parquet as pq
+
+    from ..storage import table_hash
+    from . import registry
+    from .data import holdout_data
+
+    pipeline, metric, model = job["pipeline"], job["metric"], job["model"]
+    if job.get("holdout_path"):
+        table, source = pq.read_table(job["holdout_path"]), job["holdout_source"]
+    else:
+        held = holdout_data(job["dataset"], model, job.get("holdout"), job.get("holdout_fraction", 0.2))
+        table, source = held.table, held.source
+    challenger_version = job["challenger_version"]
+    champion_version = registry.version_for(pipeline, registry.CHAMPION)
+    log.info("scoring challenger v%s and champion %s on %d rows of the %s", challenger_version,
+             f"v{champion_version}" if champion_version else "(none yet)", table.num_rows, source)
+    with tempfile.TemporaryDirectory(prefix="pipespec-models-") as directory:
+        challenger = _score_version(pipeline, challenger_version, table, model, metric, Path(directory) / "challenger")
+        champion = (_score_version(pipeline, champion_version, table, model, metric, Path(directory) / "champion")
+                    if champion_version else None)
+    _log_holdout_scores(pipeline, challenger_version, challenger)
+    return {
+        "metric": metric, "direction": job["direction"],
+        "challenger": challenger[metric], "champion": champion[metric] if champion else None,
+        "challenger_version": challenger_version, "champion_version": champion_version,
+        "holdout_rows": table.num_rows, "holdout_source": source, "holdout_sha256": table_hash(table),
+        "scores": {"challenger": challenger, "champion": champion},
+    }
+
+
+def _score_version(pipeline: str, version: str, table: Any, model: dict[str, Any], metric: str,
+                   directory: Path) -> dict[str, float | None]:
+    from . import keras_models, registry
+
+    loaded = keras_models.load(registry.download(pipeline, version, directory))
+    if loaded.meta["label"] != model["label"]:
+        raise ValueError(f"{pipeline} v{version} predicts `{loaded.meta['label']}`, the spec's label is "
+                         f"`{model['label']}`: the two cannot be compared on one holdout")
+    truth = table.column(model["label"]).to_pylist()
+    return score_prediction(loaded, keras_models.predict(loaded, table), truth, required=metric)
+
+
+def score_prediction(loaded: Any, prediction: Any, truth: list, required: str | None = None) -> dict[str, float | None]:
+    """Every metric of the model's task for one prediction (`required` must be defined)."""
+    from . import metrics
+
+    task = loaded.meta["task"]
+    if task == "classification":
+        return metrics.classification_scores(truth, prediction.values, prediction.scores, loaded.classes,
+                                             loaded.meta.get("positive_label"), required=required)
+    if task == "regression":
+        return metrics.regression_scores(truth, prediction.values, required=required)
+    return metrics.structured_scores(truth, prediction.values, required=required)
+
+
+def _log_holdout_scores(pipeline: str, version: str, scores: dict[str, float | None]) -> None:
+    from . import registry
+
+    mlflow = registry.client()
+    run_id = mlflow.get_model_version(pipeline, version).run_id
+    for name, value in scores.items():
+        if value is not None:
+            mlflow.log_metric(run_id, f"holdout_{name}", value)

@@ -1,0 +1,154 @@
+"""`model.train`: train a challenger on the published dataset and register it.
+
+The worker side (`train`) checks the spec, reads and splits the data (it holds
+the storage connections) and hands the training rows to a separate process
+(`runner`), so TensorFlow never loads in the worker. The process side
+(`fit_and_register`) trains with fixed seeds, logs the model with its lineage
+to MLflow and points the `challenger` alias at the new version.
+
+Retries: a retry of the same run with the same data, spec and params finds the
+version its earlier try registered (tag `pipespec.train_key`) and reuses it
+instead of training again; anything else registers a new version. Either way
+`challenger` ends on the version this run returns.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from ..context import RunContext
+
+log = logging.getLogger(__name__)
+
+HOLDOUT_FRACTION = 0.2
+MANIFEST_TAG_LIMIT = 7000  # MLflow run tags hold 8000 characters
+
+
+def train(ctx: RunContext, *, pipeline: str, dataset: str, model: dict[str, Any], compute: dict[str, Any],
+          holdout: str | None = None, holdout_fraction: float = HOLDOUT_FRACTION,
+          spec_hash: str | None = None) -> dict[str, Any]:
+    """Train locally in a subprocess. `holdout`/`holdout_fraction` must match the evaluate section."""
+    import pyarrow.parquet as pq
+
+    from . import keras_models, runner
+    from .data import training_data
+
+    backend = compute.get("backend", "local")
+    if model["type"] == "llm_finetune":
+        raise ValueError("`llm_finetune` trains on Anyscale only: set train.compute.backend to anyscale")
+    if backend != "local":
+        raise ValueError(f"model.train trains on the worker; compute backend `{backend}` runs as its own operator")
+    params = keras_models.resolve_params(model)
+    data = training_data(dataset, model, holdout, holdout_fraction)
+    keras_models.check_columns(model, params, data.train, f"dataset {dataset}")  # fail here, not after TF loads
+    with tempfile.TemporaryDirectory(prefix="pipespec-train-") as workdir:
+        train_path = Path(workdir) / "train.parquet"
+        pq.write_table(data.train, train_path)
+        job = {
+            "pipeline": pipeline, "dataset": dataset, "model": model, "holdout": holdout,
+            "holdout_fraction": holdout_fraction, "spec_hash": spec_hash, "run_id": ctx.run_id, "dag_id": ctx.dag_id,
+            "train_path": str(train_path), "holdout_rows": data.holdout_rows, "manifest": data.manifest,
+        }
+        return runner.run("train", job, Path(workdir), what=f"train {model['type']}")
+
+
+def fit_and_register(job: dict[str, Any]) -> dict[str, Any]:
+    """The training process: fit, register with lineage, move `challenger`. Returns the step result."""
+    import pyarrow.parquet as pq
+
+    from . import keras_models, registry
+    from .data import training_data
+
+    model, pipeline = job["model"], job["pipeline"]
+    if job.get("train_path"):
+        table, manifest, holdout_rows = pq.read_table(job["train_path"]), job["manifest"], job["holdout_rows"]
+    else:  # a Kubernetes pod or an Anyscale job reads the dataset itself
+        data = training_data(job["dataset"], model, job.get("holdout"), job.get("holdout_fraction", HOLDOUT_FRACTION))
+        table, manifest, holdout_rows = data.train, data.manifest, data.holdout_rows
+    params = keras_models.check_columns(model, keras_models.resolve_params(model), table, f"dataset {job['dataset']}")
+    tags = lineage_tags(job, manifest, params)
+    result = {"model_type": model["type"], "dataset_run": manifest.get("run_id"),
+              "rows_train": table.num_rows, "rows_holdout": holdout_rows}
+
+    earlier = _registered_by_earlier_try(pipeline, tags["pipespec.train_key"])
+    if earlier is not None:
+        log.info("version %s was registered by an earlier try of this run with the same data and params: reusing it",
+                 earlier["version"])
+        registry.set_alias(pipeline, registry.CHALLENGER, earlier["version"])
+        return {**earlier, **result}
+
+    network, classes, meta = keras_models.fit(model, params, table)
+    meta.update(dataset=job["dataset"], dataset_sha256=tags["pipespec.dataset_sha256"], rows_train=table.num_rows)
+    train_metrics = {f"train_{name}": value for name, value in _scores(keras_models, network, classes, meta, table).items()
+                     if value is not None}
+    with tempfile.TemporaryDirectory(prefix="pipespec-model-") as directory:
+        keras_models.save(network, classes, meta, Path(directory))
+        registered = registry.register(
+            pipeline, Path(directory), params={**params, "features": model["features"], "label": model["label"],
+                                               "model_type": model["type"], "rows_train": table.num_rows},
+            metrics={**train_metrics, "train_loss": meta["final_loss"]}, tags=tags,
+            run_name=f"{job.get('dag_id', pipeline)} {job['run_id']}")
+    registry.set_alias(pipeline, registry.CHALLENGER, registered["version"])
+    log.info("registered %s version %s as %s (%s)", pipeline, registered["version"], registry.CHALLENGER,
+             ", ".join(f"{k}={v:.4f}" for k, v in train_metrics.items()))
+    return {**registered, **result}
+
+
+def _scores(keras_models: Any, network: Any, classes: list, meta: dict, table: Any) -> dict[str, float | None]:
+    from .evaluate import score_prediction
+
+    loaded = keras_models.Loaded(network, meta, classes)
+    return score_prediction(loaded, keras_models.predict(loaded, table), table.column(meta["label"]).to_pylist())
+
+
+def lineage_tags(job: dict[str, Any], manifest: dict[str, Any], params: dict[str, Any]) -> dict[str, str]:
+    """What anyone needs to tell which data, spec and run produced a model version."""
+    data_sha = str((manifest.get("data") or {}).get("sha256", ""))
+    spec_hash = job.get("spec_hash") or manifest.get("spec_hash") or ""
+    key = hashlib.sha256(json.dumps(
+        [job["pipeline"], job["run_id"], data_sha, spec_hash, job["model"], params, job.get("holdout"),
+         job.get("holdout_fraction")], sort_keys=True, default=str).encode()).hexdigest()
+    return {
+        "pipespec.run_id": job["run_id"], "pipespec.dag_id": job.get("dag_id") or "",
+        "pipespec.dataset": job["dataset"], "pipespec.dataset_sha256": data_sha,
+        "pipespec.dataset_run": str(manifest.get("run_id", "")), "pipespec.spec_hash": str(spec_hash),
+        "pipespec.manifest": manifest_tag(manifest), "pipespec.model_type": job["model"]["type"],
+        "pipespec.train_key": key,
+    }
+
+
+def manifest_tag(manifest: dict[str, Any], limit: int = MANIFEST_TAG_LIMIT) -> str:
+    """The manifest as JSON that fits an MLflow tag: whole if it fits, else its scalars and data ref."""
+    text = json.dumps(manifest, sort_keys=True, separators=(",", ":"), default=str)
+    if len(text) <= limit:
+        return text
+    summary = {k: v for k, v in manifest.items() if v is None or isinstance(v, (str, int, float, bool))}
+    summary.update(data=manifest.get("data"), sources=sorted(manifest.get("sources") or {}), truncated=True)
+    text = json.dumps(summary, sort_keys=True, separators=(",", ":"), default=str)
+    if len(text) <= limit:
+        return text
+    data = manifest.get("data") or {}
+    return json.dumps({"run_id": str(manifest.get("run_id", ""))[:200], "data_sha256": str(data.get("sha256", "")),
+                       "data_uri": str(data.get("uri", ""))[:1000], "truncated": True}, sort_keys=True)
+
+
+def _registered_by_earlier_try(pipeline: str, train_key: str) -> dict[str, str] | None:
+    from mlflow.exceptions import MlflowException
+
+    from . import registry
+
+    try:
+        found = registry.client().search_model_versions(
+            f"name = '{pipeline}' and tags.`pipespec.train_key` = '{train_key}'")
+    except MlflowException:
+        return None  # no registered model yet: nothing to reuse
+    ready = [v for v in found if v.status == "READY"]
+    if not ready:
+        return None
+    latest = max(ready, key=lambda v: int(v.version))
+    return {"version": str(latest.version), "run_id": latest.run_id}
