@@ -8,6 +8,7 @@ see Airflow, and the renderer never special-cases a step.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from tasklib.context import RunContext
@@ -37,6 +38,19 @@ def _iso(value: Any) -> str | None:
     return value.isoformat() if value is not None else None
 
 
+def _materialized(inputs: dict | None) -> dict:
+    """Outputs of mapped upstream tasks arrive as Airflow's lazy sequences; read them by length.
+
+    Iterating one instead probes past the end, which Airflow logs as an alarming "XCom not found".
+    """
+    out = {}
+    for name, value in (inputs or {}).items():
+        if isinstance(value, Sequence) and not isinstance(value, (str, bytes, list, tuple)):
+            value = [value[i] for i in range(len(value))]
+        out[name] = value
+    return out
+
+
 def run_step(step: str, step_params: dict, inputs: dict | None = None, item: Any = None,
              map_arg: str | None = None, map_label: str | None = None) -> Any:
     """Run a registered step. No `**kwargs` here on purpose: Airflow would fill them with its context.
@@ -44,7 +58,7 @@ def run_step(step: str, step_params: dict, inputs: dict | None = None, item: Any
     `item` is the mapped value (one source, one shard); `map_arg` names the step argument it becomes.
     """
     ctx, context = _run_context()
-    arguments = {**step_params, **(inputs or {})}
+    arguments = {**step_params, **_materialized(inputs)}
     if map_arg is not None:
         arguments[map_arg] = item
         if isinstance(item, dict) and map_label in item:
@@ -56,7 +70,7 @@ def run_step(step: str, step_params: dict, inputs: dict | None = None, item: Any
 def run_branch(step: str, step_params: dict, branches: dict[str, str], inputs: dict | None = None) -> list[str]:
     """Run a deciding step; follow the task its decision names (none: skip everything after)."""
     ctx, _ = _run_context()
-    decision = resolve(step)(ctx, **step_params, **(inputs or {}))
+    decision = resolve(step)(ctx, **step_params, **_materialized(inputs))
     name = decision["decision"] if isinstance(decision, dict) else decision
     target = branches.get(name)
     return [target] if target else []

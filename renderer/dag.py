@@ -84,7 +84,7 @@ def _callbacks(spec: ir.Dag) -> dict[str, Any]:
     pipeline = spec.dag_id.rsplit("__", 1)[0]
     out: dict[str, Any] = {}
     for event, key in (("failure", "on_failure_callback"), ("retry", "on_retry_callback")):
-        channels = [{"channel": a.channel, **a.settings} for a in spec.alerts if event in a.events]
+        channels = [a.target() for a in spec.alerts if event in a.events]
         if channels:
             out[key] = [PipespecNotifier(pipeline=pipeline, event=event, channels=channels)]
     return out
@@ -126,6 +126,9 @@ def _approval(task_ir: ir.Task, built: dict[str, Any]) -> Any:
         subject=params.get("subject") or f"Roll out the new {params['pipeline']} model?",
         body="Approve to continue the rollout; reject to keep the champion.",
         defaults="Reject", response_timeout=timedelta(seconds=_seconds(params["timeout"])),
+        # A rejection (or the timeout's default) fails the task, so `rollback` (one_failed) withdraws the
+        # challenger from shadow/canary; a plain skip would leave it deployed.
+        fail_on_reject=True,
         **_common(task_ir))
 
 

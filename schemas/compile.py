@@ -26,7 +26,7 @@ CALLBACK_EVENTS = ("failure", "retry")
 def spec_hash(files: list[Path]) -> str:
     digest = hashlib.sha256(__version__.encode())
     for file in files:
-        digest.update(str(file).encode())
+        digest.update(file.name.encode())  # not the absolute path: the same spec hashes alike in any checkout
         digest.update(file.read_bytes())
     return digest.hexdigest()[:16]
 
@@ -104,7 +104,7 @@ def _notify(spec: PipelineSpec, event: str, upstream: tuple[str, ...], inputs: d
     if not channels:
         return []
     params = {"pipeline": spec.pipeline, "event": event,
-              "channels": [{"channel": a.channel, **a.settings} for a in channels]}
+              "channels": [a.target() for a in channels]}
     return [Task(f"notify_{event}", "alert.notify", params, inputs, upstream, trigger_rule=trigger_rule,  # type: ignore[arg-type]
                  doc=f"Send the `{event}` alert.")]
 
@@ -172,10 +172,13 @@ def _train_dag(spec: PipelineSpec, spec_file: str, content_hash: str) -> Dag:
     assert train is not None
     base = {"pipeline": spec.pipeline}
     model_uri = model_asset(spec)
-    holdout_fraction = spec.evaluate.holdout_fraction if spec.evaluate else 0.2
+    evaluate = spec.evaluate
     tasks = [Task("train", "model.train", {
         **base, "dataset": train_dataset(spec), "model": train.model.model_dump(),
-        "compute": train.compute.model_dump(), "holdout_fraction": holdout_fraction, "spec_hash": content_hash,
+        "compute": train.compute.model_dump(), "spec_hash": content_hash,
+        # Training must hold out exactly the rows evaluation scores on.
+        "holdout": evaluate.holdout if evaluate else None,
+        "holdout_fraction": evaluate.holdout_fraction if evaluate else 0.2,
     }, kind=_KIND_BY_BACKEND[train.compute.backend], retry=_retry(spec, "train"),  # type: ignore[arg-type]
         doc=f"Train a `{train.model.type}` challenger on {train.compute.backend} compute.")]
     if evaluate is None:
@@ -215,10 +218,8 @@ def _evaluate_and_rollout(spec: PipelineSpec, base: dict, model_uri: str) -> lis
     for stage in stage_tasks:
         tasks.append(Task(**{**stage.__dict__, "upstream": (previous,), "inputs": {"scores": "evaluate"}}))
         previous = stage.task_id
-    tasks += _notify(spec, "promoted", (stage_ids[-1],), {"scores": "evaluate"})
     tasks.append(Task("reject", "rollout.reject", {**base, "target": target}, {"scores": "evaluate"}, ("decide",),
                       retry=rollout_retry, doc="Keep the champion; retire the challenger."))
-    tasks += _notify(spec, "rejected", ("reject",), {"scores": "evaluate"})
     # No data inputs: an input edge from `evaluate` would make a failed evaluation trigger a rollback.
     tasks.append(Task("rollback", "rollout.rollback", {**base, "target": target}, {},
                       tuple(stage_ids), trigger_rule="one_failed", retry=rollout_retry,
@@ -227,6 +228,10 @@ def _evaluate_and_rollout(spec: PipelineSpec, base: dict, model_uri: str) -> lis
     tasks.append(Task("report", "report.write", {**base, "metric": evaluate.metric}, {"scores": "evaluate"},
                       (stage_ids[-1], "reject"), trigger_rule="none_failed_min_one_success", retry=rollout_retry,
                       doc="Write the training report (metrics, champion vs challenger)."))
+    # After the report, so the alert links to it; each runs only on its own path.
+    report_inputs = {"scores": "evaluate", "report": "report"}
+    tasks += _notify(spec, "promoted", (stage_ids[-1], "report"), report_inputs)
+    tasks += _notify(spec, "rejected", ("reject", "report"), report_inputs)
     return tasks
 
 

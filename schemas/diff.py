@@ -21,7 +21,7 @@ from .graph import describe_mapping, describe_schedule, item_label
 from .ir import Dag, Pipeline, Retry, Task
 
 # Params that differ between checkouts without changing behaviour.
-NOISY_PARAMS = {"spec_dir"}
+NOISY_PARAMS = {"spec_dir", "spec_hash"}
 
 
 # --- comparing IR ------------------------------------------------------------------

@@ -10,11 +10,11 @@ project must be importable wherever dag-factory loads it.
 How each piece of the IR is written (checked against dag-factory 1.1.0's
 source: `_yaml.load_yaml_file`, `utils.cast_with_type`, `DagBuilder`):
 
-- python tasks use the TaskFlow form (`decorator: airflow.sdk.task`,
+- python tasks use the TaskFlow form (`decorator: renderer.step_operators.step_task`,
   `python_callable: renderer.adapter.run_step`), the only form in which
   dag-factory maps a task over another task's output (`expand: {item: +task}`)
   with fixed arguments in `partial`. Branch tasks use the standard provider's
-  `branch_task` decorator with `renderer.adapter.run_branch`. Both build the same
+  `branch_step_task` decorator with `renderer.adapter.run_branch`. Both build the same
   operator classes as the renderer (`@task`, `@task.branch`).
 - dag-factory resolves `+task` (an XComArg) only when it is a whole top-level
   argument, an `expand` value or a `partial` value; a `+task` inside a dict
@@ -67,8 +67,9 @@ MAP_INDEX_TEMPLATE = "{{ map_label }}"
 
 RUN_STEP = "renderer.adapter.run_step"
 RUN_BRANCH = "renderer.adapter.run_branch"
-TASK_DECORATOR = "airflow.sdk.task"
-BRANCH_DECORATOR = "airflow.providers.standard.decorators.branch_python.branch_task"
+# The renderer's own decorators: spec strings stay data (never Jinja-rendered), as in our DAGs.
+TASK_DECORATOR = "renderer.step_operators.step_task"
+BRANCH_DECORATOR = "renderer.step_operators.branch_step_task"
 APPROVAL_OPERATOR = "airflow.providers.standard.operators.hitl.ApprovalOperator"
 LAZY_OPERATOR = "renderer.lazy.LazyOperator"
 NOTIFIER = "renderer.notifier.PipespecNotifier"
@@ -169,7 +170,7 @@ def _callbacks(dag: ir.Dag) -> dict[str, Any]:
     pipeline = dag.dag_id.rsplit("__", 1)[0]
     out: dict[str, Any] = {}
     for event, key in CALLBACKS:
-        channels = [{"channel": a.channel, **a.settings} for a in dag.alerts if event in a.events]
+        channels = [a.target() for a in dag.alerts if event in a.events]
         if channels:
             out[key] = {"callback": NOTIFIER, "pipeline": pipeline, "event": event, "channels": _data(channels)}
     return out

@@ -73,6 +73,10 @@ class Alert:
     channel: Literal["slack", "email", "webhook"]
     settings: dict[str, Any]
 
+    def target(self) -> dict[str, Any]:
+        """What tasklib.alerts.send takes. `kind`, not `channel`: Slack settings have a `channel` of their own."""
+        return {"kind": self.channel, **self.settings}
+
 
 @dataclass(frozen=True)
 class Dag:

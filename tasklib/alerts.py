@@ -37,11 +37,11 @@ def send(channels: list[dict], *, pipeline: str, event: str, dag_id: str, run_id
     reached, errors = [], []
     for channel in channels:
         try:
-            _SENDERS[channel["channel"]](channel, body)
-            reached.append(channel["channel"])
+            _SENDERS[channel["kind"]](channel, body)
+            reached.append(channel["kind"])
         except Exception as exc:  # an alert must never hide the alert after it
-            log.exception("pipespec: %s alert via %s failed", event, channel["channel"])
-            errors.append(f"{channel['channel']}: {exc}")
+            log.exception("pipespec: %s alert via %s failed", event, channel["kind"])
+            errors.append(f"{channel['kind']}: {exc}")
     if errors and not reached:
         raise RuntimeError(f"no alert channel reached for {event}: {'; '.join(errors)}")
     return reached

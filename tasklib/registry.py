@@ -25,7 +25,6 @@ STEPS: dict[str, str] = {
     "rollout.decide": "tasklib.rollout.decide:decide",
     "rollout.shadow": "tasklib.rollout.stages:shadow",
     "rollout.canary": "tasklib.rollout.stages:canary",
-    "rollout.approval": "tasklib.rollout.stages:approval",
     "rollout.promote": "tasklib.rollout.stages:promote",
     "rollout.reject": "tasklib.rollout.stages:reject",
     "rollout.rollback": "tasklib.rollout.stages:rollback",

@@ -367,7 +367,7 @@ def test_export_needs_neither_airflow_nor_dagfactory():
         "from schemas.build import build_repo\n"
         "from schemas.export_dagfactory import export_dagfactory\n"
         "for pipeline in build_repo(Path('pipelines')).pipelines:\n"
-        "    assert export_dagfactory(pipeline).count('decorator: airflow.sdk.task') > 0\n"
+        "    assert export_dagfactory(pipeline).count('decorator: renderer.step_operators.step_task') > 0\n"
         "print('ok')\n"
     )
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)

@@ -98,7 +98,8 @@ def test_mermaid_shows_dags_mapping_branches_and_asset_wiring() -> None:
     assert subgraphs == {"user_feedback__data", "user_feedback__train", "user_feedback__inference"}
     assert '  subgraph user_feedback__data ["user_feedback__data · cron @daily"]' in text
     assert '  subgraph user_feedback__train ["user_feedback__train · assets: s3://feedback/curated/"]' in text
-    assert '  subgraph user_feedback__inference ["user_feedback__inference · cron @hourly"]' in text
+    assert ('  subgraph user_feedback__inference ["user_feedback__inference · assets model://user_feedback '
+            'or cron @hourly"]') in text
     lines = text.splitlines()
     assert '    user_feedback__data__extract["extract<br/>[mapped over sources: zendesk, slack]"]' in lines
     assert '    user_feedback__inference__predict["predict<br/>[mapped over plan_shards]"]' in lines
@@ -213,7 +214,7 @@ def test_diff_reports_exact_lines(tmp_path: Path) -> None:
         ("  publishes: s3://feedback/curated/\n",
          "  publishes: s3://feedback/curated/\n  threshold: {min_records: 200, min_new_records: 500}\n"
          "  transforms+:\n    - {drop_empty: [text]}\n"),
-        ('  schedule: "@hourly"', '  schedule: "@daily"'),
+        ('or_cron: "@hourly"}', 'or_cron: "@daily"}'),
         ("shard_size: 500", "shard_size: 800"),
         ("floor: 0.6", "floor: 0.7"),
     ))
@@ -229,7 +230,7 @@ def test_diff_reports_exact_lines(tmp_path: Path) -> None:
         "  retries: count 3 → 5",
         "  decide: floor 0.6 → 0.7",
         "user_feedback__inference:",
-        "  schedule: cron @hourly → cron @daily",
+        "  schedule: assets model://user_feedback or cron @hourly → assets model://user_feedback or cron @daily",
         "  retries: count 3 → 5",
         "  plan_shards: shard_size 500 → 800",
     ]
@@ -281,19 +282,20 @@ def test_diff_task_level_changes() -> None:
         "  publish: outlets s3://feedback/curated/ → s3://feedback/v2/",
         "user_feedback__train:",
         "  decide: branch promote: shadow → promote",
-        "  notify_rejected: retries count 3 → 1",
         "  rollback: trigger rule one_failed → all_done",
+        "  notify_rejected: retries count 3 → 1",
     ]
 
 
 def test_diff_dags_added_and_removed(tmp_path: Path) -> None:
     full = compile_file(PIPELINES / "user_feedback.yaml")
-    block = ('inference:\n  schedule: "@hourly"\n  input: s3://feedback/incoming/\n'
-             '  output: s3://feedback/predictions/\n  shard_size: 500\n')
+    block = ('inference:\n  schedule: {assets: model://user_feedback, or_cron: "@hourly"}   # a new champion, '
+             'or every hour\n  input: s3://feedback/incoming/\n  output: s3://feedback/predictions/\n'
+             '  shard_size: 500\n')
     shorter = compile_file(edited_copy(tmp_path, "user_feedback.yaml", (block, "inference: null\n")))
     assert [d.dag_id for d in shorter.dags] == ["user_feedback__data", "user_feedback__train"]
     assert diff_pipelines({"user_feedback": shorter}, {"user_feedback": full}) == [
-        "user_feedback__inference: DAG added (cron @hourly; "
+        "user_feedback__inference: DAG added (assets model://user_feedback or cron @hourly; "
         "tasks: load_champion, plan_shards, predict, publish_predictions)"]
     assert diff_pipelines({"user_feedback": full}, {"user_feedback": shorter}) == [
         "user_feedback__inference: DAG removed"]

@@ -25,9 +25,9 @@ import pytest
 
 from tasklib import published, storage
 from tasklib.context import RunContext
-from tasklib.model import data, registry, runner
+from tasklib.model import data, keras_models, registry, runner
 from tasklib.model.evaluate import evaluate
-from tasklib.model.train import manifest_tag, train
+from tasklib.model.train import job_params, manifest_tag, train
 from tasklib.sample_data import feedback_rows
 
 LOCAL = {"backend": "local"}
@@ -112,10 +112,9 @@ def text_scenario(store: Path) -> dict:
     versions_after_first = len(registry.client().search_model_versions("name = 'intents'"))
     retried = train(ctx("intents", "run1"), pipeline="intents", dataset=TEXT_DATA, model=TEXT, compute=LOCAL)
     registry.set_alias("intents", registry.CHAMPION, first["version"])
-    job = {"pipeline": "intents", "dataset": TEXT_DATA, "model": TEXT, "run_id": "run2", "dag_id": "intents__train"}
+    job = job_params("run2", "intents__train", pipeline="intents", dataset=TEXT_DATA, model=TEXT)
     result_file = store / "cli-result.json"
-    runner.spawn([sys.executable, "-m", "tasklib.model.runner", "train", "--params-json", json.dumps(job),
-                  "--result-file", str(result_file)], "train on the command line")
+    runner.spawn(runner.command_line("train", job, str(result_file), python=sys.executable), "train in a pod")
     second = {**json.loads(result_file.read_text()), "_run": "run2"}
     challenger_alias = registry.version_for("intents", registry.CHALLENGER)
     scores = run_evaluate("intents", TEXT, second, "f1_macro", TEXT_DATA)
@@ -130,6 +129,10 @@ def test_training_registers_a_challenger_with_the_step_result(text):
     assert first["rows_train"] + first["rows_holdout"] == 300
     assert 30 <= first["rows_holdout"] <= 90  # about a fifth
     assert set(first) == {"version", "run_id", "model_type", "dataset_run", "rows_train", "rows_holdout"}
+
+
+def test_tensorflow_never_loads_in_the_worker(text):
+    assert not {"tensorflow", "keras"} & set(sys.modules)
 
 
 def test_a_retry_of_the_same_run_reuses_its_version(text):
@@ -306,16 +309,25 @@ def test_spec_mistakes_fail_in_the_worker_before_a_process_starts(store):
         with pytest.raises(error, match=message):
             train(ctx("mistakes", "run1"), pipeline="mistakes", dataset="s3://mistakes/curated/", model=model,
                   compute=compute)
+    ragged = pa.table({"image": [[0.0] * 256, [0.0] * 250], "label": ["a", "b"]})
+    with pytest.raises(ValueError, match=r"image column `image`: 1 row\(s\) do not hold 16x16=256 pixels"):
+        keras_models.check_columns(IMAGE, keras_models.resolve_params({**IMAGE, "params": {}}), ragged, "data")
+    assert keras_models.check_columns(IMAGE, {"image_size": None}, images(2, seed=0), "data")["image_size"] == 16
+    with pytest.raises(TypeError, match="label `label` has type string; a regressor needs numbers"):
+        keras_models.check_columns(REGRESSOR, {}, tabular(4, seed=0, target="class"), "data")
     with pytest.raises(ValueError, match="`rmse` does not apply to `keras_text_classifier`"):
         run_evaluate("mistakes", TEXT, {"version": "1"}, "rmse", "s3://mistakes/curated/")
+    with pytest.raises(ValueError, match="`llm_finetune` needs its outputs generated"):
+        run_evaluate("mistakes", {**TEXT, "type": "llm_finetune"}, {"version": "1"}, "exact_match",
+                     "s3://mistakes/curated/")
 
 
 def test_a_failing_process_raises_its_error_and_last_lines(store):
-    with pytest.raises(runner.ProcessFailed, match=r"(?s)exit code 1): boom.*last lines.*loading\nboom"):
+    with pytest.raises(runner.ProcessFailed, match=r"(?s)exit code 1\): boom.*last lines.*loading\nboom"):
         runner.spawn([sys.executable, "-c", "import sys; print('loading'); sys.exit('boom')"], "demo")
-    job = {"pipeline": "gone", "dataset": "s3://gone/curated/", "model": TEXT, "run_id": "r"}
+    job = job_params("r", "gone__train", pipeline="gone", dataset="s3://gone/curated/", model=TEXT)
     with pytest.raises(runner.ProcessFailed, match=r"FileNotFoundError: dataset s3://gone/curated/: nothing"):
-        runner.spawn([sys.executable, "-m", "tasklib.model.runner", "train", "--params-json", json.dumps(job)], "x")
+        runner.spawn(runner.command_line("train", job, python=sys.executable), "train in a pod")
 
 
 # --- the split and the lineage tag, without TensorFlow -------------------------------

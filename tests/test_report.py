@@ -99,7 +99,7 @@ def test_alert_details_link_the_report(mlflow_registry, monkeypatch):
     monkeypatch.setenv("AIRFLOW_CONN_REPORT_HOOK", f"http://127.0.0.1:{receiver.port}")
     try:
         alerts.notify(RunContext("shop__train", "notify_promoted", "manual__r2"), pipeline="shop", event="promoted",
-                      channels=[{"channel": "webhook", "conn_id": "report_hook"}], scores=scores, report=written)
+                      channels=[{"kind": "webhook", "conn_id": "report_hook"}], scores=scores, report=written)
     finally:
         receiver.close()
     details = receiver.received[0]["details"]

@@ -486,3 +486,57 @@ def test_kubernetes_target(mlflow_registry, target_builders, kubernetes_api):
     assert deployments["xray-serve"]["spec"]["template"]["metadata"]["annotations"]["pipespec/model-version"] == v1
     assert result["deployment"] == "ml-serving/xray-serve" and result["traffic_percent"] == 100
     assert aliases("xray") == {"champion": v1}
+
+
+# --- the compiled train DAG with the real stages ----------------------------------------------
+
+TRAIN_SPEC = """\
+pipeline: {name}
+train: {{dataset: "s3://{name}/curated/", model: {{type: keras_text_classifier}}}}
+evaluate: {{metric: f1_macro, floor: 0.5}}
+rollout: {{min_improvement: 0.01, stages: [shadow, {{canary: {{percent: 10, guard: {{max_drop: 0.02}}}}}}, full]}}
+retries: {{count: 0}}
+"""
+
+
+@pytest.mark.parametrize("challenger, canary_challenger, expected", [
+    (0.9, 0.9, "promoted"),
+    (0.9, 0.5, "rolled back"),  # decide promotes, the canary slice disagrees
+    (0.7, 0.7, "rejected"),
+])
+def test_train_dag_with_real_stages(mlflow_registry, monkeypatch, challenger, canary_challenger, expected):
+    """Train and evaluate are stand-ins (they register a version and report scores); decide, the
+    stages, rollback and the report are the real steps, wired by the compiled DAG's trigger rules."""
+    from tests.airflow_harness import migrate_db, run_dag, steps
+
+    migrate_db(Path(os.environ["AIRFLOW_HOME"]))
+    name = f"train_dag_{expected.replace(' ', '_')}"
+    pipelines = mlflow_registry / "pipelines"
+    pipelines.mkdir()
+    (pipelines / f"{name}.yaml").write_text(TRAIN_SPEC.format(name=name))
+    v1 = register_version(name, challenger=False)
+    registry.set_alias(name, registry.CHAMPION, v1)
+    monkeypatch.setattr(stages, "canary_metric", lambda pipeline, version, scores: (canary_challenger, 0.8))
+
+    def train(ctx, **_):
+        return {"version": register_version(name), "run_id": "x"}
+
+    def evaluate(ctx, trained, **_):
+        return scores_for(trained["version"], challenger, 0.8, v1)
+
+    with steps(model_train=train, model_evaluate=evaluate):
+        run, states = run_dag(pipelines, f"{name}__train", monkeypatch, mlflow_registry / "cache")
+
+    v2 = str(int(v1) + 1)
+    champion_after = {"promoted": v2, "rolled back": v1, "rejected": v1}[expected]
+    assert aliases(name)["champion"] == champion_after
+    assert not {"shadow", "canary", "challenger"} & set(aliases(name))
+    if expected == "rolled back":
+        assert run.state == "failed"  # the failed canary stays visible
+        assert states[("canary_10", -1)] == "failed" and states[("rollback", -1)] == "success"
+        assert registry.version_tags(name, v2)[stages.ROLLED_BACK_TAG] == run.run_id
+    else:
+        assert run.state == "success" and states[("rollback", -1)] == "skipped"
+        assert states[("report", -1)] == "success"
+        logged = registry.client().list_artifacts(registry.client().get_model_version(name, v2).run_id, "report")
+        assert {a.path for a in logged} == {"report/report.md", "report/report.html"}

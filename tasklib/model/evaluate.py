@@ -35,7 +35,10 @@ def evaluate(ctx: RunContext, *, pipeline: str, metric: str, direction: Literal[
         raise ValueError(f"evaluate.metric `{metric}` does not apply to `{model['type']}`; "
                          f"choose one of {', '.join(metrics_for(model['type']))}")
     if model["type"] not in keras_models.DEFAULTS:
-        raise ValueError(f"`{model['type']}` models are not scored by model.evaluate: it loads Keras models only")
+        # An LLM adapter is scored on outputs generated for the holdout (metrics.structured_scores),
+        # which needs the model served or a generation job; model.evaluate loads Keras models only.
+        raise ValueError(f"model.evaluate scores Keras models; `{model['type']}` needs its outputs generated "
+                         "for the holdout on its own compute, which pipespec does not do yet")
     held = holdout_data(dataset, model, holdout, holdout_fraction)
     with tempfile.TemporaryDirectory(prefix="pipespec-evaluate-") as workdir:
         holdout_path = Path(workdir) / "holdout.parquet"
@@ -47,7 +50,11 @@ def evaluate(ctx: RunContext, *, pipeline: str, metric: str, direction: Literal[
 
 
 def score_versions(job: dict[str, Any]) -> dict[str, Any]:
-    """The evaluation process: load both versions from the registry and score them on the holdout."""
+    """The evaluation process: load both versions from the registry and score them on the holdout.
+
+    `job`: pipeline, metric, direction, model, challenger_version, and either
+    holdout_path + holdout_source (the local step) or dataset, holdout, holdout_fraction.
+    """
     import pyarrow.parquet as pq
 
     from ..storage import table_hash

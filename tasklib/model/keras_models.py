@@ -93,39 +93,50 @@ def task_of(model_type: str) -> str:
 
 def check_columns(model: dict[str, Any], params: dict[str, Any], table: Any, source: str) -> dict[str, Any]:
     """Check the column types the model type needs; returns params with `image_size` settled."""
+    kind, features = model["type"], model["features"]
+    if kind in ("keras_text_classifier", "keras_image_classifier") and len(features) != 1:
+        raise ValueError(f"`{kind}` takes exactly one feature column, got {features}")
+    if kind == "keras_text_classifier":
+        _check_text(table, features[0], source)
+    elif kind == "keras_image_classifier":
+        params = {**params, "image_size": _check_image(table, features[0], params["image_size"], source)}
+    else:
+        for name in features:
+            if not _numeric(table.schema.field(name).type):
+                raise TypeError(f"{source}: feature `{name}` has type {table.schema.field(name).type}; tabular "
+                                "models take numeric columns (encode categories as numbers in a transform)")
+    label_type = table.schema.field(model["label"]).type
+    if task_of(kind) == "regression" and not _numeric(label_type):
+        raise TypeError(f"{source}: label `{model['label']}` has type {label_type}; a regressor needs numbers")
+    return params
+
+
+def _check_text(table: Any, name: str, source: str) -> None:
+    import pyarrow as pa
+
+    kind = table.schema.field(name).type
+    if not (pa.types.is_string(kind) or pa.types.is_large_string(kind)):
+        raise TypeError(f"{source}: text column `{name}` has type {kind}, expected string")
+
+
+def _check_image(table: Any, name: str, size: int | None, source: str) -> int:
+    """The image side length: `size` if given, else inferred from the first row; every row must match."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    kind, features, label = model["type"], model["features"], model["label"]
-    types = {name: table.schema.field(name).type for name in [*features, label]}
-    if kind in ("keras_text_classifier", "keras_image_classifier") and len(features) != 1:
-        raise ValueError(f"`{kind}` takes exactly one feature column, got {features}")
-    if kind == "keras_text_classifier" and not (pa.types.is_string(types[features[0]])
-                                                or pa.types.is_large_string(types[features[0]])):
-        raise TypeError(f"{source}: text column `{features[0]}` has type {types[features[0]]}, expected string")
-    if kind.startswith("keras_tabular"):
-        for name in features:
-            if not _numeric(types[name]):
-                raise TypeError(f"{source}: feature `{name}` has type {types[name]}; tabular models take numeric "
-                                "columns (encode categories as numbers in a transform)")
-    if kind == "keras_tabular_regressor" and not _numeric(types[label]):
-        raise TypeError(f"{source}: label `{label}` has type {types[label]}; a regressor needs numbers")
-    if kind == "keras_image_classifier":
-        column, name = table.column(features[0]), features[0]
-        kind_of = types[name]
-        if not (pa.types.is_list(kind_of) or pa.types.is_large_list(kind_of) or pa.types.is_fixed_size_list(kind_of)) \
-                or not _numeric(kind_of.value_type):
-            raise TypeError(f"{source}: image column `{name}` has type {kind_of}; expected a list of numbers "
-                            "(grayscale pixels, row by row)")
-        lengths = pc.list_value_length(column).to_numpy(zero_copy_only=False)
-        size = params["image_size"] or (math.isqrt(int(lengths[0])) if len(lengths) else 0)
-        wrong = np.flatnonzero(lengths != size * size)
-        if len(wrong):
-            raise ValueError(f"{source}: image column `{name}` row {int(wrong[0])} has {int(lengths[wrong[0]])} "
-                             f"pixels; expected {size}x{size}={size * size}"
-                             + ("" if params["image_size"] else " (set train.model.params.image_size)"))
-        params = {**params, "image_size": size}
-    return params
+    kind = table.schema.field(name).type
+    if not (pa.types.is_list(kind) or pa.types.is_large_list(kind) or pa.types.is_fixed_size_list(kind)) \
+            or not _numeric(kind.value_type):
+        raise TypeError(f"{source}: image column `{name}` has type {kind}; expected a list of numbers "
+                        "(grayscale pixels, row by row)")
+    lengths = pc.list_value_length(table.column(name)).to_numpy(zero_copy_only=False)
+    side = size or (math.isqrt(int(lengths[0])) if len(lengths) else 0)
+    wrong = np.flatnonzero(lengths != side * side)
+    if len(wrong):
+        raise ValueError(f"{source}: image column `{name}`: {len(wrong)} row(s) do not hold {side}x{side}="
+                         f"{side * side} pixels (one has {int(lengths[wrong[0]])})"
+                         + ("" if size else "; set train.model.params.image_size"))
+    return side
 
 
 def _numeric(kind: Any) -> bool:
@@ -239,8 +250,12 @@ def _inputs(meta: dict[str, Any], table: Any) -> dict[str, Any]:
 
             out[name] = tf.constant([[text] for text in column.to_pylist()], dtype=tf.string, shape=(table.num_rows, 1))
         elif meta["model_type"] == "keras_image_classifier":
-            flat = column.combine_chunks().flatten().to_numpy(zero_copy_only=False)
-            out[name] = np.asarray(flat, dtype=np.float32).reshape(table.num_rows, -1)
+            flat = np.asarray(column.combine_chunks().flatten().to_numpy(zero_copy_only=False), dtype=np.float32)
+            pixels = meta["params"]["image_size"] ** 2
+            if flat.size != table.num_rows * pixels:
+                raise ValueError(f"image column `{feature}`: the model takes {pixels} pixels per row, "
+                                 f"the data has {flat.size} in {table.num_rows} rows")
+            out[name] = flat.reshape(table.num_rows, pixels)
         else:
             out[name] = np.asarray(column.to_numpy(zero_copy_only=False), dtype=np.float32).reshape(-1, 1)
     return out

@@ -36,7 +36,10 @@ def _experiment(pipeline: str) -> str:
         return existing.experiment_id
     from mlflow.exceptions import MlflowException
 
-    location = None if os.environ.get("MLFLOW_TRACKING_URI") else (_local_root() / "mlartifacts").as_uri()
+    uri = tracking_uri()
+    # With a local SQLite backend, artifacts go next to the database (not ./mlruns of the worker's cwd).
+    location = (Path(uri.removeprefix("sqlite:///")).parent / "mlartifacts").as_uri() if uri.startswith("sqlite:///") \
+        else None
     try:
         return mlflow.create_experiment(pipeline, artifact_location=location)
     except MlflowException:  # another worker created it first

@@ -46,10 +46,17 @@ class ProcessFailed(RuntimeError):
 
 # --- the worker side ---------------------------------------------------------------
 
+def command_line(command: str, params: dict[str, Any], result_file: str | None = None,
+                 python: str = "python") -> list[str]:
+    """The argv that runs `command` with `params` (a pod's or a job's entrypoint)."""
+    argv = [python, "-m", "tasklib.model.runner", command, "--params-json", json.dumps(params, default=str)]
+    return argv + (["--result-file", result_file] if result_file else [])
+
+
 def run(command: str, params: dict[str, Any], workdir: Path, what: str) -> dict[str, Any]:
     """Run `command` in a fresh Python process; stream its output to the log; return its result."""
     job, result = workdir / f"{command}-params.json", workdir / f"{command}-result.json"
-    job.write_text(json.dumps(params, default=str))
+    job.write_text(json.dumps(params, default=str))  # a file: a manifest can outgrow a command-line argument
     spawn([sys.executable, "-m", "tasklib.model.runner", command, "--params-file", str(job),
            "--result-file", str(result)], what)
     return json.loads(result.read_text())

@@ -39,26 +39,40 @@ def train(ctx: RunContext, *, pipeline: str, dataset: str, model: dict[str, Any]
     from .data import training_data
 
     backend = compute.get("backend", "local")
-    if model["type"] == "llm_finetune":
-        raise ValueError("`llm_finetune` trains on Anyscale only: set train.compute.backend to anyscale")
     if backend != "local":
         raise ValueError(f"model.train trains on the worker; compute backend `{backend}` runs as its own operator")
+    if model["type"] == "llm_finetune":
+        raise ValueError("`llm_finetune` trains on Anyscale only: set train.compute.backend to anyscale")
     params = keras_models.resolve_params(model)
     data = training_data(dataset, model, holdout, holdout_fraction)
     keras_models.check_columns(model, params, data.train, f"dataset {dataset}")  # fail here, not after TF loads
     with tempfile.TemporaryDirectory(prefix="pipespec-train-") as workdir:
         train_path = Path(workdir) / "train.parquet"
         pq.write_table(data.train, train_path)
-        job = {
-            "pipeline": pipeline, "dataset": dataset, "model": model, "holdout": holdout,
-            "holdout_fraction": holdout_fraction, "spec_hash": spec_hash, "run_id": ctx.run_id, "dag_id": ctx.dag_id,
-            "train_path": str(train_path), "holdout_rows": data.holdout_rows, "manifest": data.manifest,
-        }
+        job = job_params(ctx.run_id, ctx.dag_id, pipeline=pipeline, dataset=dataset, model=model, holdout=holdout,
+                         holdout_fraction=holdout_fraction, spec_hash=spec_hash)
+        # The worker already holds the rows (and the storage connection): hand them over as a local file.
+        job.update(train_path=str(train_path), holdout_rows=data.holdout_rows, manifest=data.manifest)
         return runner.run("train", job, Path(workdir), what=f"train {model['type']}")
 
 
+def job_params(run_id: str, dag_id: str, *, pipeline: str, dataset: str, model: dict[str, Any],
+               holdout: str | None = None, holdout_fraction: float = HOLDOUT_FRACTION,
+               spec_hash: str | None = None) -> dict[str, Any]:
+    """The params of `python -m tasklib.model.runner train`, for any compute backend.
+
+    With only these, the process reads the published dataset itself (a pod or a
+    job); the local step adds `train_path`, `holdout_rows` and `manifest`.
+    """
+    return {"pipeline": pipeline, "dataset": dataset, "model": model, "holdout": holdout,
+            "holdout_fraction": holdout_fraction, "spec_hash": spec_hash, "run_id": run_id, "dag_id": dag_id}
+
+
 def fit_and_register(job: dict[str, Any]) -> dict[str, Any]:
-    """The training process: fit, register with lineage, move `challenger`. Returns the step result."""
+    """The training process: fit, register with lineage, move `challenger`. Returns the step result.
+
+    `job` is `job_params(...)`, plus, from the local step, the rows it already read.
+    """
     import pyarrow.parquet as pq
 
     from . import keras_models, registry
@@ -75,35 +89,34 @@ def fit_and_register(job: dict[str, Any]) -> dict[str, Any]:
     result = {"model_type": model["type"], "dataset_run": manifest.get("run_id"),
               "rows_train": table.num_rows, "rows_holdout": holdout_rows}
 
-    earlier = _registered_by_earlier_try(pipeline, tags["pipespec.train_key"])
-    if earlier is not None:
-        log.info("version %s was registered by an earlier try of this run with the same data and params: reusing it",
-                 earlier["version"])
-        registry.set_alias(pipeline, registry.CHALLENGER, earlier["version"])
-        return {**earlier, **result}
-
-    network, classes, meta = keras_models.fit(model, params, table)
-    meta.update(dataset=job["dataset"], dataset_sha256=tags["pipespec.dataset_sha256"], rows_train=table.num_rows)
-    train_metrics = {f"train_{name}": value for name, value in _scores(keras_models, network, classes, meta, table).items()
-                     if value is not None}
-    with tempfile.TemporaryDirectory(prefix="pipespec-model-") as directory:
-        keras_models.save(network, classes, meta, Path(directory))
-        registered = registry.register(
-            pipeline, Path(directory), params={**params, "features": model["features"], "label": model["label"],
-                                               "model_type": model["type"], "rows_train": table.num_rows},
-            metrics={**train_metrics, "train_loss": meta["final_loss"]}, tags=tags,
-            run_name=f"{job.get('dag_id', pipeline)} {job['run_id']}")
+    registered = _registered_by_earlier_try(pipeline, tags["pipespec.train_key"]) \
+        or _fit_and_log(job, params, table, tags)
     registry.set_alias(pipeline, registry.CHALLENGER, registered["version"])
-    log.info("registered %s version %s as %s (%s)", pipeline, registered["version"], registry.CHALLENGER,
-             ", ".join(f"{k}={v:.4f}" for k, v in train_metrics.items()))
     return {**registered, **result}
 
 
-def _scores(keras_models: Any, network: Any, classes: list, meta: dict, table: Any) -> dict[str, float | None]:
+def _fit_and_log(job: dict[str, Any], params: dict[str, Any], table: Any, tags: dict[str, str]) -> dict[str, str]:
+    """Train, score the training rows, and register the model directory as a new version."""
+    from . import keras_models, registry
     from .evaluate import score_prediction
 
+    model = job["model"]
+    network, classes, meta = keras_models.fit(model, params, table)
+    meta.update(dataset=job["dataset"], dataset_sha256=tags["pipespec.dataset_sha256"], rows_train=table.num_rows)
     loaded = keras_models.Loaded(network, meta, classes)
-    return score_prediction(loaded, keras_models.predict(loaded, table), table.column(meta["label"]).to_pylist())
+    scores = score_prediction(loaded, keras_models.predict(loaded, table), table.column(model["label"]).to_pylist())
+    train_metrics = {f"train_{name}": value for name, value in scores.items() if value is not None}
+    with tempfile.TemporaryDirectory(prefix="pipespec-model-") as directory:
+        keras_models.save(network, classes, meta, Path(directory))
+        registered = registry.register(
+            job["pipeline"], Path(directory), tags=tags,
+            run_name=f"{job.get('dag_id') or job['pipeline']} {job['run_id']}",
+            params={**params, "features": model["features"], "label": model["label"], "model_type": model["type"],
+                    "rows_train": table.num_rows},
+            metrics={**train_metrics, "train_loss": meta["final_loss"]})
+    log.info("registered %s version %s (%s)", job["pipeline"], registered["version"],
+             ", ".join(f"{k}={v:.4f}" for k, v in train_metrics.items()))
+    return registered
 
 
 def lineage_tags(job: dict[str, Any], manifest: dict[str, Any], params: dict[str, Any]) -> dict[str, str]:
@@ -151,4 +164,6 @@ def _registered_by_earlier_try(pipeline: str, train_key: str) -> dict[str, str] 
     if not ready:
         return None
     latest = max(ready, key=lambda v: int(v.version))
+    log.info("version %s was registered by an earlier try of this run with the same data and params: reusing it",
+             latest.version)
     return {"version": str(latest.version), "run_id": latest.run_id}
