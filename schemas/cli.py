@@ -14,6 +14,7 @@ examples:
   pipespec check pipelines/x.yaml --format github
   pipespec new churn_eu --from templates/tabular.yaml
   pipespec schema                         regenerate schemas/pipeline.schema.json
+  pipespec reference                      regenerate docs/spec-reference.md
   pipespec graph pipelines/x.yaml --format dot
   pipespec diff origin/main               compiled-DAG changes since main
   pipespec export --to dag-factory pipelines/x.yaml -o dags/x.dagfactory.yml
@@ -34,6 +35,10 @@ def main(argv: list[str] | None = None) -> int:
     schema = commands.add_parser("schema", help="write the JSON Schema of a spec")
     schema.add_argument("--output", type=Path, default=Path("schemas/pipeline.schema.json"))
     schema.add_argument("--check", action="store_true", help="fail if the file on disk is stale")
+
+    reference = commands.add_parser("reference", help="write the spec reference (Markdown) generated from the models")
+    reference.add_argument("--output", type=Path, default=Path("docs/spec-reference.md"))
+    reference.add_argument("--check", action="store_true", help="fail if the file on disk is stale")
 
     new = commands.add_parser("new", help="start a spec from a template")
     new.add_argument("name")
@@ -63,8 +68,8 @@ def main(argv: list[str] | None = None) -> int:
     up.add_argument("--port", type=int, default=8080)
 
     args = parser.parse_args(argv)
-    handler = {"check": _check, "schema": _schema, "new": _new, "graph": _graph, "diff": _diff,
-               "export": _export, "run": _run, "up": _up}[args.command]
+    handler = {"check": _check, "schema": _schema, "reference": _reference, "new": _new, "graph": _graph,
+               "diff": _diff, "export": _export, "run": _run, "up": _up}[args.command]
     return handler(args)
 
 
@@ -91,15 +96,25 @@ def _check(args: argparse.Namespace) -> int:
 def _schema(args: argparse.Namespace) -> int:
     from .jsonschema import render_schema
 
-    text = render_schema()
+    return _write_generated(args, render_schema(), "schema")
+
+
+def _reference(args: argparse.Namespace) -> int:
+    from .reference import render_reference
+
+    return _write_generated(args, render_reference(), "reference")
+
+
+def _write_generated(args: argparse.Namespace, text: str, command: str) -> int:
+    """Write a generated file, or with --check fail when the one on disk differs."""
     if args.check:
-        current = args.output.read_text() if args.output.exists() else ""
+        current = args.output.read_text(encoding="utf-8") if args.output.exists() else ""
         if current != text:
-            print(f"{args.output} is stale: run `pipespec schema`", file=sys.stderr)
+            print(f"{args.output} is stale: run `pipespec {command}`", file=sys.stderr)
             return 1
         return 0
     args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(text)
+    args.output.write_text(text, encoding="utf-8")
     print(f"wrote {args.output}")
     return 0
 
