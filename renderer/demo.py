@@ -31,7 +31,7 @@ def say(message: str = "") -> None:
 
 def main() -> None:
     started = time.perf_counter()
-    workspace = _fresh_workspace()
+    workspace = fresh_workspace()
     configure(pipelines=workspace / "pipelines")
     os.environ["PIPESPEC_PIPELINES"] = str(workspace / "pipelines")  # the DAG file dag.test() re-parses
     os.environ["PIPESPEC_STORAGE_ROOT"] = str(workspace / "storage")
@@ -48,28 +48,30 @@ def main() -> None:
         os.environ.update(sinks.connections())
         os.environ["AIRFLOW_CONN_FEEDBACK_DB"] = f'{{"conn_type": "sqlite", "host": "{workspace / "slack.db"}"}}'
         rounds = [
-            ("first drop: 240 Zendesk + 160 Slack messages", lambda: _drop(workspace, 0, 160, noise=0.0)),
-            ("second, larger drop: +600 Zendesk + 300 Slack messages", lambda: _drop(workspace, 600, 300, noise=0.0)),
-            ("third drop: 900 mislabeled messages (a worse challenger)", lambda: _drop(workspace, 600, 300, noise=0.8)),
+            ("first drop: 240 Zendesk + 160 Slack messages", lambda: drop(workspace, 0, 160, noise=0.0)),
+            ("second, larger drop: +600 Zendesk + 300 Slack messages", lambda: drop(workspace, 600, 300, noise=0.0)),
+            ("third drop: 2,400 systematically mislabeled messages (a worse challenger)",
+             lambda: drop(workspace, 1600, 800, noise=0.9)),
         ]
         summaries = []
-        for number, (title, drop) in enumerate(rounds, start=1):
+        for number, (title, new_data) in enumerate(rounds, start=1):
             say(f"\n== round {number}: {title}")
-            drop()
+            new_data()
             summaries.append(_round(workspace / "pipelines" / SPEC, number))
         _summary(summaries, sinks, workspace, time.perf_counter() - started)
 
 
-def _fresh_workspace() -> Path:
-    shutil.rmtree(DEMO, ignore_errors=True)
-    pipelines = DEMO / "pipelines"
+def fresh_workspace(workspace: Path = DEMO) -> Path:
+    """A scratch copy of the feedback pipeline (spec, templates, shipped data)."""
+    shutil.rmtree(workspace, ignore_errors=True)
+    pipelines = workspace / "pipelines"
     shutil.copytree(ROOT / "pipelines" / "templates", pipelines / "templates")
     shutil.copy(ROOT / "pipelines" / SPEC, pipelines / SPEC)
     shutil.copytree(ROOT / "pipelines" / "data" / "feedback", pipelines / "data" / "feedback")
-    return DEMO
+    return workspace
 
 
-def _drop(workspace: Path, zendesk: int, slack: int, noise: float) -> None:
+def drop(workspace: Path, zendesk: int, slack: int, noise: float) -> None:
     """New feedback arrives: a Zendesk export file, Slack rows, and new messages to score."""
     from tasklib.sample_data import feedback_rows, write_jsonl, write_slack_db
 

@@ -1,8 +1,11 @@
 """Deterministic sample data for the example pipelines, the demo and the tests.
 
 Nothing is downloaded: customer-feedback messages are generated from templates
-with a seeded RNG, so every machine gets the same rows. `noise` mislabels a
-share of rows, which is how the demo produces a worse challenger on purpose.
+with a seeded RNG, so every machine gets the same rows. Some messages also
+mention a second topic, so a model needs enough data to learn which one is the
+intent. `noise` relabels a share of rows by a fixed swap of intents (billing ↔
+shipping, returns ↔ quality): systematic mislabeling, which is how the demo
+produces a challenger that is worse than the champion on purpose.
 """
 
 from __future__ import annotations
@@ -26,17 +29,24 @@ INTENTS = {
 }
 ITEMS = ["headphones", "jacket", "coffee maker", "phone case", "backpack", "lamp", "sneakers", "blender"]
 FILLERS = ["", " thanks", " please help", " asap", " this is frustrating", " order 88213", " hi team,"]
+SECOND_TOPIC = {"billing": "and the invoice looks odd", "shipping": "and it was delivered late",
+                "returns": "maybe I will send it back", "account": "I also cannot log in",
+                "quality": "and it feels cheap"}
+SWAP = {"billing": "shipping", "shipping": "billing", "returns": "quality", "quality": "returns", "account": "account"}
 
 
-def feedback_rows(count: int, seed: int, noise: float = 0.0, start_day: int = 1) -> list[dict]:
+def feedback_rows(count: int, seed: int, noise: float = 0.0, start_day: int = 1, mixed: float = 0.5) -> list[dict]:
     rng = random.Random(seed)
     labels = sorted(INTENTS)
     rows = []
     for i in range(count):
         label = rng.choice(labels)
-        text = rng.choice(INTENTS[label]).format(item=rng.choice(ITEMS)) + rng.choice(FILLERS)
+        text = rng.choice(INTENTS[label]).format(item=rng.choice(ITEMS))
+        if rng.random() < mixed:  # a second topic: the model must learn which words carry the intent
+            text += " " + SECOND_TOPIC[rng.choice([other for other in labels if other != label])]
+        text += rng.choice(FILLERS)
         if rng.random() < noise:
-            label = rng.choice([other for other in labels if other != label])
+            label = SWAP[label]
         day = start_day + i * 27 // max(count, 1)
         rows.append({"text": text, "label": label, "ts": f"2026-01-{min(day, 28):02d}T{i % 24:02d}:00:00"})
     return rows
