@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from tasklib.context import RunContext
+from tasklib.errors import PermanentFailure
 from tasklib.registry import resolve
 
 
@@ -64,13 +65,22 @@ def run_step(step: str, step_params: dict, inputs: dict | None = None, item: Any
         if isinstance(item, dict) and map_label in item:
             # Names the mapped instance in the UI (map_index_template="{{ map_label }}").
             context["map_label"] = str(item[map_label])
-    return resolve(step)(ctx, **arguments)
+    return _call(step, ctx, arguments)
+
+
+def _call(step: str, ctx: RunContext, arguments: dict) -> Any:
+    try:
+        return resolve(step)(ctx, **arguments)
+    except PermanentFailure as exc:
+        from airflow.sdk.exceptions import AirflowFailException
+
+        raise AirflowFailException(str(exc)) from exc
 
 
 def run_branch(step: str, step_params: dict, branches: dict[str, str], inputs: dict | None = None) -> list[str]:
     """Run a deciding step; follow the task its decision names (none: skip everything after)."""
     ctx, _ = _run_context()
-    decision = resolve(step)(ctx, **step_params, **_materialized(inputs))
+    decision = _call(step, ctx, {**step_params, **_materialized(inputs)})
     name = decision["decision"] if isinstance(decision, dict) else decision
     target = branches.get(name)
     return [target] if target else []

@@ -13,6 +13,8 @@ import time
 import urllib.request
 from pathlib import Path
 
+from .processes import stop_airflow
+
 PASSWORDS = "simple_auth_manager_passwords.json.generated"
 
 
@@ -48,31 +50,7 @@ def up(port: int = 8080, echo=_say, ready_timeout_s: int = 240) -> int:
         echo("stopping Airflow ...")
         return 0
     finally:
-        stop(process)
-
-
-def stop(process: subprocess.Popen, grace_s: float = 30) -> None:
-    """Terminate the whole process group (scheduler, dag-processor, API server, triggerer) and wait
-    until every member is gone: standalone itself exits before its children finish shutting down."""
-    group = process.pid  # start_new_session made it the group leader
-    if not _group_alive(group):
-        return
-    os.killpg(group, signal.SIGTERM)
-    deadline = time.monotonic() + grace_s
-    while _group_alive(group) and time.monotonic() < deadline:
-        process.poll()  # reap the leader so it does not linger as a zombie
-        time.sleep(0.5)
-    if _group_alive(group):
-        os.killpg(group, signal.SIGKILL)
-    process.wait()
-
-
-def _group_alive(group: int) -> bool:
-    try:
-        os.killpg(group, 0)
-    except ProcessLookupError:
-        return False
-    return True
+        stop_airflow(process, home)
 
 
 def _wait_ready(port: int, process: subprocess.Popen, timeout_s: int) -> bool:

@@ -30,6 +30,7 @@ from typing import Any, Iterator
 
 from . import published, storage
 from .context import RunContext
+from .errors import PermanentFailure
 from .model import registry
 
 log = logging.getLogger(__name__)
@@ -39,8 +40,8 @@ COMPRESSED = (".gz", ".bz2", ".zst", ".lz4")  # pyarrow detects these from the e
 OUTPUT_COLUMNS = ("prediction", "probability", "model_version")
 
 
-class NoChampion(LookupError):
-    pass
+class NoChampion(PermanentFailure, LookupError):
+    """Retrying cannot create a champion: only a train run can."""
 
 
 # --- steps ------------------------------------------------------------------

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -16,6 +15,8 @@ import urllib.request
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
+
+from renderer.processes import stop_airflow
 
 ROOT = Path(__file__).resolve().parent.parent
 USER, PASSWORD = "admin", "pipespec-e2e"
@@ -71,22 +72,8 @@ class AirflowServer:
         raise TimeoutError(f"Airflow API not ready in {timeout_s}s; see {self.home / 'components.log'}")
 
     def stop(self) -> None:
-        if self.process is None:
-            return
-        group = self.process.pid
-        for sig, wait_s in ((signal.SIGTERM, 20), (signal.SIGKILL, 5)):
-            try:
-                os.killpg(group, sig)
-            except ProcessLookupError:
-                return
-            deadline = time.monotonic() + wait_s
-            while time.monotonic() < deadline:
-                self.process.poll()
-                try:
-                    os.killpg(group, 0)
-                except ProcessLookupError:
-                    return
-                time.sleep(0.5)
+        if self.process is not None:
+            stop_airflow(self.process, self.home)
 
     def token(self) -> str:
         if self._token is None:

@@ -37,11 +37,14 @@ def e2e(tmp_path_factory):
 
 
 def successful_run(server, dag_id):
-    return next((r for r in server.runs(dag_id) if r["state"] == "success"), None) or _fail_fast(server, dag_id)
+    return next((r for r in server.runs(dag_id) if r["state"] == "success" and r["run_type"] != "scheduled"),
+                None) or _fail_fast(server, dag_id)
 
 
 def _fail_fast(server, dag_id):
-    failed = [r for r in server.runs(dag_id) if r["state"] == "failed"]
+    # A clock-scheduled inference run before the first champion fails by design ("no champion yet");
+    # runs started by us or by an Asset must not fail.
+    failed = [r for r in server.runs(dag_id) if r["state"] == "failed" and r["run_type"] != "scheduled"]
     if failed:
         raise AssertionError(f"{dag_id} failed: run {failed[0]['dag_run_id']}")
     return None
@@ -55,7 +58,8 @@ def test_data_run_triggers_training_then_inference_without_anyone_else(e2e, monk
         run = server.wait_for(lambda: successful_run(server, dag_id), f"{dag_id} to succeed", budget)
         assert run["state"] == "success"
     assert server.runs("user_feedback__train")[0]["run_type"] == "asset_triggered"
-    assert server.runs("user_feedback__inference")[0]["run_type"] == "asset_triggered"
+    inference_runs = {r["run_type"]: r["state"] for r in server.runs("user_feedback__inference")}
+    assert inference_runs.get("asset_triggered") == "success"
 
     for key, value in env.items():
         monkeypatch.setenv(key, value)

@@ -290,7 +290,7 @@ def test_diff_task_level_changes() -> None:
 def test_diff_dags_added_and_removed(tmp_path: Path) -> None:
     full = compile_file(PIPELINES / "user_feedback.yaml")
     block = ('inference:\n  schedule: {assets: model://user_feedback, or_cron: "@hourly"}   # a new champion, '
-             'or every hour\n  input: s3://feedback/incoming/\n  output: s3://feedback/predictions/\n'
+             'or every hour\n  input: s3://feedback/incoming/\n  format: jsonl\n  output: s3://feedback/predictions/\n'
              '  shard_size: 500\n')
     shorter = compile_file(edited_copy(tmp_path, "user_feedback.yaml", (block, "inference: null\n")))
     assert [d.dag_id for d in shorter.dags] == ["user_feedback__data", "user_feedback__train"]

@@ -300,3 +300,23 @@ def test_inference_dag(mlflow_registry, tiny_models, monkeypatch, rows):
         assert states[("predict", -1)] == "skipped"
         assert states[("publish_predictions", -1)] == "skipped"
         assert published.latest(f"s3://{name}/predictions/") is None
+
+
+def test_missing_champion_fails_without_retries_in_airflow():
+    """Retrying cannot create a champion: the adapter turns it into Airflow's no-retry failure."""
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from renderer.adapter import _call
+    from tasklib.context import RunContext
+    from tasklib.inference import NoChampion
+    from tasklib.registry import override
+
+    def no_champion(ctx, **_):
+        raise NoChampion("pipeline p has no `champion` model yet")
+
+    override("inference.load_champion", no_champion)
+    try:
+        with pytest.raises(AirflowFailException, match="no `champion` model yet"):
+            _call("inference.load_champion", RunContext(dag_id="p__inference", task_id="load_champion", run_id="r"), {})
+    finally:
+        override("inference.load_champion", None)
