@@ -27,12 +27,28 @@ def run_context(context: Any) -> RunContext:
     """Airflow's task context as the plain values a step may see."""
     ti = context["ti"]
     interval_start, interval_end = context.get("data_interval_start"), context.get("data_interval_end")
+    if interval_end is None:
+        interval_start, interval_end = _manual_interval(context)
     return RunContext(
         dag_id=ti.dag_id, task_id=ti.task_id, run_id=context["run_id"],
         map_index=getattr(ti, "map_index", -1), try_number=getattr(ti, "try_number", 1),
         logical_date=_iso(context.get("logical_date")),
         data_interval_start=_iso(interval_start), data_interval_end=_iso(interval_end),
     )
+
+
+def _manual_interval(context: Any) -> tuple[Any, Any]:
+    """A run triggered without a logical date (REST API, UI) has no data interval in Airflow 3.
+
+    Steps then see the data since the last successful run (or all of it) up to the trigger time,
+    so a query templated on the interval means the same thing for manual and scheduled runs.
+    """
+    from datetime import datetime, timezone
+
+    dag_run = context.get("dag_run")
+    end = getattr(dag_run, "run_after", None) or datetime.now(timezone.utc)
+    start = context.get("prev_data_interval_end_success") or datetime(1970, 1, 1, tzinfo=timezone.utc)
+    return start, end
 
 
 def _iso(value: Any) -> str | None:

@@ -1,15 +1,11 @@
 """Running compiled DAGs for real in tests: a migrated SQLite metadata DB,
-`dag.test()`, pure test steps swapped in through the registry, and a local
-HTTP receiver for webhook alerts."""
+`dag.test()`, and pure test steps swapped in through the registry."""
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
-import threading
 from contextlib import contextmanager
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 from tasklib import registry
@@ -35,36 +31,6 @@ def steps(**implementations):
     finally:
         for name in names:
             registry.override(name, None)
-
-
-class WebhookReceiver:
-    """A real HTTP server on 127.0.0.1 that records JSON posts."""
-
-    def __init__(self) -> None:
-        self.received: list[dict] = []
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 - http.server API
-                length = int(self.headers.get("Content-Length", 0))
-                receiver.received.append(json.loads(self.rfile.read(length)))
-                self.send_response(204)
-                self.end_headers()
-
-            def log_message(self, *args) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.port = self.server.server_address[1]
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    def events(self) -> list[str]:
-        return [body["event"] for body in self.received]
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
 
 
 def run_dag(pipelines: Path, dag_id: str, monkeypatch, cache: Path):

@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.airflow_harness import WebhookReceiver, migrate_db, run_dag, steps
+from tasklib.local_sinks import AlertSinks
+from tests.airflow_harness import migrate_db, run_dag, steps
 
 SPEC = """\
 pipeline: {name}
@@ -30,7 +31,7 @@ evaluate: {{metric: f1_macro, floor: 0.5}}
 rollout: {{min_improvement: 0.01, stages: [shadow, full]}}
 retries: {{count: 2, delay: 1s}}
 alerts:
-  - {{on: [failure, retry, gate_blocked, promoted, rejected], webhook: {{conn_id: test_hook}}}}
+  - {{on: [failure, retry, gate_blocked, promoted, rejected], webhook: {{conn_id: http_alerts}}}}
 """
 
 
@@ -41,10 +42,23 @@ def airflow_db():
 
 @pytest.fixture
 def hook(monkeypatch):
-    receiver = WebhookReceiver()
-    monkeypatch.setenv("AIRFLOW_CONN_TEST_HOOK", f"http://127.0.0.1:{receiver.port}")
-    yield receiver
-    receiver.close()
+    """Webhook alerts land on a real HTTP server on 127.0.0.1 (`http_alerts` connection)."""
+    with AlertSinks() as sinks:
+        for key, value in sinks.connections().items():
+            monkeypatch.setenv(key, value)
+        yield Alerts(sinks)
+
+
+class Alerts:
+    def __init__(self, sinks: AlertSinks):
+        self.sinks = sinks
+
+    def events(self) -> list[str]:
+        return [event for _, event in self.sinks.events()]
+
+    @property
+    def received(self) -> list[dict]:
+        return [r.body for r in self.sinks.received]
 
 
 @pytest.fixture
@@ -191,3 +205,20 @@ def test_spec_values_are_never_rendered_as_jinja(airflow_db, tmp_path, hook, mon
         run, _ = run_dag(directory, "jinja__data", monkeypatch, tmp_path / "cache")
     assert run.state == "success"
     assert seen == ["select '{{ run_id }}', '{{ var.value.secret }}'"]
+
+
+def test_manual_run_without_logical_date_gets_an_interval_up_to_the_trigger():
+    """Airflow 3 gives a run triggered without a logical date no data interval; steps still get one."""
+    from datetime import datetime, timezone
+    from types import SimpleNamespace
+
+    from renderer.adapter import run_context
+
+    triggered = datetime(2026, 3, 4, 5, 6, tzinfo=timezone.utc)
+    context = {"ti": SimpleNamespace(dag_id="p__data", task_id="extract", map_index=0, try_number=1),
+               "run_id": "manual__x", "logical_date": None, "data_interval_start": None, "data_interval_end": None,
+               "dag_run": SimpleNamespace(run_after=triggered), "prev_data_interval_end_success": None}
+    ctx = run_context(context)
+    assert (ctx.data_interval_start, ctx.data_interval_end) == ("1970-01-01T00:00:00+00:00", triggered.isoformat())
+    context["prev_data_interval_end_success"] = datetime(2026, 3, 1, tzinfo=timezone.utc)
+    assert run_context(context).data_interval_start == "2026-03-01T00:00:00+00:00"

@@ -10,8 +10,8 @@ import pytest
 
 from tasklib import alerts, report
 from tasklib.context import RunContext
+from tasklib.local_sinks import AlertSinks
 from tasklib.model import registry
-from tests.airflow_harness import WebhookReceiver
 from tests.test_rollout import full_rollout, mlflow_registry, register_version, scores_for  # noqa: F401
 
 SVG = "{http://www.w3.org/2000/svg}svg"
@@ -95,14 +95,11 @@ def test_first_model_and_lower_is_better_metrics(mlflow_registry):
 def test_alert_details_link_the_report(mlflow_registry, monkeypatch):
     scores = two_versions(challenger=0.9, champion=0.8)
     written = report.write(ctx(), pipeline="shop", metric="f1_macro", scores=scores)
-    receiver = WebhookReceiver()
-    monkeypatch.setenv("AIRFLOW_CONN_REPORT_HOOK", f"http://127.0.0.1:{receiver.port}")
-    try:
+    with AlertSinks() as sinks:
+        monkeypatch.setenv("AIRFLOW_CONN_HTTP_ALERTS", sinks.connections()["AIRFLOW_CONN_HTTP_ALERTS"])
         alerts.notify(RunContext("shop__train", "notify_promoted", "manual__r2"), pipeline="shop", event="promoted",
-                      channels=[{"kind": "webhook", "conn_id": "report_hook"}], scores=scores, report=written)
-    finally:
-        receiver.close()
-    details = receiver.received[0]["details"]
+                      channels=[{"kind": "webhook", "conn_id": "http_alerts"}], scores=scores, report=written)
+    details = sinks.received[0].body["details"]
     assert details["report_uri"] == written["report_uri"] and details["outcome"] == "promoted"
 
 
