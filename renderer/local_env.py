@@ -20,6 +20,8 @@ def configure(root: Path = ROOT, pipelines: Path | None = None) -> dict[str, str
         "AIRFLOW__CORE__DAGS_FOLDER": str(root / "dags" / "pipespec_dags.py"),
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
         "AIRFLOW__CORE__PARALLELISM": "4",  # standalone would start 32 workers on a 2-core machine
+        # With SQLite, the scheduler's write lock can stall the API server past the workers' 5 s default.
+        "AIRFLOW__WORKERS__EXECUTION_API_TIMEOUT": "60",
         "AIRFLOW__DAG_FACTORY__ENABLE_TELEMETRY": "False",
         # The embedded default: `s3://bucket/key` lives under this directory (see tasklib/storage.py).
         "PIPESPEC_STORAGE_ROOT": str(root / ".pipespec-data" / "storage"),

@@ -32,16 +32,25 @@ FILLERS = ["", " thanks", " please help", " asap", " this is frustrating", " ord
 SECOND_TOPIC = {"billing": "and the invoice looks odd", "shipping": "and it was delivered late",
                 "returns": "maybe I will send it back", "account": "I also cannot log in",
                 "quality": "and it feels cheap"}
+# Half the messages name only a product error code: 25 per intent, so a small first drop has not
+# seen them all, and more data really does make a better model.
+CODES = {label: [f"{label[:3]}{n:02d}x" for n in range(25)] for label in INTENTS}
+CODE_TEMPLATES = ["my {item} shows error {code}", "error {code} again with the {item}",
+                  "got code {code} on my {item} order", "{code} keeps appearing, {item} order"]
 SWAP = {"billing": "shipping", "shipping": "billing", "returns": "quality", "quality": "returns", "account": "account"}
 
 
-def feedback_rows(count: int, seed: int, noise: float = 0.0, start_day: int = 1, mixed: float = 0.5) -> list[dict]:
+def feedback_rows(count: int, seed: int, noise: float = 0.0, start_day: int = 1, mixed: float = 0.5,
+                  coded: float = 0.5) -> list[dict]:
     rng = random.Random(seed)
     labels = sorted(INTENTS)
     rows = []
     for i in range(count):
         label = rng.choice(labels)
-        text = rng.choice(INTENTS[label]).format(item=rng.choice(ITEMS))
+        if rng.random() < coded:
+            text = rng.choice(CODE_TEMPLATES).format(item=rng.choice(ITEMS), code=rng.choice(CODES[label]))
+        else:
+            text = rng.choice(INTENTS[label]).format(item=rng.choice(ITEMS))
         if rng.random() < mixed:  # a second topic: the model must learn which words carry the intent
             text += " " + SECOND_TOPIC[rng.choice([other for other in labels if other != label])]
         text += rng.choice(FILLERS)

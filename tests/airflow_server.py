@@ -40,6 +40,8 @@ class AirflowServer:
             "AIRFLOW__CORE__DAGS_FOLDER": str(ROOT / "dags" / "pipespec_dags.py"),
             "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
             "AIRFLOW__CORE__PARALLELISM": "2",
+            # With SQLite, the scheduler's write lock can stall the API server past the workers' 5 s default.
+            "AIRFLOW__WORKERS__EXECUTION_API_TIMEOUT": "60",
             "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
             "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
             "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{USER}:admin",
