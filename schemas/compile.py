@@ -97,16 +97,14 @@ def _alerts(spec: PipelineSpec) -> tuple[Alert, ...]:
     return tuple(out)
 
 
-def _notify(spec: PipelineSpec, event: str, upstream: tuple[str, ...], inputs: dict[str, str],
-            trigger_rule: str = "all_success") -> list[Task]:
+def _notify(spec: PipelineSpec, event: str, upstream: tuple[str, ...], inputs: dict[str, str]) -> list[Task]:
     """An explicit alert task for `event`, only when some alert subscribes to it."""
     channels = [a for a in _alerts(spec) if event in a.events]
     if not channels:
         return []
     params = {"pipeline": spec.pipeline, "event": event,
               "channels": [a.target() for a in channels]}
-    return [Task(f"notify_{event}", "alert.notify", params, inputs, upstream, trigger_rule=trigger_rule,  # type: ignore[arg-type]
-                 doc=f"Send the `{event}` alert.")]
+    return [Task(f"notify_{event}", "alert.notify", params, inputs, upstream, doc=f"Send the `{event}` alert.")]
 
 
 def _dag(spec: PipelineSpec, suffix: str, schedule: Schedule, spec_file: str, tasks: list[Task],

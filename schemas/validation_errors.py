@@ -84,12 +84,13 @@ def _one(error: dict, root: Node, model: type[BaseModel], data: Any) -> Diagnost
         return at(node.loc, path, f"{quote(value)} is not allowed here",
                   did_you_mean(str(value), options), code="invalid-value")
     if kind == "union_tag_invalid":
+        # A discriminator such as `type: snowflak`: point at that key's value, suggest the closest tag.
         ctx = error["ctx"]
+        key = ctx["discriminator"].strip("'")
         options = re.findall(r"'([^']*)'", ctx["expected_tags"])
-        return at(node.value[ctx["discriminator"].strip("'")].loc if isinstance(node.value, dict)
-                  and ctx["discriminator"].strip("'") in node.value else node.loc,
-                  path, f"unknown {ctx['discriminator'].strip(chr(39))} {quote(ctx['tag'])}",
-                  did_you_mean(str(ctx["tag"]), options), code="invalid-value")
+        where = node.value[key].loc if isinstance(node.value, dict) and key in node.value else node.loc
+        return at(where, path, f"unknown {key} {quote(ctx['tag'])}", did_you_mean(str(ctx["tag"]), options),
+                  code="invalid-value")
     if kind == "unknown_variant":
         # Our own one-key unions (transforms, stages, asset expressions); the message lists the choices.
         options = re.findall(r"`([^`]+)`", error["msg"])
