@@ -46,9 +46,20 @@ def render_dag(spec: ir.Dag) -> DAG:
         for task_ir in spec.tasks:  # compile emits tasks after their upstreams
             built[task_ir.task_id] = _BUILDERS[task_ir.kind](task_ir, built)
         for task_ir in spec.tasks:
-            for upstream in task_ir.upstream:
-                _operator(built[upstream]) >> _operator(built[task_ir.task_id])
+            # Data inputs and the mapped-over task already made their edges (XComArgs); set the rest once.
+            explicit = [_operator(built[u]) for u in task_ir.upstream if u not in _implied_upstream(task_ir)]
+            if explicit:
+                _operator(built[task_ir.task_id]).set_upstream(explicit)
     return dag
+
+
+def _implied_upstream(task_ir: ir.Task) -> set[str]:
+    if task_ir.kind not in ("python", "branch"):
+        return set()
+    implied = set(task_ir.inputs.values())
+    if task_ir.mapping is not None and task_ir.mapping.over:
+        implied.add(task_ir.mapping.over)
+    return implied
 
 
 def _schedule(schedule: ir.Schedule) -> Any:

@@ -15,9 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import __version__
-from .check import check_file, discover
-from .compile import compile_checked
 from .diagnostics import Diagnostic
+from .discover import discover
 from .ir import IR_VERSION, Pipeline
 
 
@@ -60,6 +59,10 @@ def _compile_cached(file: Path, cache_dir: Path | None) -> tuple[Pipeline | None
         cached = _read_entry(entry)
         if cached is not None:
             return cached, []
+    # Only a cache miss pays for the checker and the models (pydantic): a warm parse never imports them.
+    from .check import check_file
+    from .compile import compile_checked
+
     checked = check_file(file)
     if checked.spec is None or not checked.ok:
         return None, checked.diagnostics

@@ -14,6 +14,7 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from .diagnostics import Diagnostic, SpecError, at
+from .discover import SPEC_SUFFIXES, discover  # noqa: F401 - part of this module's interface
 from .locate import locate
 from .models import PipelineSpec
 from .secrets import find_secrets
@@ -22,7 +23,6 @@ from .templates import TEMPLATES_DIR, resolve
 from .validation_errors import from_validation_error
 from .yamlload import Node, load_file
 
-SPEC_SUFFIXES = (".yaml", ".yml")
 
 
 @dataclass
@@ -92,19 +92,3 @@ def check_file(path: Path) -> CheckedSpec:
 
 def sort_key(d: Diagnostic) -> tuple:
     return (d.file, d.line, d.col, d.message)
-
-
-def discover(paths: list[Path]) -> tuple[list[Path], list[Diagnostic]]:
-    """Spec files under `paths`; a path that does not exist is a diagnostic, not a silent skip."""
-    files: list[Path] = []
-    problems: list[Diagnostic] = []
-    for path in paths:
-        if path.is_dir():
-            files += sorted(p for p in path.rglob("*") if p.suffix in SPEC_SUFFIXES and p.is_file()
-                            and not any(part.startswith(".") for part in p.relative_to(path).parts))
-        elif path.is_file():
-            files.append(path)
-        else:
-            problems.append(Diagnostic(str(path), 1, 1, "", "no such file or directory",
-                                       "pass spec files or directories that hold them", code="usage"))
-    return list(dict.fromkeys(files)), problems

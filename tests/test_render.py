@@ -175,8 +175,10 @@ def test_ir_cache_reused_and_invalidated_by_templates(tmp_path, monkeypatch):
         "format: csv}]\n  publishes: s3://p-bucket/x/\n")
     first = build.build_repo(pipelines, tmp_path / "cache")
     calls = []
-    real = build.check_file
-    monkeypatch.setattr(build, "check_file", lambda path: calls.append(path) or real(path))
+    import schemas.check as check
+
+    real = check.check_file
+    monkeypatch.setattr(check, "check_file", lambda path: calls.append(path) or real(path))
     assert build.build_repo(pipelines, tmp_path / "cache").pipelines == first.pipelines
     assert calls == []  # served from the cache
     (pipelines / "templates" / "base.yaml").write_text("owner: team-b\n")
