@@ -20,6 +20,9 @@ from .notifier import PipespecNotifier
 from .step_operators import branch_step_task, step_task
 
 START_DATE = datetime(2024, 1, 1, tzinfo=timezone.utc)
+# Made once: a new TaskFlow decorator per task would re-evaluate the callable's type hints every time.
+_STEP = step_task(run_step)
+_BRANCH = branch_step_task(run_branch)
 COMPUTE_BUILDERS = {
     "kubernetes_pod": "tasklib.compute.kubernetes:pod_operator_kwargs",
     "anyscale_job": "tasklib.compute.anyscale:job_operator_kwargs",
@@ -115,8 +118,8 @@ def _python(task_ir: ir.Task, built: dict[str, Any]) -> Any:
     inputs = _inputs(task_ir, built)
     mapping = task_ir.mapping
     if mapping is None:
-        return step_task(run_step, **_common(task_ir))(step=task_ir.step, step_params=task_ir.params, inputs=inputs)
-    decorated = step_task(run_step, map_index_template="{{ map_label }}", **_common(task_ir))
+        return _STEP.override(**_common(task_ir))(step=task_ir.step, step_params=task_ir.params, inputs=inputs)
+    decorated = _STEP.override(map_index_template="{{ map_label }}", **_common(task_ir))
     partial = decorated.partial(step=task_ir.step, step_params=task_ir.params, inputs=inputs,
                                 map_arg=mapping.arg, map_label=mapping.label)
     items = _output(built[mapping.over]) if mapping.over else list(mapping.items)
@@ -124,7 +127,7 @@ def _python(task_ir: ir.Task, built: dict[str, Any]) -> Any:
 
 
 def _branch(task_ir: ir.Task, built: dict[str, Any]) -> Any:
-    return branch_step_task(run_branch, **_common(task_ir))(
+    return _BRANCH.override(**_common(task_ir))(
         step=task_ir.step, step_params=task_ir.params, branches=task_ir.branches, inputs=_inputs(task_ir, built))
 
 
