@@ -90,9 +90,11 @@ def test_browser_sees_documented_dags_and_mapped_instances_by_source(e2e, tmp_pa
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
         try:
             page.goto(f"{server.url}/", wait_until="networkidle")
+            page.wait_for_selector("input[name=username]", timeout=30_000)  # the login page renders client-side
             page.fill("input[name=username]", USER)
             page.fill("input[name=password]", PASSWORD)
             page.keyboard.press("Enter")
+            page.wait_for_url(lambda url: "/auth/login" not in url, timeout=30_000)  # the redirect is asynchronous
             page.wait_for_load_state("networkidle")
 
             page.goto(f"{server.url}/dags?tags=pipespec", wait_until="networkidle")
