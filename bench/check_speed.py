@@ -23,10 +23,12 @@ script checks that `pipespec check` passes on all of them and check-jsonschema o
 self-contained half.
 
 Targets: under 2 s for 1,000 specs (`pipespec check DIR`), and `pipespec check` no
-slower than check-jsonschema on the same files. The exit code is 0 regardless (this
-is a measurement); with --assert it is 1 when a target is missed.
+slower than check-jsonschema on the same files; judged on wall-clock time, or on CPU
+time (user + sys, which other work on the machine inflates less) with --judge cpu.
+The exit code is 0 regardless (this is a measurement); with --assert it is 1 when a
+target is missed.
 
-    .venv/bin/python bench/check_speed.py [--specs 1000] [--repeat 3] [--keep DIR] [--assert]
+    .venv/bin/python bench/check_speed.py [--specs 1000] [--repeat 3] [--keep DIR] [--judge wall|cpu] [--assert]
 """
 
 from __future__ import annotations
@@ -187,7 +189,9 @@ def make_rollout(i: int, rng: random.Random, compute: dict) -> dict:
     rollout: dict = {"policy": "champion_challenger", "min_improvement": rng.choice([0.0, 0.01, 0.02]),
                      "stages": copy.deepcopy(rng.choice(STAGES))}
     if compute["backend"] == "anyscale" and rng.random() < 0.5:
-        rollout["target"] = {"type": "anyscale_service", "name": f"svc-{i:04d}", "conn_id": "anyscale_conn"}
+        # A non-LLM model on an Anyscale Service must say which Ray Serve applications to deploy.
+        rollout["target"] = {"type": "anyscale_service", "name": f"svc-{i:04d}", "conn_id": "anyscale_conn",
+                             "applications": [{"name": "classifier", "import_path": "serve_app:app"}]}
     elif compute["backend"] != "anyscale" and rng.random() < 0.3:
         rollout["target"] = {"type": "kubernetes", "deployment": f"serve-{i:04d}", "namespace": "ml-serving"}
     else:
@@ -431,16 +435,19 @@ def print_table(rows: list[Row], repeat: int) -> None:
             print(f"{row.tool:<28} {'-':>5} {row.seconds:>8.3f} {'-':>8} {'-':>6} {row.cpu:>7.3f}")
 
 
-def targets(rows: list[Row], specs: int) -> list[tuple[str, bool, str]]:
-    """Targets are judged on wall time, the time a user waits."""
+def targets(rows: list[Row], specs: int, judge: str = "wall") -> list[tuple[str, bool, str]]:
+    """Targets are judged on wall time, the time a user waits (or on CPU time with --judge cpu)."""
     by_tool = {r.tool: r for r in rows}
     full, half, base = by_tool["pipespec check DIR"], by_tool["pipespec check HALF"], by_tool["check-jsonschema HALF"]
-    scaled = full.seconds * 1000 / specs
-    note = "" if specs == 1000 else f" (scaled linearly from {specs} specs)"
+    seconds = (lambda r: r.cpu) if judge == "cpu" else (lambda r: r.seconds)
+    # With --specs other than 1,000, project: the fixed start-up cost once, the rest per spec.
+    fixed = seconds(by_tool["import schemas.check+repo"])
+    scaled = fixed + (seconds(full) - fixed) * 1000 / specs
+    note = f" {judge}" + ("" if specs == 1000 else f" (projected from {specs} specs)")
     return [
         (f"pipespec check on 1,000 specs < {TARGET_SECONDS:.0f} s", scaled < TARGET_SECONDS, f"{scaled:.3f} s{note}"),
-        ("pipespec check <= check-jsonschema (same files)", half.seconds <= base.seconds,
-         f"{half.seconds:.3f} s vs {base.seconds:.3f} s ({half.seconds / base.seconds:.2f}x)"),
+        ("pipespec check <= check-jsonschema (same files)", seconds(half) <= seconds(base),
+         f"{seconds(half):.3f} s vs {seconds(base):.3f} s {judge} ({seconds(half) / seconds(base):.2f}x)"),
     ]
 
 
@@ -470,6 +477,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--specs", type=int, default=1000, help="how many specs to generate (default 1000)")
     parser.add_argument("--repeat", type=int, default=3, help="runs per measurement; the best counts (default 3)")
     parser.add_argument("--keep", type=Path, help="generate into this (new) directory and keep it")
+    parser.add_argument("--judge", choices=("wall", "cpu"), default="wall",
+                        help="what the targets compare (default wall; cpu is steadier on a busy machine)")
     parser.add_argument("--assert", dest="assert_", action="store_true", help="exit 1 when a target is missed")
     args = parser.parse_args(argv)
 
@@ -487,7 +496,7 @@ def main(argv: list[str] | None = None) -> int:
 
     print(f"\npipespec check benchmark on {machine()}\n{load_note(load_before)}")
     print_table(rows, args.repeat)
-    results = targets(rows, args.specs)
+    results = targets(rows, args.specs, args.judge)
     print_targets(results)
     return 1 if args.assert_ and not all(ok for _, ok, _ in results) else 0
 

@@ -53,7 +53,7 @@ def work_uri(ctx: RunContext, pipeline: str, name: str) -> str:
     base = os.environ.get("PIPESPEC_WORK_URI")
     if base is None:
         root = storage_root() or Path(os.environ.get("AIRFLOW_HOME", ".")) / "pipespec-data"
-        base = (root / "_work").as_uri()
+        base = (root / "_work").resolve().as_uri()  # as_uri() needs an absolute path
     index = f"-{ctx.map_index}" if ctx.map_index >= 0 else ""
     return f"{base.rstrip('/')}/{pipeline}/{ctx.dag_id}/{ctx.run_key}/{ctx.task_id}{index}/{name}"
 
