@@ -36,10 +36,11 @@ def build_repo(root: Path, cache_dir: Path | None = None) -> RepoBuild:
     files, problems = discover([root])
     result = RepoBuild(broken=[BrokenSpec(d.file, [d]) for d in problems])
     names: dict[str, str] = {}
+    digests: dict[str, str] = {}  # one hash per file per parse: many specs share a template
     for file in files:
         if file.parent.name == "templates":
             continue
-        pipeline, diagnostics = _compile_cached(file, cache_dir)
+        pipeline, diagnostics = _compile_cached(file, cache_dir, digests)
         if pipeline is None:
             result.broken.append(BrokenSpec(diagnostics[0].file if diagnostics else str(file), diagnostics))
         elif pipeline.name in names:
@@ -53,10 +54,11 @@ def build_repo(root: Path, cache_dir: Path | None = None) -> RepoBuild:
     return result
 
 
-def _compile_cached(file: Path, cache_dir: Path | None) -> tuple[Pipeline | None, list[Diagnostic]]:
+def _compile_cached(file: Path, cache_dir: Path | None,
+                    digests: dict[str, str]) -> tuple[Pipeline | None, list[Diagnostic]]:
     entry = _cache_path(cache_dir, file) if cache_dir else None
     if entry is not None:
-        cached = _read_entry(entry)
+        cached = _read_entry(entry, digests)
         if cached is not None:
             return cached, []
     # Only a cache miss pays for the checker and the models (pydantic): a warm parse never imports them.
@@ -68,7 +70,7 @@ def _compile_cached(file: Path, cache_dir: Path | None) -> tuple[Pipeline | None
         return None, checked.diagnostics
     pipeline = compile_checked(checked)
     if entry is not None:
-        _write_entry(entry, checked.files, pipeline)
+        _write_entry(entry, checked.files, pipeline, digests)
     return pipeline, []
 
 
@@ -77,26 +79,27 @@ def _cache_path(cache_dir: Path, file: Path) -> Path:
     return cache_dir / f"{key}.json"
 
 
-def _digest(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+def _digest(path: str, digests: dict[str, str]) -> str:
+    if path not in digests:
+        digests[path] = hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    return digests[path]
 
 
-def _read_entry(entry: Path) -> Pipeline | None:
+def _read_entry(entry: Path, digests: dict[str, str]) -> Pipeline | None:
     try:
         data = json.loads(entry.read_text())
         if data["version"] != __version__ or data["ir"]["ir_version"] != IR_VERSION:
             return None
-        if any(_digest(Path(path)) != digest for path, digest in data["files"].items()):
+        if any(_digest(path, digests) != digest for path, digest in data["files"].items()):
             return None
-        pipeline = Pipeline.from_json(data["ir"])
-        # The display path depends on the working directory of the parser, not the content.
-        return pipeline
+        return Pipeline.from_json(data["ir"])
     except (OSError, ValueError, KeyError, TypeError):
         return None  # a missing, stale or corrupt entry is a cache miss, never an error
 
 
-def _write_entry(entry: Path, files: list[Path], pipeline: Pipeline) -> None:
-    data = {"version": __version__, "files": {str(p.resolve()): _digest(p) for p in files}, "ir": pipeline.to_json()}
+def _write_entry(entry: Path, files: list[Path], pipeline: Pipeline, digests: dict[str, str]) -> None:
+    hashes = {str(p.resolve()): _digest(str(p.resolve()), digests) for p in files}
+    data = {"version": __version__, "files": hashes, "ir": pipeline.to_json()}
     try:
         entry.parent.mkdir(parents=True, exist_ok=True)
         # Atomic replace: several dag-processor workers may parse at once.

@@ -166,7 +166,7 @@ _KIND_BY_BACKEND = {"local": "python", "kubernetes": "kubernetes_pod", "anyscale
 
 
 def _train_dag(spec: PipelineSpec, spec_file: str, content_hash: str) -> Dag:
-    train, evaluate, rollout = spec.train, spec.evaluate, spec.rollout
+    train = spec.train
     assert train is not None
     base = {"pipeline": spec.pipeline}
     model_uri = model_asset(spec)

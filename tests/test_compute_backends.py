@@ -420,7 +420,7 @@ def test_real_submit_operator_sends_the_llm_job(feedback, storage, anyscale_api)
     publish("s3://feedback/curated/", VIGGO)
     kwargs = anyscale_compute.job_operator_kwargs("train", params, run=run)
     operator = SubmitAnyscaleJob(task_id="train", **kwargs)
-    job_id = operator.execute(None)
+    operator.execute(None)
 
     sent = anyscale_api.fake.submitted_job
     assert anyscale_api.logins == [("fake-token", {"X-Anyscale-Source": "airflow"})]
