@@ -1,23 +1,12 @@
-"""Running compiled DAGs for real in tests: a migrated SQLite metadata DB,
-`dag.test()`, and pure test steps swapped in through the registry."""
+"""Running compiled DAGs for real in tests: `dag.test()` (against the DB that
+renderer.local_env.ensure_db migrates), and pure test steps swapped in through the registry."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from contextlib import contextmanager
 from pathlib import Path
 
 from tasklib import registry
-
-
-def migrate_db(airflow_home: Path) -> None:
-    marker = airflow_home / ".migrated"
-    if marker.exists():
-        return
-    airflow_home.mkdir(parents=True, exist_ok=True)
-    subprocess.run([sys.executable, "-m", "airflow", "db", "migrate"], check=True, capture_output=True)
-    marker.touch()
 
 
 @contextmanager

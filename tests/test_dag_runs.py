@@ -8,14 +8,13 @@ compiled ones.
 
 from __future__ import annotations
 
-import os
 import textwrap
-from pathlib import Path
 
 import pytest
 
 from tasklib.local_sinks import AlertSinks
-from tests.airflow_harness import migrate_db, run_dag, steps
+from renderer.local_env import ensure_db
+from tests.airflow_harness import run_dag, steps
 
 SPEC = """\
 pipeline: {name}
@@ -37,7 +36,7 @@ alerts:
 
 @pytest.fixture(scope="module")
 def airflow_db():
-    migrate_db(Path(os.environ["AIRFLOW_HOME"]))
+    ensure_db()
 
 
 @pytest.fixture

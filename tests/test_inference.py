@@ -5,7 +5,6 @@ and publication of the predictions Asset."""
 from __future__ import annotations
 
 import json
-import os
 import tempfile
 from pathlib import Path
 
@@ -275,9 +274,10 @@ inference: {{input: "s3://{name}/incoming/", output: "s3://{name}/predictions/",
 def test_inference_dag(mlflow_registry, tiny_models, monkeypatch, rows):
     """load_champion → plan_shards → predict (mapped, one per shard) → publish, under dag.test();
     an empty input maps predict over zero shards, which skips publishing and still succeeds."""
-    from tests.airflow_harness import migrate_db, run_dag
+    from renderer.local_env import ensure_db
+    from tests.airflow_harness import run_dag
 
-    migrate_db(Path(os.environ["AIRFLOW_HOME"]))
+    ensure_db()
     name = f"inference_dag_{rows}"
     pipelines = mlflow_registry / "pipelines"
     pipelines.mkdir()

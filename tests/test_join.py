@@ -3,7 +3,6 @@ DAG running the real mapped transforms and join through Airflow (dag.test())."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pyarrow as pa
@@ -12,7 +11,8 @@ import pytest
 from tasklib import storage
 from tasklib.context import RunContext
 from tasklib.data.join import join as join_step
-from tests.airflow_harness import migrate_db, run_dag, steps
+from renderer.local_env import ensure_db
+from tests.airflow_harness import run_dag, steps
 
 CTX = RunContext(dag_id="support__data", task_id="join", run_id="scheduled__2024-05-01T00:00:00+00:00")
 
@@ -197,7 +197,7 @@ SOURCES = {
 
 
 def test_data_dag_runs_real_transforms_and_join(tmp_path, monkeypatch):
-    migrate_db(Path(os.environ["AIRFLOW_HOME"]))
+    ensure_db()
     monkeypatch.setenv("PIPESPEC_WORK_URI", (tmp_path / "work").as_uri())
     name = "join_e2e"
     (tmp_path / "pipelines").mkdir()

@@ -507,9 +507,10 @@ retries: {{count: 0}}
 def test_train_dag_with_real_stages(mlflow_registry, monkeypatch, challenger, canary_challenger, expected):
     """Train and evaluate are stand-ins (they register a version and report scores); decide, the
     stages, rollback and the report are the real steps, wired by the compiled DAG's trigger rules."""
-    from tests.airflow_harness import migrate_db, run_dag, steps
+    from renderer.local_env import ensure_db
+    from tests.airflow_harness import run_dag, steps
 
-    migrate_db(Path(os.environ["AIRFLOW_HOME"]))
+    ensure_db()
     name = f"train_dag_{expected.replace(' ', '_')}"
     pipelines = mlflow_registry / "pipelines"
     pipelines.mkdir()
