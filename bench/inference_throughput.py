@@ -4,9 +4,16 @@ What is measured, side by side in one run, each variant in a fresh Python proces
 TensorFlow, Keras, pyarrow, MLflow and tasklib before its clock starts:
 
   direct model.predict   ONE script: load the saved Keras model (keras.models.load_model), read
-                         all input Parquet files (pq.read_table of the folder), `model.predict` on the
-                         whole text column (batch_size 256, as tasklib.model.keras_models uses), take
-                         the argmax label and its probability, write one Parquet file.
+                         all input Parquet files (pq.read_table of the folder), ONE `model.predict` on
+                         the whole text column, take the argmax label and its probability, write one
+                         Parquet file. Its batch size is the one pipespec predicts with
+                         (tasklib.model.keras_models.PREDICT_ROWS, 8,192 rows), so the comparison
+                         measures pipespec's overhead, not batch-size tuning (batch size is most of
+                         CPU inference time: 256-row batches take about 4x as long); --direct-batch
+                         changes it. A single `model.predict` call pays its tf.data setup once, so it
+                         is the fastest way to use `model.predict` by hand.
+                         tasklib.model.keras_models.predict calls `predict_on_batch` per chunk of
+                         PREDICT_ROWS rows instead (no tf.data pipeline per shard).
   pipespec steps         the inference DAG's steps with a RunContext, as compiled (schemas/compile.py
                          `_inference_dag`): inference.load_champion (the `champion` alias in the
                          MLflow registry) -> inference.plan_shards (shard_size rows) -> inference.predict
@@ -27,12 +34,13 @@ probability within 1e-5), or the bench stops.
 
 Target (wall seconds by default; --judge cpu uses user+sys CPU seconds):
   - pipespec steps >= 0.8x direct model.predict rows/s
-Each variant runs --repeat times (default 2), alternating; the best run counts. About 1.5-2
-minutes on 2 cores (--quick: 40,000 rows, about a minute). Exit code 0 (a measurement);
-with --assert, 1 when the target is missed.
+Each variant runs --repeat times (default 2), alternating; the best run counts. About a minute on
+2 cores, most of it setup and TensorFlow imports (--quick: 40,000 rows). Exit code 0 (a
+measurement); with --assert, 1 when the target is missed.
 
     .venv/bin/python bench/inference_throughput.py [--rows 200000] [--shard-size 10000] [--quick]
-                                                   [--repeat 2] [--judge wall|cpu] [--keep DIR] [--assert]
+                                                   [--repeat 2] [--direct-batch N] [--judge wall|cpu]
+                                                   [--keep DIR] [--assert]
 """
 
 from __future__ import annotations
@@ -59,7 +67,6 @@ INPUT_FILES = 4
 TRAIN_ROWS = 3_000
 MODEL = {"type": "keras_text_classifier", "label": "label", "features": ["text"],
          "params": {"epochs": 3, "max_tokens": 5000, "embedding_dim": 16, "sequence_length": 32, "seed": 42}}
-PREDICT_BATCH = 256  # tasklib.model.keras_models.predict's batch size
 TARGET_RATIO = 0.8
 
 
@@ -167,7 +174,7 @@ def _load_seconds() -> float:
     return timed(lambda: keras_models.load(directory))[1]["seconds"]
 
 
-def child_direct(model_dir: str, output: str, out_file: str) -> None:
+def child_direct(model_dir: str, batch_size: str, output: str, out_file: str) -> None:
     """What one would write by hand: load, read everything, predict, write."""
     warm_imports()
     import keras
@@ -177,19 +184,22 @@ def child_direct(model_dir: str, output: str, out_file: str) -> None:
     import tensorflow as tf
 
     from tasklib import storage
+    from tasklib.model.keras_models import PREDICT_ROWS
 
-    def run() -> int:
+    batch = int(batch_size) or PREDICT_ROWS
+
+    def run() -> dict:
         model = keras.models.load_model(Path(model_dir) / "model.keras")
         classes = json.loads((Path(model_dir) / "labels.json").read_text())
         meta = json.loads((Path(model_dir) / "pipespec.json").read_text())
         table = pq.read_table(storage.filesystem(INPUT)[1])
         texts = tf.constant(table["text"].to_numpy(zero_copy_only=False).reshape(-1, 1), dtype=tf.string)
-        scores = np.asarray(model.predict({meta["inputs"]["text"]: texts}, batch_size=PREDICT_BATCH, verbose=0))
+        scores = np.asarray(model.predict({meta["inputs"]["text"]: texts}, batch_size=batch, verbose=0))
         best = scores.argmax(axis=1)
         table = table.append_column("prediction", pa.array(np.asarray(classes, dtype=object)[best], pa.string()))
         table = table.append_column("probability", pa.array(scores.max(axis=1).astype(float)))
         pq.write_table(table, output)
-        return table.num_rows
+        return {"rows": table.num_rows, "batch_size": batch}
 
     write_measurement(run, out_file)
 
@@ -227,7 +237,8 @@ def report(rows: int, direct: dict, ours: dict, judge: str, shard_size: int) -> 
     for name, m in (("direct model.predict", direct), ("pipespec steps", ours)):
         print(f"{name:<22} {rows:>9,} {m['seconds']:>7.2f} {rows / m['seconds']:>9,.0f} {m['cpu']:>7.2f} "
               f"{m['peak_rss_mb']:>12.0f} {m['rss_before_mb']:>9.0f}")
-    print(f"\npipespec, by step ({ours['result']['shards']} shards of <= {shard_size:,} rows, one after another):")
+    print(f"\ndirect: one model.predict over all rows, batch_size {direct['result']['batch_size']:,}")
+    print(f"pipespec, by step ({ours['result']['shards']} shards of <= {shard_size:,} rows, one after another):")
     for name, seconds in ours["steps"].items():
         print(f"  {name:<26} {seconds:7.2f} s")
     print(f"\nper fresh worker process (each mapped shard in Airflow): import TensorFlow+Keras "
@@ -255,6 +266,8 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="40,000 rows")
     parser.add_argument("--repeat", type=int, default=2, help="runs of each variant, alternating; the best counts "
                         "(default 2: most of a run is the TensorFlow import, and a shared machine is noisy)")
+    parser.add_argument("--direct-batch", type=int, default=0, help="model.predict's batch size in the direct "
+                        "script (default: tasklib.model.keras_models.PREDICT_ROWS, the rows per call pipespec uses)")
     parser.add_argument("--judge", choices=("wall", "cpu"), default="wall", help="what the target compares")
     parser.add_argument("--keep", type=Path, help="work in this (new or empty) directory and keep it")
     parser.add_argument("--assert", dest="assert_", action="store_true", help="exit 1 when the target is missed")
@@ -281,8 +294,8 @@ def main() -> int:
               file=sys.stderr)
         directs, ours_runs = [], []
         for attempt in range(max(args.repeat, 1)):  # alternate, so that a busy spell hits both alike
-            directs.append(run_child([__file__, "--child", "direct", setup["model_dir"], str(root / "direct.parquet"),
-                                      str(root / "direct.json")], env))
+            directs.append(run_child([__file__, "--child", "direct", setup["model_dir"], str(args.direct_batch),
+                                      str(root / "direct.parquet"), str(root / "direct.json")], env))
             shutil.rmtree(root / "models", ignore_errors=True)  # every pipespec run downloads the model afresh
             ours_runs.append(run_child([__file__, "--child", "ours", str(args.shard_size), str(root / "ours.json")],
                                        env))

@@ -10,7 +10,8 @@ from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from airflow.sdk import DAG, Asset, AssetAll, AssetAny, AssetOrTimeSchedule, CronTriggerTimetable, XComArg
+from airflow.sdk import (DAG, Asset, AssetAll, AssetAny, AssetOrTimeSchedule, CronDataIntervalTimetable,
+                         CronTriggerTimetable, XComArg)
 
 from schemas import ir
 
@@ -69,7 +70,10 @@ def _schedule(schedule: ir.Schedule) -> Any:
     if schedule.kind == "none":
         return None
     if schedule.kind == "cron":
-        return schedule.cron
+        # A run covers the period since the previous tick, so a query templated on
+        # `{{ data_interval_start }}`..`{{ data_interval_end }}` reads that period. A plain
+        # cron string would give Airflow 3's CronTriggerTimetable, whose interval is empty.
+        return CronDataIntervalTimetable(schedule.cron, timezone="UTC")
     assets = _assets(schedule.assets)
     if schedule.kind == "assets":
         return assets

@@ -23,7 +23,7 @@ source: `_yaml.load_yaml_file`, `utils.cast_with_type`, `DagBuilder`):
   resolves while rendering the templated `op_kwargs` exactly as it resolves
   the XComArg the renderer passes. An object is not an XComArg, so it adds no
   edge by itself: the exported `dependencies` list the input tasks explicitly.
-- `schedule`: a cron string; an Asset as `{__type__: airflow.sdk.Asset}`;
+- `schedule`: a cron as `airflow.sdk.CronDataIntervalTimetable`; an Asset as `{__type__: airflow.sdk.Asset}`;
   all/any with dag-factory's `__and__`/`__or__` when that fold gives the very
   expression the renderer builds, else `airflow.sdk.AssetAll`/`AssetAny` with
   `__args__` (`__and__` folds pairwise: `AssetAll(a, b) & c` flattens to
@@ -181,8 +181,9 @@ def _callbacks(dag: ir.Dag) -> dict[str, Any]:
 def _schedule(schedule: ir.Schedule) -> Any:
     if schedule.kind == "none":
         return None
-    if schedule.kind == "cron":
-        return _plain(schedule.cron, "cron")
+    if schedule.kind == "cron":  # as renderer/dag.py: runs cover the period since the previous tick
+        return {"__type__": "airflow.sdk.CronDataIntervalTimetable", "__args__": [_plain(schedule.cron, "cron")],
+                "timezone": "UTC"}
     if schedule.kind == "assets":
         return _assets(schedule.assets, typed=not _folds_exactly(schedule.assets))
     return {"__type__": "airflow.sdk.AssetOrTimeSchedule",

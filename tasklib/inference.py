@@ -51,8 +51,10 @@ def load_champion(ctx: RunContext, *, pipeline: str, alias: str = registry.CHAMP
     if version is None:
         raise NoChampion(f"pipeline {pipeline} has no `{alias}` model yet: run the train DAG "
                          f"({pipeline}__train) first")
-    meta = model_meta(pipeline, version)
-    return {"version": version, "model_type": meta.get("model_type"), "alias": alias}
+    run_id = registry.client().get_model_version(pipeline, version).run_id
+    meta = model_meta(run_id)
+    # The run id travels to every shard, which then finds its cached model without asking MLflow.
+    return {"version": version, "model_type": meta.get("model_type"), "alias": alias, "run_id": run_id}
 
 
 def plan_shards(ctx: RunContext, *, pipeline: str, input: str, format: str, shard_size: int) -> list[dict]:
@@ -83,7 +85,8 @@ def predict(ctx: RunContext, *, pipeline: str, output: str, model: dict, shard: 
     if clash:
         raise ValueError(f"{shard['uri']} ({shard['label']}): input already has column(s) {clash}, "
                          "which inference writes; rename them")
-    columns = predict_table(cached_model_dir(pipeline, version), table, where=f"{shard['uri']} ({shard['label']})")
+    model_dir = cached_model_dir(pipeline, version, model.get("run_id"))
+    columns = predict_table(model_dir, table, where=f"{shard['uri']} ({shard['label']})")
     import pyarrow as pa
 
     for name, values in columns.items():
@@ -120,12 +123,10 @@ def publish(ctx: RunContext, *, pipeline: str, output: str, shards: Any) -> dict
 
 # --- the model ----------------------------------------------------------------
 
-def model_meta(pipeline: str, version: str) -> dict:
-    """pipespec.json of a version, without downloading the weights."""
-    mlflow_client = registry.client()
-    run_id = mlflow_client.get_model_version(pipeline, version).run_id
+def model_meta(run_id: str) -> dict:
+    """pipespec.json of a version (by its MLflow run), without downloading the weights."""
     with tempfile.TemporaryDirectory() as directory:
-        path = mlflow_client.download_artifacts(run_id, "model/pipespec.json", directory)
+        path = registry.client().download_artifacts(run_id, "model/pipespec.json", directory)
         return json.loads(Path(path).read_text())
 
 
@@ -133,13 +134,14 @@ def model_cache_root() -> Path:
     return Path(os.environ.get("PIPESPEC_MODEL_CACHE") or Path(tempfile.gettempdir()) / "pipespec-models")
 
 
-def cached_model_dir(pipeline: str, version: str) -> Path:
+def cached_model_dir(pipeline: str, version: str, run_id: str | None = None) -> Path:
     """The model directory of a version, downloaded at most once per machine (rename makes it atomic).
 
     Keyed by pipeline, version and the version's run id: a re-created registry reuses version numbers.
+    The run id comes from load_champion's result when given (no registry call per shard).
     """
     safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in pipeline)
-    run_id = registry.client().get_model_version(pipeline, version).run_id
+    run_id = run_id or registry.client().get_model_version(pipeline, version).run_id
     final = model_cache_root() / safe / f"{version}-{run_id}"
     if (final / "pipespec.json").is_file():
         return final

@@ -74,3 +74,75 @@ def write_slack_db(rows: list[dict], path: Path) -> Path:
         db.execute("create table if not exists slack_messages (text text, label text, ts text)")
         db.executemany("insert into slack_messages values (:text, :label, :ts)", rows)
     return path
+
+
+# --- the other examples' sources: tabular, image, sales and article rows ------------------------
+
+def tabular_rows(count: int, seed: int, target: str = "class", features: int = 3) -> list[dict]:
+    """Gaussian features f0..; `label` is `churn`/`stay` by a linear rule (target="class"),
+    or a noisy linear value (target="value")."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(count, features))
+    if target == "class":
+        labels = np.where(x[:, 0] + 0.5 * x[:, 1] > 0, "churn", "stay").tolist()
+    else:
+        labels = (50 + 20 * x[:, 0] - 10 * x[:, 1] + rng.normal(0, 2, count)).tolist()
+    return [{**{f"f{j}": float(x[i, j]) for j in range(features)}, "label": labels[i]} for i in range(count)]
+
+
+def bar_images(count: int, seed: int, size: int = 16) -> list[dict]:
+    """`image`: size*size pixels in [0, 1], a bright horizontal or vertical bar on noise; `label` says which."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    rows = []
+    for i in range(count):
+        image = rng.uniform(0, 0.4, (size, size))
+        line = rng.integers(1, size - 1)
+        if i % 2:
+            image[:, line] = 1.0
+        else:
+            image[line, :] = 1.0
+        rows.append({"image": image.ravel().tolist(), "label": "vertical" if i % 2 else "horizontal"})
+    return rows
+
+
+def sales_rows(count: int, seed: int, shift: float = 0.0) -> list[dict]:
+    """Weekly demand per store: `demand` grows with the features (rounded as an export would be);
+    `shift` moves f0, which is what the weekly_retrain drift check watches."""
+    rng = random.Random(seed)
+    rows = []
+    for i in range(count):
+        f0, f1, f2 = rng.uniform(0, 10) + shift, rng.uniform(0, 5), rng.randint(0, 1)
+        demand = 40 + 9 * f0 + 6 * f1 + 12 * f2 + rng.gauss(0, 5)
+        rows.append({"store": f"s{i % 20}", "f0": round(f0, 3), "f1": round(f1, 3), "f2": f2,
+                     "demand": round(demand, 2)})
+    return rows
+
+
+TONES = {
+    "formal": ["We are pleased to announce the {thing} for all customers this quarter.",
+               "Please review the updated terms of the {thing} before the renewal date.",
+               "The {thing} is now available; details are provided in the attached summary."],
+    "playful": ["Guess what just landed? The {thing} and it is awesome!",
+                "Say hello to the {thing}, your new favourite sidekick :)",
+                "Ta-da! The {thing} is here, go on and give it a spin."],
+    "urgent": ["Action required: the {thing} expires in 24 hours.",
+               "Last chance to claim the {thing} before midnight tonight.",
+               "Immediate attention needed: the {thing} has a critical update."],
+}
+THINGS = ["spring collection", "loyalty program", "mobile app", "gift card", "premium plan", "newsletter"]
+
+
+def articles(count: int, seed: int, short: float = 0.1) -> list[dict]:
+    """Marketing texts `body` with their `tone`; a share are too short to learn from ("n/a", "tbd")."""
+    rng = random.Random(seed)
+    rows = []
+    for i in range(count):
+        tone = rng.choice(sorted(TONES))
+        body = rng.choice(["n/a", "tbd", "draft"]) if rng.random() < short else \
+            rng.choice(TONES[tone]).format(thing=rng.choice(THINGS)) + f" (ref {seed}-{i})"
+        rows.append({"body": body, "tone": tone})
+    return rows

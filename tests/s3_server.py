@@ -39,6 +39,11 @@ class S3Server:
             client.create_bucket(Bucket=bucket)
         client.put_object(Bucket=bucket, Key=key, Body=body)
 
+    def connection_json(self) -> str:
+        """An Airflow connection (the `AIRFLOW_CONN_<ID>` JSON form) that reaches this server."""
+        return json.dumps({"conn_type": "aws", "login": "testing", "password": "testing",
+                           "extra": {"endpoint_url": self.endpoint, "region_name": REGION}})
+
     def reset(self) -> None:
         request = urllib.request.Request(f"{self.endpoint}/moto-api/reset", method="POST")
         urllib.request.urlopen(request, timeout=10).close()
@@ -63,8 +68,5 @@ def s3_server(monkeypatch: pytest.MonkeyPatch) -> S3Server:
     server = S3Server(_endpoint())
     server.reset()
     monkeypatch.delenv("PIPESPEC_STORAGE_ROOT", raising=False)  # the real S3 path, not the local mapping
-    monkeypatch.setenv(f"AIRFLOW_CONN_{CONN_ID.upper()}", json.dumps({
-        "conn_type": "aws", "login": "testing", "password": "testing",
-        "extra": {"endpoint_url": server.endpoint, "region_name": REGION},
-    }))
+    monkeypatch.setenv(f"AIRFLOW_CONN_{CONN_ID.upper()}", server.connection_json())
     return server

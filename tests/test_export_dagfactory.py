@@ -179,7 +179,8 @@ def test_schedule_syntax(built):
     assert or_cron["__type__"] == "airflow.sdk.AssetOrTimeSchedule"
     assert or_cron["timetable"] == {"__type__": "airflow.sdk.CronTriggerTimetable", "__args__": ["@weekly"],
                                     "timezone": "UTC"}
-    assert docs["churn"]["churn__data"]["schedule"] == "@daily"
+    assert docs["churn"]["churn__data"]["schedule"] == {"__type__": "airflow.sdk.CronDataIntervalTimetable",
+                                                        "__args__": ["@daily"], "timezone": "UTC"}
 
 
 @pytest.mark.parametrize("dag_id", DAG_IDS)

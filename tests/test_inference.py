@@ -118,9 +118,11 @@ def test_shards_over_s3(s3_server, monkeypatch):  # noqa: F811 - fixture
 @pytest.fixture(scope="module")
 def tiny_models(tmp_path_factory) -> dict:
     """A text classifier and a tabular regressor trained by the task library's own Keras code on a
-    few rows (TensorFlow is imported here, not at module level). The expected predictions are the
-    models' own answers for the whole input at once: inference must reproduce them row by row,
-    whatever the sharding."""
+    few rows (TensorFlow is imported here, not at module level). The expected predictions are
+    Keras' own `model.predict` for the whole input at once: inference must reproduce them row by
+    row, whatever the sharding and however it calls the model."""
+    import numpy as np
+
     from tasklib.model import keras_models
 
     root = tmp_path_factory.mktemp("models")
@@ -136,9 +138,11 @@ def tiny_models(tmp_path_factory) -> dict:
     ):
         network, classes, meta = keras_models.fit(spec, keras_models.resolve_params(spec), table)
         directory = keras_models.save(network, classes, meta, root / name)
-        prediction = keras_models.predict(keras_models.load(directory), table)
-        built[name] = {"dir": directory, "table": table, "values": prediction.values,
-                       "probability": None if prediction.scores is None else prediction.scores.max(axis=1).tolist()}
+        loaded = keras_models.load(directory)
+        scores = np.asarray(loaded.model.predict(keras_models._inputs(loaded.meta, table), verbose=0))
+        values = [classes[i] for i in scores.argmax(axis=1)] if classes else scores.reshape(-1).tolist()
+        built[name] = {"dir": directory, "table": table, "values": values,
+                       "probability": scores.max(axis=1).tolist() if classes else None}
     return built
 
 
@@ -185,7 +189,8 @@ def test_text_classifier_end_to_end(mlflow_registry, tiny_models, monkeypatch):
 
     model, shards, outputs, result = run_inference("shop", "s3://shop/incoming/", "jsonl", 3, "s3://shop/predictions/")
 
-    assert model == {"version": version, "model_type": "keras_text_classifier", "alias": "champion"}
+    assert model == {"version": version, "model_type": "keras_text_classifier", "alias": "champion",
+                     "run_id": registry.client().get_model_version("shop", version).run_id}
     assert [s["label"] for s in shards] == ["rows 0–2", "rows 3–5", "rows 6–6"]
     assert len(downloads) == 1  # one download per worker, whatever the number of shards
     assert [o["label"] for o in outputs] == [s["label"] for s in shards]
@@ -202,6 +207,11 @@ def test_text_classifier_end_to_end(mlflow_registry, tiny_models, monkeypatch):
     assert set(table.column("prediction").to_pylist()) <= {"pos", "neg"}
     assert latest.data.rows == 7 and latest.manifest["model_version"] == version
     assert (mlflow_registry / "storage/shop/predictions/runs/scheduled__2026-01-01T00_00_00_00_00/_SUCCESS").exists()
+    # A worker with the model cached asks MLflow nothing: the run id came with load_champion's result.
+    monkeypatch.setattr(registry, "client", lambda: pytest.fail("a shard queried the MLflow registry"))
+    again = inference.predict(ctx("predict", 0), pipeline="shop", output="s3://shop/predictions/", model=model,
+                              shard=shards[0])
+    assert again["sha256"] == outputs[0]["sha256"]  # and a retry writes the same bytes
 
 
 def test_rerun_overwrites_only_its_own_run(mlflow_registry, tiny_models):

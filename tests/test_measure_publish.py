@@ -4,6 +4,7 @@ last publication, quality, drift, and the atomic `_LATEST` switch."""
 from __future__ import annotations
 
 import json
+from datetime import date
 
 import numpy as np
 import pyarrow as pa
@@ -127,3 +128,81 @@ def test_rerun_of_a_run_rewrites_only_its_own_publication(storage):
     manifest = json.loads((storage / "store/bucket-a/curated/runs/run1/manifest.json").read_text())
     assert manifest["data"]["rows"] == 6
     assert not list((storage / "store/bucket-a/curated").rglob(".tmp-*"))  # no half-written files left
+
+
+# --- streaming: the numbers of the in-memory computation, without holding the rows --------
+
+def mixed_rows(n: int, start: int = 0) -> list[dict]:
+    """Nulls in some batches only (an int column pandas would turn to floats), and None beside "None"."""
+    return [{"text": [f"message {i % 40}", None, "None"][i % 3] if i % 5 else f"unique {i}",
+             "n": None if i % 11 == 0 else i % 13, "score": float(i % 17), "when": date(2026, 1, 1 + i % 28)}
+            for i in range(start, start + n)]
+
+
+def test_measure_streamed_over_many_batches_gives_the_in_memory_numbers(monkeypatch):
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    from tasklib import storage
+
+    monkeypatch.setattr(storage, "BATCH_ROWS", 7)  # 300 rows: dozens of batches, each with and without nulls
+    first = joined(mixed_rows(300), "one")
+    do_publish("run1", first, run_gate("run1", first))
+    second_rows = mixed_rows(250, start=120)
+    second = joined(second_rows, "two")
+    quality = {"max_null_rate": {"n": 0.05, "text": 0.5}, "ranges": {"score": {"min": 1, "max": 15},
+                                                                     "when": {"max": date(2026, 1, 20)}}}
+    drift = {"method": "psi", "threshold": 0.2, "columns": ["score", "n"], "reference": None}
+    monkeypatch.setattr(pq.ParquetFile, "read", guarded_read(pq.ParquetFile.read, allowed={"score", "n"}))
+    result = run_gate("run2", second, quality=quality, drift=drift)
+
+    # The same numbers, computed the plain way: whole tables in memory, rows as Python tuples.
+    published = {tuple(r.values()) for r in mixed_rows(300)}
+    table, base = storage.read_table(second), storage.read_table(first)
+    assert result["rows"] == 250
+    assert result["new_rows"] == sum(tuple(r.values()) not in published for r in second_rows) > 0
+    null_rate = table.column("n").null_count / 250
+    low, high = pc.min_max(table.column("score")).values()
+    assert result["quality_failures"] == [
+        f"column `n` is {null_rate:.1%} null, above max_null_rate 5.0%",
+        f"column `score` has {low.as_py()} below min 1",
+        f"column `score` has {high.as_py()} above max 15",
+        f"column `when` has {pc.max(table.column('when')).as_py()} above max 2026-01-20",
+    ]
+    assert result["drift"] == {column: psi(base.column(column).to_numpy(zero_copy_only=False),
+                                           table.column(column).to_numpy(zero_copy_only=False))
+                               for column in ("score", "n")}
+
+
+def guarded_read(read, allowed: set[str]):
+    """ParquetFile.read that fails the test unless it reads only some of the `allowed` columns."""
+    def read_columns(self, columns=None, **kwargs):
+        if columns is None or not set(columns) <= allowed:
+            pytest.fail(f"read columns {columns}: measure must stream")
+        return read(self, columns=columns, **kwargs)
+    return read_columns
+
+
+def test_ranges_and_null_rates_of_empty_and_all_null_columns():
+    data = joined([{"text": None, "score": None}] * 3, "nulls")
+    result = run_gate("run1", data, quality={"max_null_rate": {"score": 0.5}, "ranges": {"score": {"min": 0}}})
+    assert result["quality_failures"] == ["column `score` is 100.0% null, above max_null_rate 50.0%"]
+
+
+def test_publish_copies_the_bytes_and_refuses_a_changed_file(storage):
+    from tasklib.storage import filesystem, read_table, table_hash
+
+    data = joined(rows(6), "one")
+    out = do_publish("run1", data, run_gate("run1", data))
+    _, source_path = filesystem(data["uri"])
+    _, published_path = filesystem(out["uri"])
+    assert open(published_path, "rb").read() == open(source_path, "rb").read()
+    assert out["sha256"] == data["sha256"] == table_hash(read_table(data))
+    assert latest("s3://bucket-a/curated/").data.schema == data["schema"]
+
+    write_table(pa.Table.from_pylist(rows(5)), data["uri"])  # replaced behind its Ref's back
+    with pytest.raises(ValueError, match=r"one.parquet: its content changed after it was written"):
+        do_publish("run2", data, run_gate("run2", data))
+    assert latest("s3://bucket-a/curated/").manifest["run_id"] == "run1"  # _LATEST not moved
+    assert not list((storage / "store/bucket-a/curated").rglob(".tmp-*"))
+    assert not (storage / "store/bucket-a/curated/runs/run2/data.parquet").exists()

@@ -286,6 +286,40 @@ def test_image_classifier_learns_bars(scenarios):
     assert registry.version_for("xray", registry.CHALLENGER) == trained["version"]
 
 
+# --- the prediction helper that evaluation, training metrics and batch inference share ---
+
+def test_predictions_are_model_predicts_for_every_model_type(scenarios, tmp_path):
+    """keras_models.predict calls the model once per chunk of rows (no tf.data pipeline per call):
+    its answers are exactly Keras' `model.predict` at that batch size, chunked or not, and within
+    float32 rounding of the 256-row batches it used before, with the same labels."""
+    models = {"intents": (TEXT_DATA, scenarios["text"].result()["first"]),
+              "churn": ("s3://churn/curated/", scenarios["churn"].result()[0]),
+              "demand": ("s3://demand/curated/", scenarios["demand"].result()[1]),
+              "xray": ("s3://xray/curated/", scenarios["xray"].result()[0])}
+    for pipeline, (dataset, trained) in models.items():
+        loaded = keras_models.load(registry.download(pipeline, trained["version"], tmp_path / pipeline))
+        table, _ = data.load_published(dataset)
+        inputs = keras_models._inputs(loaded.meta, table)
+        for chunk in (7, keras_models.rows_per_call(loaded.meta)):  # 7: many chunks and a partial last one
+            expected = np.asarray(loaded.model.predict(inputs, batch_size=chunk, verbose=0))
+            got = keras_models.predict(loaded, table, chunk_rows=chunk)
+            if loaded.classes:
+                assert np.array_equal(got.scores, expected), (pipeline, chunk)
+                assert got.values == [loaded.classes[i] for i in expected.argmax(axis=1)]
+            else:
+                assert got.scores is None and got.values == expected.reshape(-1).tolist(), (pipeline, chunk)
+        before = np.asarray(loaded.model.predict(inputs, batch_size=256, verbose=0))
+        got = keras_models.predict(loaded, table)
+        now = got.scores if loaded.classes else np.asarray(got.values).reshape(-1, 1)
+        assert np.allclose(now, before, rtol=1e-5, atol=1e-6), pipeline
+        if loaded.classes:
+            assert (now.argmax(axis=1) == before.argmax(axis=1)).all(), pipeline
+        assert keras_models.rows_per_call(loaded.meta) == (4096 if pipeline == "xray" else 8192)  # 16x16, 16 filters
+        empty = keras_models.predict(loaded, table.slice(0, 0))
+        assert empty.values == [] and (empty.scores is None if not loaded.classes
+                                       else empty.scores.shape == (0, len(loaded.classes)))
+
+
 # --- all four at once ----------------------------------------------------------------
 
 @pytest.fixture(scope="module")

@@ -7,6 +7,7 @@ import ast
 import operator
 from datetime import date
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
@@ -213,6 +214,62 @@ def test_batch_by_batch_equals_all_at_once(work, monkeypatch, transform):
     assert batched.equals(whole)
 
 
+def first_rows(table: pa.Table, keys: list[str]) -> list[int]:
+    """The reference for dedupe: row numbers of each key's first row, in plain Python."""
+    seen: dict[tuple, int] = {}
+    for number, row in enumerate(table.select(keys).to_pylist()):
+        seen.setdefault(tuple(row.values()), number)
+    return sorted(seen.values())
+
+
+@pytest.mark.parametrize("keys, column", [
+    (["text"], pa.array(["b", "a", None, "b", "c", "a", None, "d", "b", "c", "e", "a"])),
+    (["text", "n"], pa.array(["x", "x", "y", "x", "y", "y", "x", "x", "z", "x", "y", "y"])),
+    (["f"], None),  # a float key: grouped in memory (hashes of floats are not equality)
+])
+def test_dedupe_across_batch_boundaries_keeps_each_first_row(work, monkeypatch, keys, column):
+    table = pa.table({"text": column if column is not None else pa.array(["t"] * 12),
+                      "n": pa.array([1, 1, 2, 1, None, 2, None, 1, 1, 1, 2, 2], pa.int64()),
+                      "f": [0.5, 1.5, 0.5, 2.5, 1.5, 0.5, 3.5, 2.5, 0.5, 1.5, 4.5, 3.5],
+                      "row": list(range(12))})
+    monkeypatch.setattr(storage, "BATCH_ROWS", 5)  # repeats of a key in the same batch and in later ones
+    _, result = run(work, table, {"dedupe": {"key": keys}})
+    assert result.column("row").to_pylist() == first_rows(table, keys)
+
+
+def test_dedupe_checks_hash_repeats_value_by_value(work, monkeypatch):
+    from tasklib.data import row_hash
+
+    table = pa.table({"text": ["a", "b", "a", "c", "b", "d"], "row": list(range(6))})
+    # Every key hashes alike (a collision on every row): the check must catch it and still keep a, b, c, d.
+    monkeypatch.setattr(row_hash, "row_hashes", lambda batch, columns: np.zeros(batch.num_rows, np.uint64))
+    monkeypatch.setattr(storage, "BATCH_ROWS", 4)
+    _, result = run(work, table, {"dedupe": {"key": "text"}})
+    assert result.column("row").to_pylist() == [0, 1, 3, 5]
+
+
+@pytest.mark.parametrize("transform", [{"dedupe": {"key": ["text", "n"]}}, {"sample": {"fraction": 0.3, "seed": 5}}])
+def test_dedupe_and_sample_never_read_the_whole_file(work, monkeypatch, transform):
+    import pyarrow.parquet as pq
+
+    table = pa.table({"text": [f"t{i % 7}" for i in range(40)], "n": [i % 3 for i in range(40)],
+                      "payload": ["x" * 50] * 40})
+    _, expected = run(work, table, transform)
+    monkeypatch.setattr(pq.ParquetFile, "read", lambda *a, **k: pytest.fail("read the whole file"))
+    monkeypatch.setattr(storage, "BATCH_ROWS", 6)
+    _, result = run(work, table, transform)
+    assert result.equals(expected)
+
+
+def test_sample_gives_the_rows_of_the_in_memory_draw(work, monkeypatch):
+    table = pa.table({"n": list(range(1000))})
+    monkeypatch.setattr(storage, "BATCH_ROWS", 64)
+    _, result = run(work, table, {"sample": {"fraction": 0.37, "seed": 11}})
+    # What sample drew before it streamed: the same generator, on the row count, sorted.
+    drawn = np.sort(np.random.default_rng(11).choice(1000, size=370, replace=False))
+    assert result.column("n").to_pylist() == drawn.tolist()
+
+
 def test_transforms_on_an_empty_table(work):
     empty = pa.table({"text": pa.array([], pa.string()), "label": pa.array([], pa.string())})
     for transform in ({"dedupe": {"key": "text"}}, {"drop_empty": "text"}, {"filter": "len(text) > 1"},
@@ -221,6 +278,16 @@ def test_transforms_on_an_empty_table(work):
         assert out["rows"] == 0 and result.schema == empty.schema
     with pytest.raises(ValueError, match="names column `txt`"):  # checked even with no rows to check it on
         run(work, empty, {"filter": "txt == 'a'"})
+
+
+def test_a_source_with_no_files_passes_every_transform_untouched(work):
+    """An `only_new` source with nothing new (or an empty prefix) has no columns at all:
+    there is nothing to check a column against, and the run goes on to the gate."""
+    for transform in ({"rename": {"body": "text"}}, {"dedupe": {"key": "text"}}, {"drop_empty": "text"},
+                      {"filter": "len(text) > 1"}, {"select": ["text"]}, {"sample": {"fraction": 0.5}}):
+        out, result = run(work, pa.table({}), transform, watermark="2026-01-01T00:00:00+00:00")
+        assert (out["rows"], out["schema"], result.num_columns) == (0, {}, 0)
+        assert out["uri"] == (work / "in-zendesk.parquet").as_uri()  # passed on as it came
 
 
 # --- the filter language: valid expressions --------------------------------------

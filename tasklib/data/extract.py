@@ -38,7 +38,7 @@ from typing import Any
 
 from .. import storage
 from ..context import RunContext
-from .readers import BATCH_ROWS, BadRows, parquet_file, read_csv, read_cursor, read_jsonl
+from .readers import BadRows, parquet_file, read_csv, read_cursor, read_jsonl
 from .sql_render import render_query
 
 log = logging.getLogger(__name__)
@@ -78,7 +78,7 @@ class _File:
 def _read_files(source: dict, spec_dir: str, publishes: str, pieces: "_Pieces", bad_rows: BadRows) -> dict:
     location = source["uri"] if source["type"] == "s3" else str(Path(spec_dir, source["path"]))
     conn_id = source.get("conn_id")
-    filesystem, files = _list(location, source["format"], conn_id)
+    filesystem, files = _list(location, source["format"], conn_id, _request_timeout_s(source))
     since = _previous_watermark(publishes, source["name"]) if source.get("only_new") else None
     chosen = [f for f in files if since is None or f.mtime > since]
     if since is not None:
@@ -90,11 +90,21 @@ def _read_files(source: dict, spec_dir: str, publishes: str, pieces: "_Pieces", 
     return {"files": len(chosen), "new_files": len(chosen), "watermark": newest.isoformat() if newest else None}
 
 
-def _list(location: str, fmt: str, conn_id: str | None) -> tuple[Any, list[_File]]:
+def _request_timeout_s(source: dict) -> float:
+    """No single request may outlast the source's whole `timeout`: a stalled S3 then fails the try
+    (which Airflow retries) instead of hanging past it."""
+    if not source.get("timeout"):
+        return storage.REQUEST_TIMEOUT_S
+    from schemas.models.common import parse_duration
+
+    return min(storage.REQUEST_TIMEOUT_S, parse_duration(source["timeout"]))
+
+
+def _list(location: str, fmt: str, conn_id: str | None, request_timeout_s: float) -> tuple[Any, list[_File]]:
     """The files of a source: the one named, or every `fmt` file under a directory/prefix, sorted."""
     from pyarrow import fs
 
-    filesystem, path = storage.filesystem(location, conn_id)
+    filesystem, path = storage.filesystem(location, conn_id, request_timeout_s)
     base = path.rstrip("/")
     # Messages name files as the spec does (s3://...), also when demo mode maps S3 to local disk.
     label: Callable[[str], str] = ((lambda p: location.rstrip("/") + p[len(base):])
@@ -223,7 +233,7 @@ class _Pieces:
     def add_parquet(self, origin: str, schema: Any, filesystem: Any, path: str) -> None:
         def batches() -> Iterator[Any]:
             with filesystem.open_input_file(path) as handle:
-                yield from parquet_file(handle, origin).iter_batches(batch_size=BATCH_ROWS)
+                yield from storage.iter_batches(parquet_file(handle, origin))
 
         self._add(_Piece(origin, schema, batches))
 

@@ -80,7 +80,7 @@ def union(files: list[Any], names: list[str]) -> tuple[Any, Iterator[Any]]:
 
     def batches() -> Iterator[Any]:
         for name, file, schema in zip(names, files, schemas):
-            for batch in file.iter_batches(batch_size=storage.BATCH_ROWS):
+            for batch in storage.iter_batches(file):
                 table = _conform(pa.Table.from_batches([batch], schema), name, aligned)
                 origin = pa.repeat(pa.scalar(name, pa.string()), table.num_rows)
                 yield from table.append_column(SOURCE_COLUMN, pa.chunked_array([origin])).to_batches()

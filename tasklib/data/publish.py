@@ -1,7 +1,8 @@
 """Publish curated data as the pipeline's Asset, with its lineage manifest.
 
-The joined data is copied into `<publishes>/runs/<run>/`, the manifest written
-beside it, and only then `_LATEST` is switched (see tasklib.published). The
+The joined data is copied into `<publishes>/runs/<run>/` (byte for byte,
+streamed: the bytes and sha256 a rewrite would give, see storage.copy_parquet),
+the manifest written beside it, and only then `_LATEST` is switched (see tasklib.published). The
 manifest records which sources contributed what (with their watermarks, so the
 next `only_new` extract knows where to start), the gate's numbers, and the run:
 training attaches it to the model, so anyone can tell which data trained which
@@ -15,13 +16,13 @@ from typing import Any
 
 from ..context import RunContext
 from ..published import mark_latest, run_prefix, write_manifest
-from ..storage import read_table, write_table
+from ..storage import copy_parquet
 
 
 def publish(ctx: RunContext, *, pipeline: str, spec_dir: str, publishes: str, spec_hash: str, dataset: dict,
             measurement: dict) -> dict[str, Any]:
     prefix = run_prefix(publishes, ctx.run_key)
-    data = write_table(read_table(dataset), f"{prefix}/data.parquet")
+    data = copy_parquet(dataset, f"{prefix}/data.parquet")
     manifest = {
         "pipeline": pipeline, "asset": publishes, "run_id": ctx.run_id, "dag_id": ctx.dag_id, "spec_hash": spec_hash,
         "published_at": datetime.now(timezone.utc).isoformat(),

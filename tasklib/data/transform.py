@@ -1,16 +1,21 @@
 """`data.transform`: one spec transform applied to one source (a mapped task instance).
 
-Each transform is a vectorised pyarrow.compute operation on the whole table; the
-only per-row Python is the Luhn check of card-shaped numbers in `redact_pii`
-(see pii.py). The output replaces the input Ref; extract's extra keys
-(`watermark`, `files`, ...) pass through untouched for the join and the manifest.
+Each transform is a vectorised pyarrow.compute operation; the only per-row
+Python is the Luhn check of card-shaped numbers in `redact_pii` (see pii.py).
+The output replaces the input Ref; extract's extra keys (`watermark`, `files`,
+...) pass through untouched for the join and the manifest.
+
+Memory stays flat in the number of rows: row-local transforms run one Parquet
+batch at a time; `dedupe` and `sample` first choose row numbers (from 8-byte
+row hashes of the key columns, or from the row count in the Parquet footer),
+then stream the batches, keeping the chosen rows of each.
 """
 
 from __future__ import annotations
 
 import difflib
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from tasklib.context import RunContext
@@ -25,7 +30,7 @@ WHITESPACE_RUN = rf"[ {_OTHER_SPACE}]{{2,}}|[{_OTHER_SPACE}]"
 
 
 # Row-local transforms run one Parquet batch at a time (memory bounded by the batch, not the
-# source); dedupe and sample need every row at once.
+# source); the others choose which rows to keep from the whole file (`dedupe`, `sample`).
 STREAMED = ("drop_empty", "select", "rename", "filter", "normalize_text", "redact_pii")
 
 
@@ -43,19 +48,35 @@ def transform(ctx: RunContext, *, pipeline: str, spec_dir: str, publishes: str,
     output = storage.work_uri(ctx, pipeline, f"{source}.parquet")
     with storage.open_parquet(ref) as file:
         rows_in = file.metadata.num_rows
+        schema = file.schema_arrow
+        if not schema.names:  # no files, or none new (`only_new`): no columns to check, no rows to change
+            log.info("source %s: %s has nothing to do, the source is empty", source, name)
+            return dict(ref)
         if name in STREAMED:
-            schema = file.schema_arrow
             # Once on no rows first: checks columns and types even when the source is empty,
             # and gives the output schema.
             result_schema = step(schema.empty_table(), args, source).schema
-            results = (step(pa.Table.from_batches([batch], schema), args, source)
-                       for batch in file.iter_batches(batch_size=storage.BATCH_ROWS))
+            results = (step(pa.Table.from_batches([batch], schema), args, source) for batch in storage.iter_batches(file))
             written = storage.write_batches((batch for table in results for batch in table.to_batches()),
                                             result_schema, output, source=source)
         else:
-            written = storage.write_table(step(file.read(), args, source), output, source=source)
+            chosen = step(file, args, source)
+            written = storage.write_batches(take_rows(file, chosen), schema, output, source=source)
     log.info("source %s: %s kept %d of %d rows", source, name, written.rows, rows_in)
     return {**ref, **written.to_dict()}
+
+
+def take_rows(file: Any, rows: Any) -> Iterator[Any]:
+    """The rows numbered `rows` (ascending, 0-based) of the file, one batch at a time."""
+    import numpy as np
+
+    from tasklib import storage
+
+    start = 0
+    for batch in storage.iter_batches(file):
+        low, high = np.searchsorted(rows, [start, start + batch.num_rows])
+        yield batch.take(rows[low:high] - start)
+        start += batch.num_rows
 
 
 # --- shared with the join --------------------------------------------
@@ -95,22 +116,78 @@ def _replace(table: Any, column: str, values: Any) -> Any:
 
 # --- the transforms ---------------------------------------------------------
 
-def dedupe(table: Any, args: dict[str, Any], source: str) -> Any:
-    """Keep the first row of each key (null keys count as equal); row order is kept."""
+def dedupe(file: Any, args: dict[str, Any], source: str) -> Any:
+    """The row numbers to keep: the first row of each key (null keys count as equal), ascending.
+
+    Rows are told apart by a 64-bit hash of their keys, computed batch by batch (8 bytes a
+    row, not the keys). Then every row dropped as a repeat is compared, value by value, with
+    the row it repeats; should two different keys ever share a hash, or should a key type
+    not be exactly hashable (floats), the keys are grouped in memory instead.
+    """
+    import numpy as np
+
+    from tasklib import storage
+
+    from .row_hash import exactly_comparable, row_hashes
+
+    keys = list(dict.fromkeys(args["key"]))
+    schema = file.schema_arrow
+    require_columns(schema.empty_table(), keys, source=source, what="transform `dedupe`")
+    if file.metadata.num_rows == 0:
+        return np.empty(0, dtype=np.int64)
+    if not all(exactly_comparable(schema.field(key).type) for key in keys):
+        return _first_rows_in_memory(file.read(columns=keys), keys, source)
+    hashes = np.concatenate([row_hashes(batch, keys) for batch in storage.iter_batches(file, keys)])
+    _, firsts, group = np.unique(hashes, return_index=True, return_inverse=True)  # firsts: first row per hash
+    del hashes
+    if not _repeats_equal_their_firsts(file, keys, firsts[group]):
+        return _first_rows_in_memory(file.read(columns=keys), keys, source)
+    return np.sort(firsts)
+
+
+def _repeats_equal_their_firsts(file: Any, keys: list[str], first_of: Any) -> bool:
+    """Whether every row's keys equal those of the first row with its hash (`first_of[row]`).
+
+    Streams the key columns once, keeping only the keys of first rows that have repeats."""
     import numpy as np
     import pyarrow as pa
 
-    keys = list(dict.fromkeys(args["key"]))
-    require_columns(table, keys, source=source, what="transform `dedupe`")
-    if table.num_rows == 0:
-        return table
+    from tasklib import storage
+
+    repeats = np.flatnonzero(first_of != np.arange(len(first_of)))
+    if len(repeats) == 0:
+        return True
+    repeated = first_of[repeats]  # for each repeat, the row it repeats (always earlier)
+    firsts = np.unique(repeated)
+    kept: list[Any] = []  # keys of `firsts` seen so far, in row order
+    start = 0
+    for batch in storage.iter_batches(file, keys):
+        table = pa.Table.from_batches([batch])
+        low, high = np.searchsorted(firsts, [start, start + batch.num_rows])
+        if high > low:
+            kept.append(table.take(firsts[low:high] - start))
+        low, high = np.searchsorted(repeats, [start, start + batch.num_rows])
+        if high > low:
+            mine = table.take(repeats[low:high] - start)
+            theirs = pa.concat_tables(kept).take(np.searchsorted(firsts, repeated[low:high]))
+            if not all(mine.column(key).equals(theirs.column(key)) for key in keys):
+                return False
+        start += batch.num_rows
+    return True
+
+
+def _first_rows_in_memory(table: Any, keys: list[str], source: str) -> Any:
+    """Row numbers of the first row of each key, grouping the key columns in memory."""
+    import numpy as np
+    import pyarrow as pa
+
     row = "__pipespec_row"
-    numbered = table.select(keys).append_column(row, pa.array(np.arange(table.num_rows, dtype=np.int64)))
+    numbered = table.append_column(row, pa.array(np.arange(table.num_rows, dtype=np.int64)))
     try:
         firsts = numbered.group_by(keys, use_threads=False).aggregate([(row, "min")]).column(f"{row}_min")
     except pa.ArrowNotImplementedError as error:
         raise ValueError(f"source `{source}`: transform `dedupe` cannot compare keys {keys}: {error}") from None
-    return table.take(np.sort(firsts.to_numpy()))
+    return np.sort(firsts.to_numpy())
 
 
 def drop_empty(table: Any, columns: list[str], source: str) -> Any:
@@ -181,15 +258,17 @@ def redact_pii(table: Any, columns: list[str], source: str) -> Any:
     return table
 
 
-def sample(table: Any, args: dict[str, Any], source: str) -> Any:
-    """round(fraction * rows) rows, in their original order; the same seed and input give the same rows."""
+def sample(file: Any, args: dict[str, Any], source: str) -> Any:
+    """round(fraction * rows) row numbers, ascending; the same seed and row count give the same rows."""
     import numpy as np
 
-    count = round(table.num_rows * args["fraction"])
-    chosen = np.random.default_rng(args.get("seed", 0)).choice(table.num_rows, size=count, replace=False)
-    return table.take(np.sort(chosen))
+    rows = file.metadata.num_rows
+    count = round(rows * args["fraction"])
+    return np.sort(np.random.default_rng(args.get("seed", 0)).choice(rows, size=count, replace=False))
 
 
+# STREAMED ones take and return a table (one batch); the others take the ParquetFile and return
+# the row numbers to keep.
 TRANSFORMS: dict[str, Callable[[Any, Any, str], Any]] = {
     "dedupe": dedupe,
     "drop_empty": drop_empty,
