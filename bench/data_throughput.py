@@ -496,12 +496,13 @@ def totals(records: list[dict]) -> dict[str, float]:
             "arrow_peak_mb": max(r["arrow_peak_mb"] for r in records)}
 
 
-def print_summary(rows: int, hand: dict, ours: dict, small_rows: int, small: dict) -> None:
+def print_summary(rows: int, hand: dict, ours: dict, others: dict[int, dict]) -> None:
     print(f"\n{'variant':<24} {'rows':>10} {'s':>8} {'rows/s':>10} {'cpu s':>8} {'peak RSS MB':>12} "
           f"{'at start':>9} {'Arrow peak MB':>14}")
     print("-" * 102)
-    for name, count, m in (("hand-written pyarrow", rows, hand), ("pipespec steps", rows, ours),
-                           ("pipespec steps", small_rows, small)):
+    lines = [("hand-written pyarrow", rows, hand), ("pipespec steps", rows, ours)]
+    lines += [("pipespec steps", count, measured) for count, measured in others.items()]
+    for name, count, m in lines:
         print(f"{name:<24} {count:>10,} {m['seconds']:>8.2f} {count / m['seconds']:>10,.0f} {m['cpu']:>8.2f} "
               f"{m['peak_rss_mb']:>12.0f} {m['rss_before_mb']:>9.0f} {m['arrow_peak_mb']:>14.0f}")
     print("s, cpu s: the work only (each variant imports the same modules before its clock starts). pipespec: the "
@@ -511,18 +512,46 @@ def print_summary(rows: int, hand: dict, ours: dict, small_rows: int, small: dic
           "imports, before the work.")
 
 
-def print_tasks(small_rows: int, small: dict[str, dict], rows: int, full: dict[str, dict], batch: float) -> None:
-    print(f"\nper task, {small_rows:,} vs {rows:,} rows (n instances: s summed, the largest peak RSS / Arrow peak; "
-          f"batches: RSS growth in {batch:.1f} MB batches)")
-    print(f"{'task':<28} {'n':>2} {'s':>7} {'s':>7} {'peak RSS MB':>12} {'peak RSS MB':>12} {'growth':>7} "
-          f"{'batches':>8} {'Arrow MB':>9} {'Arrow MB':>9}")
-    print("-" * 109)
-    for task_id, big in full.items():
-        little = small[task_id]
-        growth = big["peak"] - little["peak"]
-        print(f"{task_id:<28} {big['units']:>2} {little['seconds']:>7.2f} {big['seconds']:>7.2f} "
-              f"{little['peak']:>12.0f} {big['peak']:>12.0f} {growth:>+7.0f} {growth / batch:>8.1f} "
-              f"{little['arrow']:>9.0f} {big['arrow']:>9.0f}")
+def print_tasks(by_size: dict[int, dict[str, dict]], batch: float) -> None:
+    """Peak RSS of each task at each size, and its growth from each size to the next (MB, and in batches)."""
+    sizes = sorted(by_size)
+    steps = list(zip(sizes, sizes[1:]))
+    print(f"\nper task: seconds (summed over its n instances) and peak RSS MB (the largest instance) at "
+          f"{', '.join(f'{size:,}' for size in sizes)} rows; growth from each size to the next, in MB and in "
+          f"{batch:.1f} MB batches")
+    header = (f"{'task':<28} {'n':>2} " + " ".join(f"{'s':>6}" for _ in sizes) + " "
+              + " ".join(f"{_short(size) + ' MB':>10}" for size in sizes) + " "
+              + " ".join(f"{_short(a) + '->' + _short(b):>17}" for a, b in steps))
+    print(header)
+    print("-" * len(header))
+    for task_id, last in by_size[sizes[-1]].items():
+        tasks = [by_size[size][task_id] for size in sizes]
+        growth = [b["peak"] - a["peak"] for a, b in zip(tasks, tasks[1:])]
+        print(f"{task_id:<28} {last['units']:>2} " + " ".join(f"{t['seconds']:>6.2f}" for t in tasks) + " "
+              + " ".join(f"{t['peak']:>10.0f}" for t in tasks) + " "
+              + " ".join(f"{g:>+7.0f} MB {g / batch:>4.1f} b" for g in growth))
+
+
+def _short(rows: int) -> str:
+    return f"{rows / 1e6:g}M" if rows >= 1_000_000 else f"{rows / 1e3:g}k"
+
+
+def print_growth(peaks: dict[int, float], limit: float) -> None:
+    """The largest task's peak RSS from each size to the next, next to the allowance: whether memory
+    is bounded (stops growing once every source has several batches) or still grows with the rows."""
+    sizes = sorted(peaks)
+    print(f"\nlargest task's peak RSS from size to size (allowance: one {BATCH_ROWS_TEXT}-row batch per source, "
+          f"{limit:.0f} MB)")
+    for a, b in zip(sizes, sizes[1:]):
+        growth = peaks[b] - peaks[a]
+        verdict = "within the allowance" if growth <= limit else "OVER the allowance"
+        print(f"  {a:>10,} -> {b:>10,} rows: {peaks[a]:.0f} -> {peaks[b]:.0f} MB ({growth:+.0f} MB, "
+              f"{growth / limit:+.0%} of the allowance): {verdict}")
+    if len(sizes) > 2:
+        last = peaks[sizes[-1]] - peaks[sizes[-2]]
+        state = "bounded" if last <= limit / len(SOURCES) else "growing"
+        print(f"  -> {state}: {last:+.0f} MB from {sizes[-2]:,} to {sizes[-1]:,} rows (bounded: at most one batch "
+              f"of one source, {limit / len(SOURCES):.0f} MB; information, not a target)")
 
 
 def batch_mb(data_mb: float, rows: int) -> float:
@@ -579,6 +608,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rows", type=int, default=1_000_000, help="input rows in all (default 1,000,000)")
     parser.add_argument("--quick", action="store_true", help="200,000 rows (50,000 for the memory comparison)")
+    parser.add_argument("--sizes", type=lambda text: [int(n) for n in text.replace("_", "").split(",")],
+                        help="more row counts to measure pipespec's memory at, e.g. 2000000 (rows/4 and rows always "
+                             "run): shows whether peak RSS stops growing (~1 min more per 2,000,000 rows)")
     parser.add_argument("--repeat", type=int, default=1, help="runs of each full-size variant; the best counts")
     parser.add_argument("--judge", choices=("wall", "cpu"), default="wall", help="what the throughput target compares")
     parser.add_argument("--profile", action="store_true", help="profile the steps even when the targets pass")
@@ -593,6 +625,7 @@ def main() -> int:
 
     rows = 200_000 if args.quick else args.rows
     small_rows = rows // 4
+    sizes = sorted({small_rows, rows, *(args.sizes or ())})
     load_before = os.getloadavg()[0]
     if args.keep and args.keep.exists() and any(args.keep.iterdir()):
         parser.error(f"--keep {args.keep}: not empty")
@@ -600,19 +633,24 @@ def main() -> int:
     root.mkdir(parents=True, exist_ok=True)
     try:
         start = time.perf_counter()
-        full_dir, small_dir = root / f"rows-{rows}", root / f"rows-{small_rows}"
-        plans = {rows: prepare(full_dir, rows), small_rows: prepare(small_dir, small_rows)}
-        print(f"generated {small_rows:,} and {rows:,} rows in 4 sources ({time.perf_counter() - start:.1f} s): "
-              f"{', '.join(f'{n} ({f})' for n, f in SOURCES)}", file=sys.stderr)
+        dirs = {size: root / f"rows-{size}" for size in sizes}
+        plans = {size: prepare(dirs[size], size) for size in sizes}
+        full_dir, small_dir = dirs[rows], dirs[small_rows]
+        print(f"generated {', '.join(f'{size:,}' for size in sizes)} rows in 4 sources "
+              f"({time.perf_counter() - start:.1f} s): {', '.join(f'{n} ({f})' for n, f in SOURCES)}", file=sys.stderr)
         # Alternate the variants, so that a busy spell on a shared machine hits both alike.
         run_child([__file__, "--child", "hand", str(small_dir), str(small_dir / "hand.json")],  # a warm-up: compiles
                   child_env(environment(small_dir)))                                            # the bytecode once
         full = run_variants(full_dir, plans[rows], ["hand", "ours"] * max(args.repeat, 1))
         small = run_variants(small_dir, plans[small_rows], ["ours", "hand"])
+        # Other sizes: pipespec only, for its memory (its rows are checked by `measure`'s count).
+        extra = {size: run_variants(dirs[size], plans[size], ["ours"])["ours"][0]
+                 for size in sizes if size not in (rows, small_rows)}
 
         key = "seconds" if args.judge == "wall" else "cpu"
         hand = min(full["hand"], key=lambda m: m[key])
         best = min(full["ours"], key=lambda run: totals(run["records"])[key])
+        runs = {small_rows: small["ours"][0], rows: best, **extra}
         ours, ours_small = totals(best["records"]), totals(small["ours"][0]["records"])
         counted, full_mb = compare(best["outputs"]["join"]["uri"], full_dir / "hand.parquet")
         small_counted, small_mb = compare(small["ours"][0]["outputs"]["join"]["uri"], small_dir / "hand.parquet")
@@ -625,10 +663,11 @@ def main() -> int:
         print(f"machine: {machine()}; {load_note(load_before)}")
         print(f"output: {counted:,} of {rows:,} rows kept ({small_counted:,} of {small_rows:,}), the same rows in "
               f"both variants; measure: passed={measured['passed']} ({measured['reason']})")
-        print_summary(rows, hand, ours, small_rows, ours_small)
+        print_summary(rows, hand, ours, {size: totals(runs[size]["records"]) for size in sizes if size != rows})
         batch = batch_mb(full_mb, counted)
-        print_tasks(small_rows, per_task(small["ours"][0]["records"]), rows, per_task(best["records"]), batch)
+        print_tasks({size: per_task(runs[size]["records"]) for size in sizes}, batch)
         print(f"Arrow size of the joined data: {small_mb:.0f} MB at {small_rows:,} rows, {full_mb:.0f} MB at {rows:,}")
+        print_growth({size: totals(runs[size]["records"])["peak_rss_mb"] for size in sizes}, batch * len(SOURCES))
         results = targets(rows, hand, ours, args.judge, ours_small, batch)
         passed = print_targets(results)
         if args.profile or not results[0][1]:

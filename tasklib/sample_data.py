@@ -80,7 +80,7 @@ def write_slack_db(rows: list[dict], path: Path) -> Path:
 
 def tabular_rows(count: int, seed: int, target: str = "class", features: int = 3) -> list[dict]:
     """Gaussian features f0..; `label` is `churn`/`stay` by a linear rule (target="class"),
-    or a noisy linear value (target="value")."""
+    or a noisy linear number (target="number")."""
     import numpy as np
 
     rng = np.random.default_rng(seed)

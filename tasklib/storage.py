@@ -192,14 +192,21 @@ def table_hash(table: Any) -> str:
 
 def _write_parquet(batches: Iterator[Any], schema: Any, stream: Any) -> tuple[int, str]:
     """The one way pipespec writes Parquet: fixed row groups, so equal data gives equal bytes."""
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
     sink = _HashingSink(stream)
     rows = 0
+    pool = pa.default_memory_pool()
     with pq.ParquetWriter(sink, schema) as writer:
         for table in _regroup(batches, schema, BATCH_ROWS):
             writer.write_table(table, row_group_size=BATCH_ROWS)
             rows += table.num_rows
+            del table
+            # Hand the freed batch and encoder buffers back to the OS: the allocator (mimalloc)
+            # otherwise keeps them, in pages that later batches fill only in part, and peak
+            # RSS crept up by ~10-25 MB over the first few row groups of each task.
+            pool.release_unused()
 
     return rows, sink.digest.hexdigest()
 

@@ -3,8 +3,9 @@
 Each runs as `pipespec run SPEC --until data` runs it (dag.test() on the migrated
 SQLite DB, the real steps) against stand-ins for its sources: the files shipped
 with the examples, moto's S3 server (the specs' `aws_default` connection points
-at it), a SQLite warehouse through common-sql, and fakesnow behind the real
-SnowflakeHook. Every example publishes its Asset when its gate passes, and a
+at it), a real PostgreSQL server (pgserver) through common-sql, and fakesnow
+behind the real SnowflakeHook (SQLite through common-sql is the feedback
+example's source: `make demo`, tests/test_e2e_scheduler.py). Every example publishes its Asset when its gate passes, and a
 second run shows a block that says exactly why, with the Asset left alone.
 """
 
@@ -13,7 +14,6 @@ from __future__ import annotations
 import csv
 import json
 import shutil
-import sqlite3
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -25,6 +25,7 @@ from schemas.compile import spec_hash
 from renderer.run import DagOutcome, run_pipeline
 from tasklib import sample_data
 from tasklib.published import latest
+from tests.postgres_server import postgres, postgres_socket_dir  # noqa: F401
 from tests.s3_server import s3_server  # noqa: F401
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "pipelines"
@@ -48,6 +49,15 @@ def examples(tmp_path, s3_server, monkeypatch, airflow_db):  # noqa: F811
     for bucket in BUCKETS:
         s3_server.client().create_bucket(Bucket=bucket)
     return copy
+
+
+RUN_HERE = {"churn", "weekly_retrain", "xray_classifier", "genai_content"}
+RUN_ELSEWHERE = {"user_feedback"}  # `make demo` and tests/test_e2e_scheduler.py (SQLite through common-sql)
+
+
+def test_every_example_with_a_data_section_is_run_for_real():
+    with_data = {path.stem for path in EXAMPLES.glob("*.yaml") if check_file(path).spec.data is not None}
+    assert with_data == RUN_HERE | RUN_ELSEWHERE
 
 
 def run_data_dag(examples: Path, pipeline: str) -> DagOutcome:
@@ -107,16 +117,17 @@ def assert_blocked(outcome: DagOutcome, asset: Asset, reason: str, still_publish
     return measurement
 
 
-# --- churn: a SQL warehouse through common-sql (SQLite) ---------------------------------------
+# --- churn: a PostgreSQL warehouse through common-sql ------------------------------------------
 
-def test_churn_reads_the_warehouse_and_blocks_on_a_quality_failure(examples, monkeypatch, tmp_path):
-    warehouse = tmp_path / "warehouse.db"
-    with sqlite3.connect(warehouse) as db:
-        db.execute("create table customer_usage (customer text, f0 real, f1 real, f2 real, f3 real, label text)")
-        db.executemany("insert into customer_usage values (:customer, :f0, :f1, :f2, :f3, :label)",
-                       [{"customer": f"c{i}", **row}
-                        for i, row in enumerate(sample_data.tabular_rows(1200, seed=3, features=4))])
-    monkeypatch.setenv("AIRFLOW_CONN_WAREHOUSE_DB", json.dumps({"conn_type": "sqlite", "host": str(warehouse)}))
+def test_churn_reads_the_warehouse_and_blocks_on_a_quality_failure(examples, postgres, monkeypatch):
+    with postgres.connect() as db:
+        db.execute("create table customer_usage (customer text, f0 float8, f1 float8, f2 float8, f3 float8, "
+                   "label text)")
+        with db.cursor() as cursor:
+            cursor.executemany("insert into customer_usage values (%(customer)s, %(f0)s, %(f1)s, %(f2)s, %(f3)s, "
+                               "%(label)s)", [{"customer": f"c{i}", **row} for i, row in
+                                              enumerate(sample_data.tabular_rows(1200, seed=3, features=4))])
+    monkeypatch.setenv("AIRFLOW_CONN_WAREHOUSE_DB", postgres.connection_json())  # the spec's `conn_id`
     asset = Asset("s3://growth/churn/training/")
 
     first = run_data_dag(examples, "churn")
@@ -126,8 +137,8 @@ def test_churn_reads_the_warehouse_and_blocks_on_a_quality_failure(examples, mon
     checked = check_file(examples / "churn.yaml")  # lineage: the spec and template that produced the data
     assert (manifest["pipeline"], manifest["spec_hash"]) == ("churn", spec_hash(checked.files))
 
-    with sqlite3.connect(warehouse) as db:  # a broken upstream job leaves f0 empty on every 10th row
-        db.execute("update customer_usage set f0 = null where rowid % 10 = 0")
+    with postgres.connect() as db:  # a broken upstream job leaves f0 empty on every 10th customer
+        db.execute("update customer_usage set f0 = null where substr(customer, 2)::int % 10 = 0")
     asset = Asset(asset.uri)
     second = run_data_dag(examples, "churn")
     assert_blocked(second, asset, "column `f0` is 10.0% null, above max_null_rate 5.0%",

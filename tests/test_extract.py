@@ -1,6 +1,7 @@
 """`data.extract` against real inputs: local files, S3 (moto's server through an
 Airflow connection), Snowflake SQL (fakesnow, through the Airflow hooks), and a
-real previous publication for `only_new`."""
+real previous publication for `only_new`, SQLite and a real PostgreSQL server (pgserver)
+through common-sql."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from tasklib import storage
 from tasklib.context import RunContext
 from tasklib.data.extract import extract
 from tasklib.published import mark_latest, run_prefix, write_manifest
+from tests.postgres_server import postgres, postgres_socket_dir  # noqa: F401  (fixtures)
 from tests.s3_server import s3_server  # noqa: F401  (fixture)
 
 CTX = RunContext(dag_id="p__data", task_id="extract", run_id="scheduled__2026-01-02T00:00:00+00:00", map_index=0,
@@ -375,3 +377,33 @@ def test_sqlite_through_common_sql_with_interval_templating(tmp_path, monkeypatc
     expected = [r for r in feedback_rows(30, seed=5) if r["ts"] < "2026-01-10 00:00:00+00:00"]
     assert 0 < result["rows"] == len(expected) < 30
     assert rows_of(result) == [{"text": r["text"], "label": r["label"]} for r in expected]
+
+
+def test_postgresql_through_common_sql_streams_with_a_server_side_cursor(postgres, monkeypatch):  # noqa: F811
+    from tasklib.data import extract as extract_module
+
+    with postgres.connect() as db:
+        db.execute("create table tickets (id int, body text, amount numeric(8, 2), urgent boolean, "
+                   "opened timestamptz)")
+        db.execute("insert into tickets select n, 'ticket ' || n, n * 1.25, n % 2 = 0, "
+                   "timestamptz '2025-12-31 12:00:00+00' + n * interval '1 hour' from generate_series(1, 50) n")
+        db.execute("insert into tickets values (51, null, null, null, timestamptz '2026-01-01 23:00:00+00')")
+    cursors = []
+    streaming_cursor = extract_module._streaming_cursor
+    monkeypatch.setattr(extract_module, "_streaming_cursor", lambda c: cursors.append(streaming_cursor(c)) or cursors[-1])
+    source = {"name": "tickets", "type": "sql", "conn_id": postgres.conn_id,
+              "query": "select id, body, amount, urgent, opened from tickets where opened >= '{{ data_interval_start }}'"
+                       " and opened < '{{ data_interval_end }}' order by id"}
+    result = run(source)  # 2026-01-01: ids 12..35 and 51
+    assert result["schema"] == {"id": "int64", "body": "string", "amount": "decimal128(4, 2)", "urgent": "bool",
+                                "opened": "timestamp[us, tz=Etc/UTC]"}
+    got = rows_of(result)
+    assert [r["id"] for r in got] == [*range(12, 36), 51]
+    assert (got[0]["body"], str(got[0]["amount"]), got[0]["urgent"]) == ("ticket 12", "15.00", True)
+    assert (got[-1]["body"], got[-1]["amount"], got[-1]["urgent"]) == (None, None, None)
+    assert cursors and cursors[0].name.startswith("pipespec_")  # server-side: fetchmany streams the result
+
+
+def test_postgresql_query_error_names_the_source(postgres):  # noqa: F811
+    with pytest.raises(Exception, match='relation "missing" does not exist'):
+        run({"name": "tickets", "type": "sql", "conn_id": postgres.conn_id, "query": "select * from missing"})

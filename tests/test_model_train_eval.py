@@ -23,7 +23,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from tasklib import published, storage
+from tasklib import published, sample_data, storage
 from tasklib.context import RunContext
 from tasklib.model import data, keras_models, registry, runner
 from tasklib.model.evaluate import evaluate
@@ -74,29 +74,12 @@ def run_evaluate(pipeline: str, model: dict, trained: dict, metric: str, dataset
 # --- data generators: tiny, deterministic, with a signal a small model finds fast -----
 
 def tabular(n: int, seed: int, target: str) -> pa.Table:
-    rng = np.random.default_rng(seed)
-    x = rng.normal(size=(n, 3))
-    if target == "class":
-        label = np.where(x[:, 0] + 0.5 * x[:, 1] > 0, "churn", "stay").tolist()
-    else:
-        label = (50 + 20 * x[:, 0] - 10 * x[:, 1] + rng.normal(0, 2, n)).tolist()
-    return pa.table({"f0": x[:, 0], "f1": x[:, 1], "f2": x[:, 2], "label": label})
+    return pa.Table.from_pylist(sample_data.tabular_rows(n, seed, target))
 
 
 def images(n: int, seed: int, size: int = 16) -> pa.Table:
     """A bright horizontal or vertical bar on a noisy background."""
-    rng = np.random.default_rng(seed)
-    pixels, labels = [], []
-    for i in range(n):
-        image = rng.uniform(0, 0.4, (size, size))
-        line = rng.integers(1, size - 1)
-        if i % 2:
-            image[:, line] = 1.0
-        else:
-            image[line, :] = 1.0
-        pixels.append(image.ravel().tolist())
-        labels.append("vertical" if i % 2 else "horizontal")
-    return pa.table({"image": pixels, "label": labels})
+    return pa.Table.from_pylist(sample_data.bar_images(n, seed, size))
 
 
 # --- text: two trainings (step and command line), one evaluation ---------------------

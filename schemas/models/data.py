@@ -11,6 +11,10 @@ from .common import AssetUri, Duration, Identifier, Schedule, StrictModel, singl
 Format = Literal["jsonl", "csv", "parquet"]
 
 
+Query = Annotated[str, Field(description="SQL; may use `{{ data_interval_start }}` and `{{ data_interval_end }}` "
+                                         "(a cron schedule's run covers the period since the previous tick).")]
+
+
 class _SourceBase(StrictModel):
     name: Identifier = Field(description="Source name; names the mapped extract task instance.")
     timeout: Duration | None = Field(None, description="Fail (and retry) the extract when it runs longer.")
@@ -37,13 +41,13 @@ class LocalSource(_SourceBase):
 class SnowflakeSource(_SourceBase):
     type: Literal["snowflake"]
     conn_id: str = Field("snowflake_default")
-    query: str = Field(description="SQL; may use `{{ data_interval_start }}` and `{{ data_interval_end }}`.")
+    query: Query
 
 
 class SqlSource(_SourceBase):
     type: Literal["sql"]
     conn_id: str = Field(description="Airflow connection of a common-sql database (SQLite, PostgreSQL, ...).")
-    query: str
+    query: Query
 
 
 Source = Annotated[Union[S3Source, LocalSource, SnowflakeSource, SqlSource], Discriminator("type")]

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import logging
 import tempfile
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -165,7 +166,7 @@ def _read_query(source: dict, ctx: RunContext, pieces: "_Pieces") -> None:
     origin = f"source `{name}`"
     connection = hook.get_conn()
     try:
-        cursor = connection.cursor()
+        cursor = _streaming_cursor(connection)
         try:
             cursor.execute(query)
             for chunk in read_cursor(cursor, origin, fold_upper_names=kind == "snowflake"):
@@ -174,6 +175,14 @@ def _read_query(source: dict, ctx: RunContext, pieces: "_Pieces") -> None:
             cursor.close()
     finally:
         connection.close()
+
+
+def _streaming_cursor(connection: Any) -> Any:
+    """A cursor whose `fetchmany` streams. psycopg (2 and 3) fetch the whole result into memory on
+    `execute` unless the cursor is named, i.e. server-side; other drivers stream already."""
+    if type(connection).__module__.split(".")[0] in ("psycopg", "psycopg2"):
+        return connection.cursor(name=f"pipespec_{uuid.uuid4().hex[:12]}")
+    return connection.cursor()
 
 
 def _sql_hook(kind: str, conn_id: str) -> Any:

@@ -23,7 +23,6 @@ URI, extract's watermark and files) for the published manifest, and for a union
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import ExitStack
 from typing import Any
 
 from tasklib import storage
@@ -49,15 +48,17 @@ def join(ctx: RunContext, *, pipeline: str, spec_dir: str, publishes: str,
         raise ValueError(f"join: unknown type `{kind}`; use union, inner or left")
 
     output = storage.work_uri(ctx, pipeline, "joined.parquet")
-    with ExitStack() as stack:
-        files = [stack.enter_context(storage.open_parquet(ref)) for ref in arrived]
-        rows = {name: file.metadata.num_rows for name, file in zip(names, files)}
-        if kind == "union":
-            schema, batches = union(files, names)
-            written = storage.write_batches(batches, schema, output)
-        else:
-            tables = [file.read().replace_schema_metadata(None) for file in files]
-            written = storage.write_table(key_join(tables, names, kind, on), output)
+    rows, schemas = {}, []
+    for name, ref in zip(names, arrived):
+        with storage.open_parquet(ref) as file:
+            rows[name] = file.metadata.num_rows
+            schemas.append(file.schema_arrow.remove_metadata())
+    if kind == "union":
+        schema, batches = union(arrived, names, schemas)
+        written = storage.write_batches(batches, schema, output)
+    else:
+        tables = [storage.read_table(ref).replace_schema_metadata(None) for ref in arrived]
+        written = storage.write_table(key_join(tables, names, kind, on), output)
     result = {**written.to_dict(), "join": kind,
               "sources": {name: {k: v for k, v in ref.items() if k != "source"} for name, ref in zip(names, arrived)}}
     if kind == "union":
@@ -67,11 +68,10 @@ def join(ctx: RunContext, *, pipeline: str, spec_dir: str, publishes: str,
 
 # --- union ------------------------------------------------------------------
 
-def union(files: list[Any], names: list[str]) -> tuple[Any, Iterator[Any]]:
+def union(refs: list[dict], names: list[str], schemas: list[Any]) -> tuple[Any, Iterator[Any]]:
     """The union's schema, and its record batches: one source batch in memory at a time."""
     import pyarrow as pa
 
-    schemas = [file.schema_arrow.remove_metadata() for file in files]
     for name, schema in zip(names, schemas):
         if SOURCE_COLUMN in schema.names:
             raise ValueError(f"join `union`: source `{name}` already has a column `{SOURCE_COLUMN}`, which the union "
@@ -79,11 +79,14 @@ def union(files: list[Any], names: list[str]) -> tuple[Any, Iterator[Any]]:
     aligned = aligned_schema(schemas, names)
 
     def batches() -> Iterator[Any]:
-        for name, file, schema in zip(names, files, schemas):
-            for batch in storage.iter_batches(file):
-                table = _conform(pa.Table.from_batches([batch], schema), name, aligned)
-                origin = pa.repeat(pa.scalar(name, pa.string()), table.num_rows)
-                yield from table.append_column(SOURCE_COLUMN, pa.chunked_array([origin])).to_batches()
+        for name, ref, schema in zip(names, refs, schemas):
+            # One source's file open at a time: a ParquetFile keeps its last row group's
+            # buffers (~one batch) until it is closed, which would add up over the sources.
+            with storage.open_parquet(ref) as file:
+                for batch in storage.iter_batches(file):
+                    table = _conform(pa.Table.from_batches([batch], schema), name, aligned)
+                    origin = pa.repeat(pa.scalar(name, pa.string()), table.num_rows)
+                    yield from table.append_column(SOURCE_COLUMN, pa.chunked_array([origin])).to_batches()
 
     return aligned.append(pa.field(SOURCE_COLUMN, pa.string())), batches()
 

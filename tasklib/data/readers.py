@@ -136,21 +136,21 @@ def read_cursor(cursor: Any, origin: str, batch_rows: int = BATCH_ROWS, fold_upp
     """
     import pyarrow as pa
 
+    rows = cursor.fetchmany(batch_rows)  # first: a server-side cursor describes its columns only then
     names = [_column_name(d[0], fold_upper_names) for d in cursor.description or ()]
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:
         raise ValueError(f"{origin}: the query returns column(s) {', '.join(duplicates)} more than once; "
                          "alias them (`select a.id as a_id, ...`)")
-    empty = True
-    while rows := cursor.fetchmany(batch_rows):
-        empty = False
+    if not rows:
+        yield pa.table({name: pa.array([], pa.null()) for name in names})
+    while rows:
         columns = list(zip(*rows))
         try:
             yield pa.Table.from_arrays([pa.array(column) for column in columns], names=names)
         except (pa.ArrowInvalid, pa.ArrowTypeError) as error:
             raise ValueError(f"{origin}: cannot convert the query result to Arrow ({error})") from None
-    if empty:
-        yield pa.table({name: pa.array([], pa.null()) for name in names})
+        rows = cursor.fetchmany(batch_rows)
 
 
 def _column_name(name: str, fold_upper: bool) -> str:

@@ -35,14 +35,21 @@ def _fixed_width_temporal(kind: Any) -> bool:
     return pa.types.is_temporal(kind) and not pa.types.is_interval(kind)
 
 
+# Text is hashed through Python strings (pandas' hash_array): a few thousand rows at a time, so
+# that the strings of a whole batch (~2x its Arrow size) never sit in the Python heap at once.
+CHUNK_ROWS = 8_192
+
+
 def row_hashes(table: Any, columns: list[str]) -> Any:
     """One uint64 per row of `table` (a Table or RecordBatch) over `columns`, in order."""
     import numpy as np
 
     hashes = np.zeros(table.num_rows, dtype=np.uint64)
-    for position, column in enumerate(columns):
-        hashes ^= column_hashes(table.column(column))
-        hashes *= np.uint64(_MULTIPLIER + 2 * position)  # wraps modulo 2**64, as meant
+    for start in range(0, table.num_rows, CHUNK_ROWS):
+        chunk, part = table.slice(start, CHUNK_ROWS), hashes[start:start + CHUNK_ROWS]
+        for position, column in enumerate(columns):
+            part ^= column_hashes(chunk.column(column))
+            part *= np.uint64(_MULTIPLIER + 2 * position)  # wraps modulo 2**64, as meant
     return hashes
 
 
