@@ -30,10 +30,13 @@ def _data(spec: PipelineSpec) -> list[str]:
     names = [next(iter(type(t).model_fields)) for t in data.transforms]
     out += ["", f"- **Transforms:** {' → '.join(names) or 'none'}", f"- **Join:** {data.join.type}",
             f"- **Threshold:** at least {data.threshold.min_records} records, "
-            f"{data.threshold.min_new_records} new",
+            f"{data.threshold.min_new_records} new{' (or drift)' if data.drift else ''}",
             f"- **Publishes:** `{data.publishes}` (only when the gate passes)"]
     if data.drift:
-        out.append(f"- **Drift:** {data.drift.method} > {data.drift.threshold} on {', '.join(data.drift.columns)}")
+        # PSI drifts above the threshold; a KS test's p-value drifts below it.
+        test = "PSI >" if data.drift.method == "psi" else "KS p-value <"
+        out.append(f"- **Drift:** {test} {data.drift.threshold} on {', '.join(data.drift.columns)} "
+                   "(a reason to publish)")
     return out
 
 
