@@ -21,8 +21,12 @@ is comparable), each importing the same modules before its clock starts:
 Rows/s count input rows. Both variants must give the same rows, cell by cell, or the bench stops.
 
 Memory: pipespec runs at rows/4 (250,000: about one 65,536-row batch per source) and at rows
-(1,000,000: about 4 batches per source). Peak RSS is VmHWM (ru_maxrss of a child started by
-subprocess also counts its parent's peak). The per-task table shows which steps grow.
+(1,000,000: about 4 batches per source), and at any --sizes given (pipespec only, no hand-written
+run), e.g. --sizes 2000000. Peak RSS is VmHWM (ru_maxrss of a child started by subprocess also
+counts its parent's peak). The per-task table shows each task's peak at every size and its growth
+from size to size; then the largest task's growth from size to size is printed next to the
+allowance. rows/4 -> rows is the target; with a larger size, the growth beyond rows says whether
+memory is bounded (it stops growing once every source has several batches) or still grows.
 
 Data: 4 sources, deterministic (fixed seeds): `zendesk` and `email` (JSON lines), `survey` (CSV),
 `app` (Parquet); columns text, label, ts (int epoch seconds), score (float). Texts are feedback
@@ -41,12 +45,12 @@ Fresh processes reuse bytecode compiled into PYTHONPYCACHEPREFIX=$TMPDIR/pipespe
 (the venv and the repo are never written), so 44 process starts cost ~1 s each, not ~3 s where
 PYTHONDONTWRITEBYTECODE is set. About 1-1.5 minutes on 2 cores (generation ~15 s); --quick:
 200,000 rows, ~40 s (both sizes are then under one batch per source: the memory line is only
-indicative).
+indicative). --sizes 2000000 adds about 1 minute (generation ~20 s, 22 more task processes).
 
 Exit code 0 (a measurement); with --assert, 1 when a target is missed.
 
-    .venv/bin/python bench/data_throughput.py [--rows 1000000] [--quick] [--repeat 1] [--judge wall|cpu]
-                                              [--profile] [--keep DIR] [--assert]
+    .venv/bin/python bench/data_throughput.py [--rows 1000000] [--quick] [--sizes 2000000] [--repeat 1]
+                                              [--judge wall|cpu] [--profile] [--keep DIR] [--assert]
 """
 
 from __future__ import annotations
