@@ -86,21 +86,35 @@ def _s3(conn_id: str, request_timeout_s: float) -> Any:
     """An S3 filesystem from an Airflow connection (credentials never come from the spec)."""
     from pyarrow import fs
 
-    conn = _connection_or_none(conn_id)
-    if conn is None:
-        # Inside a training pod or an Anyscale job there is no Airflow connection: use the
+    return fs.S3FileSystem(**s3_options(conn_id), connect_timeout=min(10, request_timeout_s),
+                           request_timeout=request_timeout_s)
+
+
+def s3_options(conn_id: str) -> dict[str, Any]:
+    """pyarrow S3FileSystem settings from the Airflow connection, resolved by S3Hook exactly as
+    boto3 resolves them: keys, a session token, a `role_arn` to assume, a profile, the region,
+    an `endpoint_url` (also per service, `service_config.s3.endpoint_url`)."""
+    if _connection_or_none(conn_id) is None:
+        # Inside a training pod or an Anyscale job there is no Airflow connection: pyarrow uses the
         # default AWS credential chain (the pod's service account, instance profile, env vars).
-        return fs.S3FileSystem(connect_timeout=min(10, request_timeout_s), request_timeout=request_timeout_s)
-    extra = conn.extra_dejson or {}
-    endpoint = extra.get("endpoint_url") or (extra.get("service_config", {}).get("s3", {}).get("endpoint_url"))
+        return {}
+    from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+
+    hook = S3Hook(aws_conn_id=conn_id)
+    try:
+        credentials = hook.get_credentials()  # also masks the secret and token in task logs
+    except AttributeError:  # botocore found no credentials at all: anonymous access
+        credentials = None
+    endpoint = hook.conn_config.get_service_endpoint_url("s3")
     parsed = urlparse(endpoint) if endpoint else None
-    return fs.S3FileSystem(
-        access_key=conn.login or None, secret_key=conn.password or None,
-        region=extra.get("region_name", "us-east-1"),
-        endpoint_override=f"{parsed.hostname}:{parsed.port}" if parsed else None,
-        scheme=parsed.scheme if parsed else "https",
-        connect_timeout=min(10, request_timeout_s), request_timeout=request_timeout_s,
-    )
+    options: dict[str, Any] = {"region": hook.conn_region_name or "us-east-1"}
+    if credentials is not None and credentials.access_key:
+        options.update(access_key=credentials.access_key, secret_key=credentials.secret_key,
+                       session_token=credentials.token)
+    if parsed:
+        options.update(endpoint_override=f"{parsed.hostname}:{parsed.port}" if parsed.port else parsed.hostname,
+                       scheme=parsed.scheme)
+    return options
 
 
 BATCH_ROWS = 65_536  # rows per Parquet row group, and at most one batch in memory per writer

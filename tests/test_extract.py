@@ -256,6 +256,23 @@ def test_s3_missing_bucket_is_named(s3_server):
              "conn_id": s3_server.conn_id})
 
 
+def test_s3_connection_is_resolved_by_s3hook_including_an_assumed_role(s3_server, monkeypatch):  # noqa: F811
+    """Whatever the connection says applies as it does for boto3: here a role to assume (STS on the
+    same moto server), whose temporary credentials, not the connection's keys, read the source."""
+    connection = json.loads(s3_server.connection_json())
+    connection["extra"].update(role_arn="arn:aws:iam::123456789012:role/pipespec-reader",
+                               service_config={"sts": {"endpoint_url": s3_server.endpoint}})
+    monkeypatch.setenv("AIRFLOW_CONN_AWS_READER", json.dumps(connection))
+    options = storage.s3_options("aws_reader")
+    assert options["session_token"] and options["access_key"] != "testing"  # from STS AssumeRole
+    assert (options["endpoint_override"], options["scheme"], options["region"]) == (
+        s3_server.endpoint.removeprefix("http://"), "http", "us-east-1")
+    s3_server.put("feedback", "zendesk/a.jsonl", b'{"id": 1}\n{"id": 2}\n')
+    result = run({"name": "z", "type": "s3", "uri": "s3://feedback/zendesk/", "format": "jsonl",
+                  "conn_id": "aws_reader"})
+    assert result["rows"] == 2
+
+
 def test_s3_missing_prefix_is_named(s3_server):
     s3_server.put("feedback", "zendesk/a.jsonl", b'{"id": 1}\n')
     with pytest.raises(FileNotFoundError, match=r"s3://feedback/slack/: no object at or under this prefix"):
