@@ -25,6 +25,7 @@ from schemas.compile import spec_hash
 from renderer.run import DagOutcome, run_pipeline
 from tasklib import sample_data
 from tasklib.published import latest
+from tests.fake_snowflake import fake_snowflake
 from tests.postgres_server import postgres, postgres_socket_dir  # noqa: F401
 from tests.s3_server import s3_server  # noqa: F401
 
@@ -217,22 +218,11 @@ def test_xray_reads_new_labelled_images_from_s3(examples, s3_server):  # noqa: F
 
 # --- genai_content: two S3 prefixes of JSON lines and a Snowflake query ------------------------
 
-SNOWFLAKE = {"conn_type": "snowflake", "login": "etl", "password": "secret", "schema": "CONTENT",
-             "extra": {"account": "acme", "database": "MARKETING", "warehouse": "wh"}}
-
-
 @pytest.fixture
 def snowflake(monkeypatch):
-    """fakesnow behind the real SnowflakeHook (`snowflake_default`): CONTENT.ARTICLES, some rows recent."""
-    import fakesnow
-
-    monkeypatch.setenv("AIRFLOW_CONN_SNOWFLAKE_DEFAULT", json.dumps(SNOWFLAKE))
-    with fakesnow.patch():
-        import snowflake.connector
-
-        with snowflake.connector.connect(account="acme", user="etl", password="secret", database="MARKETING",
-                                         schema="CONTENT") as connection:
-            yield connection
+    """fakesnow behind the real SnowflakeHook, as the spec's `snowflake_default` (CONTENT.ARTICLES)."""
+    with fake_snowflake(monkeypatch, "snowflake_default", database="MARKETING", schema="CONTENT") as connection:
+        yield connection
 
 
 def test_genai_content_maps_over_s3_and_snowflake_sources(examples, s3_server, snowflake):  # noqa: F811

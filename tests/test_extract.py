@@ -21,6 +21,7 @@ from tasklib import storage
 from tasklib.context import RunContext
 from tasklib.data.extract import extract
 from tasklib.published import mark_latest, run_prefix, write_manifest
+from tests.fake_snowflake import fake_snowflake
 from tests.postgres_server import postgres, postgres_socket_dir  # noqa: F401  (fixtures)
 from tests.s3_server import s3_server  # noqa: F401  (fixture)
 
@@ -282,27 +283,16 @@ def test_s3_missing_prefix_is_named(s3_server):
 
 # --- SQL ----------------------------------------------------------------------
 
-SNOWFLAKE = {"conn_type": "snowflake", "login": "etl", "password": "secret", "schema": "SUPPORT",
-             "extra": {"account": "acme", "database": "FEEDBACK", "warehouse": "wh"}}
-
-
 @pytest.fixture
 def snowflake(monkeypatch):
     """fakesnow behind the real SnowflakeHook; a table with messages of three days."""
-    import fakesnow
-
-    monkeypatch.setenv("AIRFLOW_CONN_WAREHOUSE", json.dumps(SNOWFLAKE))
-    with fakesnow.patch():
-        import snowflake.connector
-
-        with snowflake.connector.connect(account="acme", user="etl", password="secret", database="FEEDBACK",
-                                         schema="SUPPORT") as connection:
-            connection.cursor().execute("create table slack (text varchar, label varchar, ts timestamp, "
-                                        "score number(5, 2), \"MixedCase\" int)")
-            connection.cursor().execute(
-                "insert into slack values ('too slow', 'perf', '2025-12-31 23:00:00', 0.5, 1), "
-                "('card declined', 'billing', '2026-01-01 08:00:00', 1.25, 2), "
-                "('new phone who dis', 'other', '2026-01-02 00:00:00', 2, 3)")
+    with fake_snowflake(monkeypatch, "warehouse", database="FEEDBACK", schema="SUPPORT") as connection:
+        connection.cursor().execute("create table slack (text varchar, label varchar, ts timestamp, "
+                                    "score number(5, 2), \"MixedCase\" int)")
+        connection.cursor().execute(
+            "insert into slack values ('too slow', 'perf', '2025-12-31 23:00:00', 0.5, 1), "
+            "('card declined', 'billing', '2026-01-01 08:00:00', 1.25, 2), "
+            "('new phone who dis', 'other', '2026-01-02 00:00:00', 2, 3)")
         yield
 
 
