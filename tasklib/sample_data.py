@@ -6,6 +6,10 @@ mention a second topic, so a model needs enough data to learn which one is the
 intent. `noise` relabels a share of rows by a fixed swap of intents (billing ↔
 shipping, returns ↔ quality): systematic mislabeling, which is how the demo
 produces a challenger that is worse than the champion on purpose.
+
+The other examples' sources are seeded the same way: tabular features (churn),
+bar images (xray_classifier), weekly sales (weekly_retrain; the shipped CSV is
+`sales_rows(400, seed=1)`) and marketing texts by tone (genai_content).
 """
 
 from __future__ import annotations
