@@ -68,7 +68,8 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -163,6 +164,37 @@ def print_targets(results: list[tuple[str, bool, str]]) -> bool:
     for name, ok, detail in results:
         print(f"  {'PASS' if ok else 'FAIL'}  {name}: {detail}")
     return all(ok for _, ok, _ in results)
+
+
+def add_shared_options(parser: argparse.ArgumentParser, judged: str) -> None:
+    """The options every side-by-side bench takes; `--child MODE ARGS...` is how it runs its own processes."""
+    parser.add_argument("--judge", choices=("wall", "cpu"), default="wall", help=f"what {judged} compares")
+    parser.add_argument("--keep", type=Path, help="work in this (new or empty) directory and keep it")
+    parser.add_argument("--assert", dest="assert_", action="store_true", help="exit 1 when a target is missed")
+    parser.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
+
+
+def ran_as_child(args: argparse.Namespace, modes: dict[str, Callable[..., None]]) -> bool:
+    """With `--child MODE ARGS...`: run that mode here (this is one of the bench's own processes)."""
+    if not args.child:
+        return False
+    mode, *rest = args.child
+    modes[mode](*rest)
+    return True
+
+
+@contextmanager
+def work_directory(parser: argparse.ArgumentParser, keep: Path | None, prefix: str) -> Iterator[Path]:
+    """`--keep DIR` (new or empty, kept afterwards), or a temporary directory removed afterwards."""
+    if keep and keep.exists() and any(keep.iterdir()):
+        parser.error(f"--keep {keep}: not empty")
+    root = (keep or Path(tempfile.mkdtemp(prefix=prefix))).resolve()
+    root.mkdir(parents=True, exist_ok=True)
+    try:
+        yield root
+    finally:
+        if keep is None:
+            shutil.rmtree(root, ignore_errors=True)
 
 
 def profile_report(stats_file: Path, focus: str, top: int = 25) -> None:
@@ -616,26 +648,17 @@ def main() -> int:
                         help="more row counts to measure pipespec's memory at, e.g. 2000000 (rows/4 and rows always "
                              "run): shows whether peak RSS stops growing (~1 min more per 2,000,000 rows)")
     parser.add_argument("--repeat", type=int, default=1, help="runs of each full-size variant; the best counts")
-    parser.add_argument("--judge", choices=("wall", "cpu"), default="wall", help="what the throughput target compares")
     parser.add_argument("--profile", action="store_true", help="profile the steps even when the targets pass")
-    parser.add_argument("--keep", type=Path, help="work in this (new) directory and keep it")
-    parser.add_argument("--assert", dest="assert_", action="store_true", help="exit 1 when a target is missed")
-    parser.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
+    add_shared_options(parser, judged="the throughput target")
     args = parser.parse_args()
-    if args.child:
-        mode, *rest = args.child
-        {"unit": child_unit, "hand": child_hand, "profile": child_profile}[mode](*rest)
+    if ran_as_child(args, {"unit": child_unit, "hand": child_hand, "profile": child_profile}):
         return 0
 
     rows = 200_000 if args.quick else args.rows
     small_rows = rows // 4
     sizes = sorted({small_rows, rows, *(args.sizes or ())})
     load_before = os.getloadavg()[0]
-    if args.keep and args.keep.exists() and any(args.keep.iterdir()):
-        parser.error(f"--keep {args.keep}: not empty")
-    root = args.keep or Path(tempfile.mkdtemp(prefix="pipespec-bench-data-"))
-    root.mkdir(parents=True, exist_ok=True)
-    try:
+    with work_directory(parser, args.keep, prefix="pipespec-bench-data-") as root:
         start = time.perf_counter()
         dirs = {size: root / f"rows-{size}" for size in sizes}
         plans = {size: prepare(dirs[size], size) for size in sizes}
@@ -676,9 +699,6 @@ def main() -> int:
         passed = print_targets(results)
         if args.profile or not results[0][1]:
             profile(full_dir, plans[rows])
-    finally:
-        if args.keep is None:
-            shutil.rmtree(root, ignore_errors=True)
     return 1 if args.assert_ and not passed else 0
 
 

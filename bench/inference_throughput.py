@@ -50,15 +50,14 @@ import json
 import os
 import shutil
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 # Measuring helpers shared by the benches live in data_throughput.py (bench/ is not a package;
 # Python puts this script's folder on sys.path).
-from data_throughput import (REPO, child_env, machine, load_note, print_targets, run_child, run_python,  # noqa: E402
-                             timed, write_measurement)
+from data_throughput import (REPO, add_shared_options, child_env, load_note, machine, print_targets,  # noqa: E402
+                             ran_as_child, run_child, run_python, timed, work_directory, write_measurement)
 
 PIPELINE = "bench_inference"
 INPUT = "s3://bench/incoming/"
@@ -268,24 +267,15 @@ def main() -> int:
                         "(default 2: most of a run is the TensorFlow import, and a shared machine is noisy)")
     parser.add_argument("--direct-batch", type=int, default=0, help="model.predict's batch size in the direct "
                         "script (default: tasklib.model.keras_models.PREDICT_ROWS, the rows per call pipespec uses)")
-    parser.add_argument("--judge", choices=("wall", "cpu"), default="wall", help="what the target compares")
-    parser.add_argument("--keep", type=Path, help="work in this (new or empty) directory and keep it")
-    parser.add_argument("--assert", dest="assert_", action="store_true", help="exit 1 when the target is missed")
-    parser.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
+    add_shared_options(parser, judged="the target")
     args = parser.parse_args()
-    if args.child:
-        mode, *rest = args.child
-        {"setup": child_setup, "ours": child_ours, "direct": child_direct}[mode](*rest)
+    if ran_as_child(args, {"setup": child_setup, "ours": child_ours, "direct": child_direct}):
         return 0
 
     rows = 40_000 if args.quick else args.rows
-    if args.keep and args.keep.exists() and any(args.keep.iterdir()):
-        parser.error(f"--keep {args.keep}: not empty")
     load_before = os.getloadavg()[0]
-    root = (args.keep or Path(tempfile.mkdtemp(prefix="pipespec-bench-inference-"))).resolve()
-    root.mkdir(parents=True, exist_ok=True)
-    env = environment(root)
-    try:
+    with work_directory(parser, args.keep, prefix="pipespec-bench-inference-") as root:
+        env = environment(root)
         start = time.perf_counter()
         run_python([__file__, "--child", "setup", str(root), str(rows), str(root / "setup.json")], env)
         setup = json.loads((root / "setup.json").read_text())
@@ -309,9 +299,6 @@ def main() -> int:
               f"{compared:,} rows in {INPUT_FILES} Parquet files, the same predictions in both variants")
         print(f"machine: {machine()}; {load_note(load_before)}")
         passed = report(rows, direct, ours, args.judge, args.shard_size)
-    finally:
-        if args.keep is None:
-            shutil.rmtree(root, ignore_errors=True)
     return 1 if args.assert_ and not passed else 0
 
 
