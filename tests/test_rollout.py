@@ -242,6 +242,17 @@ def two_champions(pipeline: str) -> tuple[str, str, dict]:
     return v1, v2, scores
 
 
+def promotion_that_crashes(pipeline: str, monkeypatch, name: str, call: int):
+    """v1 champion, v2 challenger through shadow, then a promotion of v2 that crashes at the
+    `call`-th registry `name` call; returns (v1, v2, scores)."""
+    v1, v2, scores = two_champions(pipeline)
+    with monkeypatch.context() as patch:
+        crash_on(patch, name, call)
+        with pytest.raises(Crash):
+            stages.promote(ctx("promote", "r2"), pipeline=pipeline, target=ALIAS_TARGET, scores=scores)
+    return v1, v2, scores
+
+
 # promote: set_alias 1 = previous_champion, 2 = champion; delete_alias 1..3 = shadow, canary, challenger
 PROMOTE_CRASHES = [("set_alias", 1), ("set_alias", 2), ("delete_alias", 1), ("delete_alias", 3)]
 
@@ -249,11 +260,7 @@ PROMOTE_CRASHES = [("set_alias", 1), ("set_alias", 2), ("delete_alias", 1), ("de
 @pytest.mark.parametrize("name, call", PROMOTE_CRASHES)
 def test_promote_crash_then_rerun_converges(mlflow_registry, monkeypatch, name, call):
     pipeline = f"crash_promote_{name}_{call}"
-    v1, v2, scores = two_champions(pipeline)
-    with monkeypatch.context() as patch:
-        crash_on(patch, name, call)
-        with pytest.raises(Crash):
-            stages.promote(ctx("promote", "r2"), pipeline=pipeline, target=ALIAS_TARGET, scores=scores)
+    v1, v2, scores = promotion_that_crashes(pipeline, monkeypatch, name, call)
     assert aliases(pipeline)["champion"] in (v1, v2)  # a complete champion at every moment
     result = stages.promote(ctx("promote", "r2"), pipeline=pipeline, target=ALIAS_TARGET, scores=scores)
     assert result["champion"] == v2 and result["previous"] == v1
@@ -263,11 +270,7 @@ def test_promote_crash_then_rerun_converges(mlflow_registry, monkeypatch, name, 
 @pytest.mark.parametrize("name, call", PROMOTE_CRASHES)
 def test_promote_crash_then_rollback_restores(mlflow_registry, monkeypatch, name, call):
     pipeline = f"crash_rollback_{name}_{call}"
-    v1, v2, scores = two_champions(pipeline)
-    with monkeypatch.context() as patch:
-        crash_on(patch, name, call)
-        with pytest.raises(Crash):
-            stages.promote(ctx("promote", "r2"), pipeline=pipeline, target=ALIAS_TARGET, scores=scores)
+    v1, v2, scores = promotion_that_crashes(pipeline, monkeypatch, name, call)
     result = stages.rollback(ctx("rollback", "r2"), pipeline=pipeline, target=ALIAS_TARGET)
     assert result["champion"] == v1 and result["rolled_back"] == v2
     assert aliases(pipeline)["champion"] == v1
