@@ -411,6 +411,7 @@ def test_postgresql_through_common_sql_streams_with_a_server_side_cursor(postgre
     assert cursors and cursors[0].name.startswith("pipespec_")  # server-side: fetchmany streams the result
 
 
-def test_postgresql_query_error_names_the_source(postgres):  # noqa: F811
+def test_postgresql_query_error_is_the_databases_own(postgres):  # noqa: F811
+    # The mapped task instance is labelled with the source name in the UI; the message is PostgreSQL's.
     with pytest.raises(Exception, match='relation "missing" does not exist'):
         run({"name": "tickets", "type": "sql", "conn_id": postgres.conn_id, "query": "select * from missing"})
