@@ -7,15 +7,18 @@ import json
 from .diagnostics import Diagnostic
 
 
-def text(diagnostics: list[Diagnostic], checked_files: int) -> str:
+def text(diagnostics: list[Diagnostic], checked_files: int, *, excerpts: bool = True) -> str:
+    """`excerpts=False` leaves out source lines and carets (for places that must not quote the spec)."""
     lines: list[str] = []
     sources: dict[str, tuple[str, ...]] = {}  # per report: files change between runs
     for d in diagnostics:
         where = f" ({d.path})" if d.path else ""
         lines.append(f"{d.file}:{d.line}:{d.col}: {d.severity}: {d.message}{where}")
-        if d.file not in sources:
-            sources[d.file] = _lines(d.file)
-        source = None if d.redact_source else _source_line(sources[d.file], d.line)
+        source = None
+        if excerpts and not d.redact_source:
+            if d.file not in sources:
+                sources[d.file] = _lines(d.file)
+            source = _source_line(sources[d.file], d.line)
         if source is not None:
             gutter = f"{d.line:>5} | "
             lines.append(gutter + source)
