@@ -11,7 +11,7 @@ export AIRFLOW__CORE__PARALLELISM := 4
 export AIRFLOW__DAG_FACTORY__ENABLE_TELEMETRY := False
 export DO_NOT_TRACK := 1
 
-.PHONY: demo test install check schema bench clean
+.PHONY: demo test install browser check schema bench clean
 
 $(UV):
 	$(PYTHON) -m venv $(BOOT)
@@ -23,6 +23,14 @@ $(VENV)/.installed: $(UV) uv.lock pyproject.toml
 
 install: $(VENV)/.installed
 
+# The browser tests drive Debian's Chromium through Playwright (Playwright's own download needs a CDN).
+CHROMIUM := $(shell command -v chromium 2>/dev/null)
+browser:
+ifeq ($(CHROMIUM),)
+	@command -v apt-get >/dev/null || { echo "make test needs Chromium at /usr/bin/chromium: install it with your OS package manager"; exit 1; }
+	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null
+endif
+
 check: install
 	$(VENV)/bin/pipespec check pipelines/
 
@@ -32,7 +40,7 @@ schema: install
 demo: install
 	$(PY) -m renderer.demo
 
-test: install
+test: install browser
 	$(PY) -m pytest
 
 bench: install
