@@ -11,7 +11,7 @@ from collections.abc import Iterator
 
 from .diagnostics import Path
 from .models import PipelineSpec
-from .models.common import AllOf, AnyOf, Trigger
+from .models.common import MANUAL, AllOf, AnyOf, Trigger
 
 
 def model_asset(spec: PipelineSpec) -> str | None:
@@ -26,22 +26,25 @@ def train_dataset(spec: PipelineSpec) -> str | None:
     return spec.train.dataset or (spec.data.publishes if spec.data else None)
 
 
-def train_trigger(spec: PipelineSpec) -> Trigger | None:
-    if spec.train is None:
+def trigger(schedule: Trigger | str | None, default: str | None = None) -> Trigger | None:
+    """What starts a DAG; None: only a person (`schedule: manual`, or no schedule and no default Asset)."""
+    if schedule == MANUAL:
         return None
-    if spec.train.schedule is not None:
-        return spec.train.schedule
-    dataset = train_dataset(spec)
-    return Trigger(assets=dataset) if dataset else None
+    if isinstance(schedule, Trigger):
+        return schedule
+    return Trigger(assets=default) if default else None
+
+
+def data_trigger(spec: PipelineSpec) -> Trigger | None:
+    return trigger(spec.data.schedule) if spec.data else None
+
+
+def train_trigger(spec: PipelineSpec) -> Trigger | None:
+    return trigger(spec.train.schedule, train_dataset(spec)) if spec.train else None
 
 
 def inference_trigger(spec: PipelineSpec) -> Trigger | None:
-    if spec.inference is None:
-        return None
-    if spec.inference.schedule is not None:
-        return spec.inference.schedule
-    model = model_asset(spec)
-    return Trigger(assets=model) if model else None
+    return trigger(spec.inference.schedule, model_asset(spec)) if spec.inference else None
 
 
 def produced(spec: PipelineSpec) -> list[tuple[str, Path]]:
@@ -60,9 +63,9 @@ def consumed(spec: PipelineSpec) -> list[tuple[str, Path]]:
     out: list[tuple[str, Path]] = []
     for section in ("data", "train", "inference"):
         body = getattr(spec, section)
-        trigger = getattr(body, "schedule", None) if body else None
-        if trigger is not None and trigger.assets is not None:
-            out += [(uri, (section, "schedule")) for uri in asset_uris(trigger.assets)]
+        written = trigger(body.schedule) if body else None
+        if written is not None and written.assets is not None:
+            out += [(uri, (section, "schedule")) for uri in asset_uris(written.assets)]
     if spec.train and spec.train.dataset:
         out.append((spec.train.dataset, ("train", "dataset")))
     return out

@@ -12,7 +12,7 @@ from typing import Any
 
 from . import __version__
 from .catalog import METRICS
-from .assets import inference_trigger, model_asset, train_dataset, train_trigger
+from .assets import data_trigger, inference_trigger, model_asset, train_dataset, train_trigger
 from .docs import dag_doc
 from .ir import Alert, Dag, Mapping, Pipeline, Retry, Schedule, Task
 from .models import PipelineSpec
@@ -65,14 +65,17 @@ def _retry(spec: PipelineSpec, section: str | None = None) -> Retry:
 
 
 def _schedule(trigger: Trigger | None) -> Schedule:
+    """One meaning per form; semantics.schedules_have_one_meaning has refused every other combination."""
     if trigger is None:
         return Schedule("none")
-    if trigger.assets is None:
+    if trigger.cron is not None and trigger.assets is None and trigger.or_cron is None:
         return Schedule("cron", cron=trigger.cron)
-    assets = _asset_expr(trigger.assets)
-    if trigger.or_cron:
-        return Schedule("assets_or_cron", cron=trigger.or_cron, assets=assets)
-    return Schedule("assets", assets=assets)
+    if trigger.assets is not None and trigger.cron is None:
+        assets = _asset_expr(trigger.assets)
+        if trigger.or_cron:
+            return Schedule("assets_or_cron", cron=trigger.or_cron, assets=assets)
+        return Schedule("assets", assets=assets)
+    raise ValueError(f"schedule {trigger.model_dump(exclude_none=True)} has no single meaning")
 
 
 def _asset_expr(expr: Any) -> Any:
@@ -110,6 +113,9 @@ def _notify(spec: PipelineSpec, event: str, upstream: tuple[str, ...], inputs: d
 def _dag(spec: PipelineSpec, suffix: str, schedule: Schedule, spec_file: str, tasks: list[Task],
          description: str) -> Dag:
     dag_id = f"{spec.pipeline}__{suffix}"
+    ids = [t.task_id for t in tasks]
+    if len(set(ids)) != len(ids):  # Airflow would refuse the whole DAG file; semantics.py must have refused first
+        raise ValueError(f"{dag_id}: task ids clash: {sorted({i for i in ids if ids.count(i) > 1})}")
     return Dag(
         dag_id=dag_id, schedule=schedule, description=description,
         doc_md=dag_doc(spec, suffix, spec_file), owner=spec.owner,
@@ -156,7 +162,7 @@ def _data_dag(spec: PipelineSpec, spec_file: str, spec_dir: str, content_hash: s
                       {"dataset": "join", "measurement": "measure"}, ("gate",),
                       outlets=(data.publishes,), retry=retry, doc=f"Move the data into `{data.publishes}`."))
     tasks += blocked
-    return _dag(spec, "data", _schedule(data.schedule), spec_file, tasks,
+    return _dag(spec, "data", _schedule(data_trigger(spec)), spec_file, tasks,
                 f"Curate data for {spec.pipeline}; publish {data.publishes} when the gate passes.")
 
 

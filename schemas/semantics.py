@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 
 from .assets import train_dataset
+from .models.common import MANUAL, Trigger
 from .catalog import METRICS, MODEL_TYPES, metrics_for
 from .diagnostics import Path
 from .models import PipelineSpec
@@ -124,7 +125,14 @@ def stages_in_order(spec: PipelineSpec) -> Iterator[Finding]:
         yield ("rollout", "stages"), "`full` must appear exactly once, as the last stage", \
             "end the list with `full`: shadow → canary → approval → full"
     last_rank, last_percent = -1, 0
+    seen: set[str] = set()
     for index, stage in enumerate(stages):
+        if isinstance(stage, (Shadow, Approval)) and _name(stage) in seen:
+            # Each stage is one task named after it; canaries differ by percent, `full` is checked above.
+            longer = "raise its `timeout`" if isinstance(stage, Approval) else "raise its `duration`"
+            yield (("rollout", "stages", index), f"stage `{_name(stage)}` appears twice",
+                   f"list `{_name(stage)}` once; to wait longer, {longer}")
+        seen.add(_name(stage))
         rank = order[type(stage)]
         if rank < last_rank and not isinstance(stage, Full):
             yield (("rollout", "stages", index), f"stage `{_name(stage)}` comes too late",
@@ -167,8 +175,34 @@ def source_names_unique(spec: PipelineSpec) -> Iterator[Finding]:
 
 
 @check
+def schedules_have_one_meaning(spec: PipelineSpec) -> Iterator[Finding]:
+    for section in ("data", "train", "inference"):
+        body = getattr(spec, section)
+        schedule = body.schedule if body else None
+        if not isinstance(schedule, Trigger):
+            continue
+        at = (section, "schedule")
+        if schedule.cron is None and schedule.assets is None:
+            if schedule.or_cron is None:
+                yield (at, "a schedule needs `cron` or `assets`",
+                       f"write `schedule: {MANUAL}` for a DAG that runs only when triggered")
+            else:
+                yield (at + ("or_cron",), "`or_cron` needs `assets`: it is the time half of Assets-or-time",
+                       "for a time-only schedule write `cron:`")
+        elif schedule.cron is not None and schedule.assets is not None:
+            yield (at + ("cron",), "`cron` together with `assets` has no single meaning",
+                   "to run on the Assets or the cron, whichever comes first, write `or_cron:`; "
+                   "to run on one of them, remove the other")
+        elif schedule.cron is not None and schedule.or_cron is not None:
+            yield (at + ("or_cron",), "`or_cron` needs `assets`: it is the time half of Assets-or-time",
+                   "remove `or_cron`, or replace `cron` with `assets`")
+
+
+@check
 def alerts_can_fire(spec: PipelineSpec) -> Iterator[Finding]:
-    needs = {"promoted": "rollout", "rejected": "rollout", "rolled_back": "rollout", "gate_blocked": "data"}
+    # What emits each event (compile.py): every train DAG promotes (directly when there is no `evaluate`),
+    # `decide` rejects and `rollback` rolls back whenever there is an `evaluate`, the gate blocks in `data`.
+    needs = {"promoted": "train", "rejected": "evaluate", "rolled_back": "evaluate", "gate_blocked": "data"}
     for index, alert in enumerate(spec.alerts):
         for event in alert.on:
             section = needs.get(event)

@@ -109,7 +109,7 @@ def test_every_field_of_every_model_is_documented(text, model):
     ("PipelineSpec", "retries", "[Retries](#retries)", "`{count: 2, delay: 5m, backoff: constant}`"),
     ("DataSection", "sources", "list of [Source](#source) (at least 1 item)", "required"),
     ("DataSection", "transforms", "list of [Transform](#transform)", "`[]`"),  # no short form: a no-op validator
-    ("DataSection", "schedule", "[Trigger](#trigger) · [short form](#short-forms)", "`null`"),
+    ("DataSection", "schedule", "[Schedule](#schedule) · [short form](#short-forms)", "`null`"),
     ("DataSection", "join", "[Join](#join) · [short form](#short-forms)", "`{type: union}`"),
     ("S3Source", "type", "`s3`", "required"),
     ("S3Source", "timeout", "duration (`90s`, `5m`, `2h`)", "`null`"),

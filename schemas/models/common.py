@@ -8,6 +8,7 @@ from typing import Annotated, Any, Literal, Union
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Discriminator, Field, Tag
 
+from .. import asset_uri
 from ..cron import validate_cron
 
 
@@ -22,6 +23,9 @@ Identifier = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,62}$",
                                   description="lower_snake_case name, used in DAG and task ids")]
 
 _DURATION = re.compile(r"^(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
+# Every duration becomes a `timedelta` (retry delays, timeouts); an unbounded one overflows it while the
+# DAG is built. A year is longer than any wait or timeout a pipeline means.
+MAX_DURATION_DAYS = 365
 
 
 def parse_duration(text: str) -> int:
@@ -32,10 +36,17 @@ def parse_duration(text: str) -> int:
     return ((days * 24 + hours) * 60 + minutes) * 60 + seconds
 
 
+def _bounded_duration(text: str) -> str:
+    if parse_duration(text) > MAX_DURATION_DAYS * 86400:
+        raise ValueError(f"`{text}` is longer than {MAX_DURATION_DAYS} days, the longest duration pipespec accepts")
+    return text
+
+
 Duration = Annotated[
     str,
-    Field(pattern=r"^(\d+d)?(\d+h)?(\d+m)?(\d+s)?$", description="A duration such as `90s`, `5m`, `2h`, `1d`."),
-    AfterValidator(lambda v: (parse_duration(v), v)[1]),
+    Field(pattern=r"^(\d+d)?(\d+h)?(\d+m)?(\d+s)?$",
+          description=f"A duration such as `90s`, `5m`, `2h`, `1d`; at most `{MAX_DURATION_DAYS}d`."),
+    AfterValidator(_bounded_duration),
 ]
 
 Cron = Annotated[
@@ -50,12 +61,12 @@ _URI = re.compile(r"^[a-z][a-z0-9+.-]*://[^\s]+$")
 def _check_asset_uri(uri: str) -> str:
     if not _URI.match(uri):
         raise ValueError("an Asset is a URI such as `s3://bucket/prefix/` or `file:///data/curated/`")
-    if uri.startswith("airflow://"):
-        raise ValueError("the `airflow://` scheme is reserved by Airflow")
-    return uri
+    return asset_uri.check(uri)  # what Airflow and its providers refuse while the DAG file is parsed
 
 
-AssetUri = Annotated[str, Field(description="Asset URI, e.g. `s3://bucket/curated/`."), AfterValidator(_check_asset_uri)]
+AssetUri = Annotated[str, Field(description=f"Asset URI, e.g. `s3://bucket/curated/`; at most "
+                                            f"{asset_uri.MAX_LENGTH} characters."),
+                     AfterValidator(_check_asset_uri)]
 
 
 class AllOf(StrictModel):
@@ -84,19 +95,29 @@ AnyOf.model_rebuild()
 
 
 class Trigger(StrictModel):
-    """When a DAG runs: on a cron, on Assets (AND/OR), or on Assets or a cron, whichever comes first."""
+    """When a DAG runs, in one of three forms: `cron` alone (on a cron), `assets` alone (when Assets update,
+    AND/OR), or `assets` with `or_cron` (on the Assets or the cron, whichever comes first)."""
 
-    cron: Cron | None = Field(None, description="Run on this cron schedule.")
+    cron: Cron | None = Field(None, description="Run on this cron schedule (and nothing else).")
     assets: AssetExpr | list[AssetExpr] | None = Field(
         None, description="Run when these Assets update; a list means all of them.")
     or_cron: Cron | None = Field(None, description="With `assets`: also run on this cron (Assets-or-time).")
 
 
+MANUAL = "manual"
+Manual = Literal["manual"]
+
+
 def _cron_shorthand(value: Any) -> Any:
-    return {"cron": value} if isinstance(value, str) else value
+    return {"cron": value} if isinstance(value, str) and value != MANUAL else value
 
 
-Schedule = Annotated[Trigger, BeforeValidator(_cron_shorthand, json_schema_input_type=Union[Cron, Trigger])]
+# `manual`: the DAG runs only when someone triggers it. Any other string is a cron.
+Schedule = Annotated[
+    Union[Annotated[Manual, Tag(MANUAL)], Annotated[Trigger, Tag("trigger")]],
+    Discriminator(lambda v: MANUAL if v == MANUAL else "trigger"),
+    BeforeValidator(_cron_shorthand, json_schema_input_type=Union[Manual, Cron, Trigger]),
+]
 
 
 def single_key_union(*members: tuple[str, type[BaseModel]], shorthand: bool = False, what: str) -> Any:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+from typing import Annotated
+
+from pydantic import AfterValidator, Field
 
 from .common import AssetUri, Identifier, StrictModel
 from .data import DataSection
@@ -11,13 +13,27 @@ from .rollout import RolloutSection
 from .train import EvaluateSection, TrainSection
 
 
+TAG_MAX_LENGTH = 100  # airflow.sdk.definitions.dag.TAG_MAX_LEN: a longer tag makes `DAG()` raise
+
+
+def _check_tag(tag: str) -> str:
+    if not 1 <= len(tag) <= TAG_MAX_LENGTH:
+        raise ValueError(f"a tag has 1 to {TAG_MAX_LENGTH} characters (Airflow's limit); this has {len(tag)}")
+    return tag
+
+
+DagTag = Annotated[str, Field(description=f"A DAG tag of 1 to {TAG_MAX_LENGTH} characters."), AfterValidator(_check_tag)]
+
+
 class PipelineSpec(StrictModel):
     """A production ML pipeline: data → train → evaluate → rollout → inference."""
 
     pipeline: Identifier = Field(description="Unique name; DAG ids are `<pipeline>__data`, `__train`, `__inference`.")
     description: str = Field("", max_length=2000)
-    owner: str = Field("pipespec", description="Team that owns the pipeline (shown in the Airflow UI).")
-    tags: list[str] = Field(default_factory=list)
+    # Airflow stores owners in a 2,000-character column; a longer one fails while the DAG is saved.
+    owner: str = Field("pipespec", min_length=1, max_length=2000,
+                       description="Team that owns the pipeline (shown in the Airflow UI).")
+    tags: list[DagTag] = Field(default_factory=list, description=f"DAG tags, each 1 to {TAG_MAX_LENGTH} characters.")
     external_assets: list[AssetUri] = Field(
         default_factory=list, description="Assets this pipeline consumes that no pipeline in the repo produces.")
     data: DataSection | None = None
