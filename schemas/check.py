@@ -1,4 +1,4 @@
-"""Check spec files: load → extends → secrets → models → semantics → repo rules.
+"""Check spec files: load → extends → secrets → models → semantics → platform policy → repo rules.
 
 All problems are collected; a spec gets as far as it can so one mistake
 does not hide the next.
@@ -17,6 +17,7 @@ from .diagnostics import Diagnostic, SpecError, at
 from .discover import SPEC_SUFFIXES, discover  # noqa: F401 - part of this module's interface
 from .locate import locate
 from .models import PipelineSpec
+from .policy import Policy, PolicyFileError, active_policy, check_spec
 from .secrets import find_secrets
 from .semantics import run_checks
 from .templates import TEMPLATES_DIR, resolve
@@ -39,11 +40,12 @@ class CheckedSpec:
     def ok(self) -> bool:
         return not any(d.severity == "error" for d in self.diagnostics)
 
-    def at_path(self, path: tuple, message: str, hint: str, code: str = "semantic") -> Diagnostic:
+    def at_path(self, path: tuple, message: str, hint: str, code: str = "semantic", key: bool = False) -> Diagnostic:
+        """A finding at `path`; containers (and, with `key`, any value) are pointed at by their key."""
         assert self.node is not None
         target, found, _ = locate(self.node, path)
         container = isinstance(target.value, (dict, list))
-        loc = (target.key_loc or target.loc) if container else target.loc
+        loc = (target.key_loc or target.loc) if container or key else target.loc
         return at(loc, found or path, message, hint, code=code)
 
 
@@ -62,7 +64,8 @@ def is_template(path: Path) -> bool:
     return path.resolve().parent.name == TEMPLATES_DIR
 
 
-def check_file(path: Path) -> CheckedSpec:
+def check_file(path: Path, policy: Policy | None = None) -> CheckedSpec:
+    """Check one spec; `policy` defaults to the one $PIPESPEC_POLICY names (built-in rules without it)."""
     result = CheckedSpec(path, display_name(path), is_template(path))
     try:
         root = load_file(path, result.display)
@@ -83,6 +86,11 @@ def check_file(path: Path) -> CheckedSpec:
     if result.is_template:
         return result
     semantic = [result.at_path(path, message, hint) for path, message, hint in run_checks(spec)]
+    try:
+        violations = check_spec(policy if policy is not None else active_policy(), spec.model_dump(warnings=False))
+        semantic += [result.at_path(v.path, v.message, v.hint, code="policy", key=v.key) for v in violations]
+    except PolicyFileError as exc:  # a broken policy refuses every spec, pointing at the policy file
+        result.diagnostics += exc.diagnostics
     # A finding at a secret's position would quote the secret back.
     result.diagnostics += [d for d in semantic if (d.file, d.line, d.col) not in secret_spots]
     if not secrets:

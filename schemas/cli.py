@@ -12,6 +12,7 @@ EXAMPLES = """\
 examples:
   pipespec check                          check every spec under pipelines/
   pipespec check pipelines/x.yaml --format github
+  pipespec check --policy /etc/pipespec/policy.yaml
   pipespec new churn_eu --from templates/tabular.yaml
   pipespec schema                         regenerate schemas/pipeline.schema.json
   pipespec reference                      regenerate docs/spec-reference.md
@@ -31,6 +32,8 @@ def main(argv: list[str] | None = None) -> int:
     check = commands.add_parser("check", help="validate specs and templates (no Airflow needed)")
     check.add_argument("paths", nargs="*", type=Path, default=[Path("pipelines")])
     check.add_argument("--format", choices=["text", "json", "github"], default="text")
+    check.add_argument("--policy", type=Path, metavar="FILE",
+                       help="the platform policy file (default: $PIPESPEC_POLICY; without one, built-in safe rules)")
 
     schema = commands.add_parser("schema", help="write the JSON Schema of a spec")
     schema.add_argument("--output", type=Path, default=Path("schemas/pipeline.schema.json"))
@@ -79,18 +82,47 @@ def _check(args: argparse.Namespace) -> int:
     from .repo import check_repo
 
     files, problems = discover(args.paths)
-    if problems:
-        print(report.REPORTERS[args.format](problems, 0), file=sys.stderr)
+    policy, policy_problems = _policy(args.policy, args.paths)
+    if problems or policy_problems:
+        print(report.REPORTERS[args.format](problems + policy_problems, 0), file=sys.stderr)
         return 2
     # Every checked tree stays alive until the repo checks: full GC passes would rescan them all
     # (about a third of the time on 1,000 specs). A short-lived command needs no cycle collection.
     gc.disable()
-    checked = [check_file(f) for f in files]
+    checked = [check_file(f, policy) for f in files]
     # A broken template is reported once, not once per spec that extends it.
     found = dict.fromkeys([d for c in checked for d in c.diagnostics] + check_repo(checked))
     diagnostics = sorted(found, key=sort_key)
     print(report.REPORTERS[args.format](diagnostics, len(files)))
     return 1 if any(d.severity == "error" for d in diagnostics) else 0
+
+
+def _policy(path: Path | None, spec_paths: list[Path]):
+    """The policy `check` applies, or the diagnostics that say why it cannot be read (exit code 2)."""
+    import os
+
+    from .check import display_name
+    from .diagnostics import Diagnostic
+    from .policy import BUILT_IN, POLICY_ENV, PolicyFileError, load_policy
+
+    if path is None and os.environ.get(POLICY_ENV, "").strip():
+        path = Path(os.environ[POLICY_ENV].strip())
+    if path is None:
+        return BUILT_IN, []
+    display = display_name(path)
+    # Spec authors edit what lies among the specs; a policy there would let them grant themselves anything.
+    spec_dirs = [p if p.is_dir() else p.parent for p in spec_paths]
+    inside = [d for d in spec_dirs if path.resolve().is_relative_to(d.resolve())]
+    if inside:
+        return None, [Diagnostic(display, 1, 1, "", f"the policy file lies inside the spec directory {inside[0]}",
+                                 "keep it where only the platform team can change it", code="policy")]
+    if not path.is_file():
+        return None, [Diagnostic(display, 1, 1, "", "no such policy file", "check --policy or $PIPESPEC_POLICY",
+                                 code="policy")]
+    try:
+        return load_policy(path, display), []
+    except PolicyFileError as exc:
+        return None, exc.diagnostics
 
 
 def _schema(args: argparse.Namespace) -> int:

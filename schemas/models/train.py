@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import re
+from decimal import Decimal
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import Discriminator, Field
+from pydantic import AfterValidator, Discriminator, Field
 
 from ..catalog import MODEL_TYPES
 from .common import AssetUri, Duration, Schedule, StrictModel
@@ -24,9 +26,38 @@ class LocalCompute(StrictModel):
     backend: Literal["local"]
 
 
+# A Kubernetes resource quantity (k8s.io/apimachinery resource.Quantity), unsigned: 500m, 4, 1.5, 16Gi, 1e3.
+_SUFFIXES = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50, "Ei": 2**60, "n": Decimal("1e-9"),
+             "u": Decimal("1e-6"), "m": Decimal("1e-3"), "k": 10**3, "M": 10**6, "G": 10**9, "T": 10**12,
+             "P": 10**15, "E": 10**18}
+_QUANTITY = re.compile(r"^(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?P<suffix>Ki|Mi|Gi|Ti|Pi|Ei|n|u|m|k|M|G|T|P|E|[eE][-+]?[0-9]+)?$")
+
+def _check_quantity(text: str) -> str:
+    parse_quantity(text)
+    return text
+
+
+# Checked by a validator, not a JSON Schema pattern: the reference shows "string" and the examples below.
+Quantity = Annotated[str, Field(description="A Kubernetes quantity: `500m` or `4` CPUs, `512Mi` or `16Gi` of memory."),
+                     AfterValidator(_check_quantity)]
+
+
+def parse_quantity(text: str) -> Decimal:
+    """The amount a Kubernetes quantity stands for (CPUs or bytes), to compare against policy limits."""
+    match = _QUANTITY.match(text)
+    if not match:
+        raise ValueError(f"`{text}` is not a Kubernetes quantity (examples: 500m or 4 for cpu, 512Mi or 16Gi "
+                         f"for memory)")
+    suffix = match["suffix"] or ""
+    number = text[: len(text) - len(suffix)]
+    if suffix[:1] in ("e", "E") and suffix not in _SUFFIXES:
+        return Decimal(number) * Decimal(10) ** int(suffix[1:])
+    return Decimal(number) * Decimal(_SUFFIXES.get(suffix, 1))
+
+
 class Resources(StrictModel):
-    cpu: str = "1"
-    memory: str = "2Gi"
+    cpu: Quantity = "1"
+    memory: Quantity = "2Gi"
     gpu: int = Field(0, ge=0)
 
 
@@ -45,10 +76,13 @@ class Volume(StrictModel):
 
 class KubernetesCompute(StrictModel):
     backend: Literal["kubernetes"]
-    image: str = Field(description="Training image, pinned by tag or digest.")
-    namespace: str = "default"
+    image: str = Field(description="Training image, pinned by tag or digest, from a registry the platform policy "
+                                   "allows.")
+    namespace: str = Field("default", description="Allowed by the platform policy (without one: any but kube-system, "
+                                                  "kube-public, kube-node-lease).")
     conn_id: str = "kubernetes_default"
-    service_account: str | None = None
+    service_account: str | None = Field(None, description="Default: the namespace's `default` account; any other "
+                                                          "must be allowed by the platform policy.")
     resources: Resources = Field(default_factory=Resources)
     node_selector: dict[str, str] = Field(default_factory=dict)
     tolerations: list[Toleration] = Field(default_factory=list)
@@ -60,11 +94,15 @@ class AnyscaleCompute(StrictModel):
     backend: Literal["anyscale"]
     conn_id: str = "anyscale_conn"
     image_uri: str | None = None
-    containerfile: str | None = None
+    containerfile: str | None = Field(None, description="Refused: it would be read from the Airflow worker; build "
+                                                        "the image in CI and set `image_uri`.")
     compute_config: str | None = Field(None, description="Name of an Anyscale compute config.")
-    working_dir: str | None = None
-    requirements: list[str] = Field(default_factory=list)
-    env: dict[str, str] = Field(default_factory=dict)
+    working_dir: str | None = Field(None, description="A remote zip or prefix (s3://, gs://, https://) the policy "
+                                                      "allows; never a path on the worker.")
+    requirements: list[str] = Field(default_factory=list, description="PEP 508 requirements (`name==1.2`); no pip "
+                                                                      "options or URLs.")
+    env: dict[str, str] = Field(default_factory=dict, description="Extra variables; the platform's own (MLFLOW_*, "
+                                                                  "AWS_*, PIP_*, PATH, ...) are reserved.")
     timeout: Duration = "4h"
     max_retries: int = Field(1, ge=0)
 

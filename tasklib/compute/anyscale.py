@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from . import llm
+from .guard import enforce_train
 from .kubernetes import RUNNER, passthrough_env, runner_job, to_json
 
 POLL_INTERVAL_S = 60
@@ -42,6 +43,7 @@ def job_operator_kwargs(task_id: str, params: Mapping[str, Any], *, run: Mapping
     compute = params["compute"]
     if compute.get("backend") != "anyscale":
         raise ValueError(f"train task `{task_id}`: compute backend is `{compute.get('backend')}`, not anyscale")
+    enforce_train(task_id, params)  # before fine-tuning data is written or anything is submitted
     if params["model"]["type"] == "llm_finetune":
         entrypoint, job_env = _llm_job(params, run)
         py_modules = None
@@ -60,8 +62,8 @@ def job_operator_kwargs(task_id: str, params: Mapping[str, Any], *, run: Mapping
         "compute_config": compute.get("compute_config"),
         "working_dir": compute.get("working_dir"),
         "requirements": list(compute.get("requirements") or []) or None,
-        # Spec values win over the worker's passthrough; pipespec's own variables win over both.
-        "env_vars": {**passthrough_env(PASSTHROUGH_ENV), **(compute.get("env") or {}), **job_env} or None,
+        # The policy keeps spec `env` off reserved names; the platform's variables win over it regardless.
+        "env_vars": {**(compute.get("env") or {}), **passthrough_env(PASSTHROUGH_ENV), **job_env} or None,
         "py_modules": py_modules,
         "max_retries": max_retries,
         # Airflow waits for every attempt Anyscale makes; Anyscale stops each attempt at the spec's timeout.

@@ -14,6 +14,8 @@ returns exactly what a local `train` returns.
 
 Arguments travel as an argv list (no shell), and the real operator is executed
 without rendering its templates, so `{{ ... }}` inside params stays literal text.
+The platform policy (schemas/policy.py) is enforced first: a refused image,
+namespace, service account, toleration, volume or connection never becomes a request.
 """
 
 from __future__ import annotations
@@ -24,6 +26,8 @@ import os
 import re
 from collections.abc import Mapping
 from typing import Any
+
+from .guard import enforce_train
 
 RUNNER = ["python", "-m", "tasklib.model.runner"]
 JOB_KEYS = ("pipeline", "dataset", "model", "holdout", "holdout_fraction", "spec_hash")  # train params the runner uses
@@ -50,6 +54,7 @@ def pod_operator_kwargs(task_id: str, params: Mapping[str, Any], *, run: Mapping
     compute = params["compute"]
     if compute.get("backend") != "kubernetes":
         raise ValueError(f"train task `{task_id}`: compute backend is `{compute.get('backend')}`, not kubernetes")
+    enforce_train(task_id, params)  # before anything of the request is built
     volumes = compute.get("volumes") or []
     return {
         "name": dns_label(f"{params['pipeline']}-{task_id}", max_length=50),
