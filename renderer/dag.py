@@ -42,12 +42,17 @@ def render_dag(spec: ir.Dag) -> DAG:
         catchup=False,
         max_active_runs=1,
         description=spec.description,
-        doc_md=spec.doc_md,
+        doc_md=_doc_text(spec.doc_md),
         tags=set(spec.tags),
         default_args={"owner": spec.owner, **_retry_args(spec.retry), **_callbacks(spec)},
+        # The loader registers the DAGs it checked; a `with` block would register a rejected one as well.
+        auto_register=False,
     ) as dag:
         built: dict[str, Any] = {}
         for task_ir in spec.tasks:  # compile emits tasks after their upstreams
+            if task_ir.task_id in built:
+                # TaskFlow would rename the second one (`shadow__1`) and the edges would point at the wrong task.
+                raise ValueError(f"task id `{task_ir.task_id}` appears twice in {spec.dag_id}")
             built[task_ir.task_id] = _BUILDERS[task_ir.kind](task_ir, built)
         for task_ir in spec.tasks:
             # Data inputs and the mapped-over task already made their edges (XComArgs); set the rest once.
@@ -55,6 +60,11 @@ def render_dag(spec: ir.Dag) -> DAG:
             if explicit:
                 _operator(built[task_ir.task_id]).set_upstream(explicit)
     return dag
+
+
+def _doc_text(doc: str) -> str:
+    """Airflow opens a DAG `doc_md` that ends in `.md` as a file path; a doc here is always text."""
+    return doc + "\n" if doc.endswith(".md") else doc
 
 
 def _implied_upstream(task_ir: ir.Task) -> set[str]:
@@ -137,7 +147,7 @@ def _branch(task_ir: ir.Task, built: dict[str, Any]) -> Any:
 
 def _approval(task_ir: ir.Task, built: dict[str, Any]) -> Any:
     # Imported only when a spec asks for approval: the HITL module costs ~1 s to import.
-    from airflow.providers.standard.operators.hitl import ApprovalOperator
+    from .approval import ApprovalOperator
 
     params = task_ir.params
     return ApprovalOperator(

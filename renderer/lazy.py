@@ -16,6 +16,7 @@ from typing import Any
 from airflow.sdk import BaseOperator
 
 from .adapter import run_context
+from .step_operators import SpecValuesAreData
 
 OPERATORS = {
     "kubernetes_pod": "airflow.providers.cncf.kubernetes.operators.pod:KubernetesPodOperator",
@@ -23,7 +24,7 @@ OPERATORS = {
 }
 
 
-class LazyOperator(BaseOperator):
+class LazyOperator(SpecValuesAreData, BaseOperator):
     ui_color = "#e8f0fe"
 
     def __init__(self, *, operator: str, builder: str, step_params: dict, **kwargs: Any) -> None:

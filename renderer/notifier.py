@@ -7,9 +7,11 @@ from typing import Any
 
 from airflow.sdk import BaseNotifier
 
+from .step_operators import SpecValuesAreData
 
-class PipespecNotifier(BaseNotifier):
-    template_fields = ()
+
+class PipespecNotifier(SpecValuesAreData, BaseNotifier):
+    template_fields = ()  # channels and messages come from the spec: data, never Jinja
 
     def __init__(self, *, pipeline: str, event: str, channels: list[dict]) -> None:
         super().__init__()

@@ -1,16 +1,21 @@
 """The operators compiled steps run in: TaskFlow operators that treat spec
 values as data.
 
-Airflow renders Jinja in a task's `op_kwargs` before it runs. A spec value such
-as `{{ conn.warehouse.password }}` or `{{ var.value.secret }}` would be filled in
-from Airflow's full context, bypassing the no-secrets rule and the SQL
-sandbox (the only templating steps get is the data interval, in
-tasklib/data/sql_render.py). These operators still resolve upstream outputs
-(XComArgs) inside `op_kwargs`, but never render a string.
+Airflow renders Jinja in every template field of a task before it runs (here
+`op_kwargs`; the approval's `subject`). A spec value such as
+`{{ conn.warehouse.password }}` or `{{ var.value.secret }}` would be filled in
+from Airflow's full context, bypassing the no-secrets rule and the SQL sandbox
+(the only templating steps get is the data interval, in
+tasklib/data/sql_render.py). `SpecValuesAreData` is the one rule: every operator
+and notifier pipespec builds inherits it, so it still resolves upstream outputs
+(XComArgs) inside its fields but never renders a string nor reads one as a
+template file.
 """
 
 from __future__ import annotations
 
+import os
+from collections.abc import Sequence
 from typing import Any
 
 from airflow.providers.standard.decorators.branch_python import _BranchPythonDecoratedOperator
@@ -18,18 +23,23 @@ from airflow.providers.standard.decorators.python import _PythonDecoratedOperato
 from airflow.sdk.bases.decorator import task_decorator_factory
 
 
-class _SpecValuesAreData:
+class SpecValuesAreData:
+    """Mixin for an Airflow `Templater` (operator, notifier): its template fields hold data, not Jinja."""
+
+    # A field value ending in one of these would be read as a template *file* (`resolve_template_files`).
+    template_ext: Sequence[str] = ()
+
     def render_template(self, content: Any, context: Any, jinja_env: Any = None, seen_oids: Any = None) -> Any:
-        if isinstance(content, str):
+        if isinstance(content, (str, os.PathLike)):  # a path too: Airflow renders an ObjectStoragePath's text
             return content
         return super().render_template(content, context, jinja_env, seen_oids)  # type: ignore[misc]
 
 
-class StepOperator(_SpecValuesAreData, _PythonDecoratedOperator):
+class StepOperator(SpecValuesAreData, _PythonDecoratedOperator):
     custom_operator_name = "@pipespec.step"
 
 
-class BranchStepOperator(_SpecValuesAreData, _BranchPythonDecoratedOperator):
+class BranchStepOperator(SpecValuesAreData, _BranchPythonDecoratedOperator):
     custom_operator_name = "@pipespec.branch"
 
 
