@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 import re
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -79,11 +80,15 @@ def load_file(path: Path, display: str | None = None, max_bytes: int = MAX_BYTES
     """Load one spec file into a `Node` tree or raise `SpecError`."""
     name = display or str(path)
     try:
-        size = path.stat().st_size
-        if size > max_bytes:
-            raise _error(name, 1, 1, f"file is {size:,} bytes; specs are limited to {max_bytes:,} bytes",
+        info = path.stat()
+        if not stat.S_ISREG(info.st_mode):  # a FIFO would block the parse, a device never end
+            raise _error(name, 1, 1, "cannot read file: not a regular file (a directory, pipe or device)",
+                         "specs and templates are plain files")
+        if info.st_size > max_bytes:
+            raise _error(name, 1, 1, f"file is {info.st_size:,} bytes; specs are limited to {max_bytes:,} bytes",
                          "split the pipeline, or move data out of the spec and reference it by URI")
-        raw = path.read_bytes()
+        with path.open("rb") as handle:
+            raw = handle.read(max_bytes + 1)  # a file growing after the check is still cut off
     except OSError as exc:
         raise _error(name, 1, 1, f"cannot read file: {exc.strerror or exc}", "check the path and permissions") from None
     return load_bytes(raw, name, max_bytes)
