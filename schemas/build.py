@@ -56,7 +56,12 @@ def build_repo(root: Path, cache_dir: Path | None = None) -> RepoBuild:
     for file in files:
         if file.parent.name == TEMPLATES_DIR:
             continue
-        pipeline, diagnostics = _compile_cached(file, cache_dir, digests)
+        try:
+            pipeline, diagnostics = _compile_cached(file, cache_dir, digests)
+        except Exception as exc:  # noqa: BLE001 - one spec that breaks the compiler must not hide the others
+            pipeline, diagnostics = None, [Diagnostic(
+                str(file), 1, 1, "", f"pipespec could not compile this spec: {type(exc).__name__}: {str(exc)[:300]}",
+                "this is a pipespec bug, please report it; the other pipelines still load", code="internal")]
         if pipeline is None:
             result.broken.append(BrokenSpec(diagnostics[0].file if diagnostics else str(file), diagnostics))
         elif pipeline.name in names:

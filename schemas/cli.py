@@ -83,15 +83,18 @@ def _check(args: argparse.Namespace) -> int:
 
     files, problems = discover(args.paths)
     policy, policy_problems = _policy(args.policy, args.paths)
-    if problems or policy_problems:
-        print(report.REPORTERS[args.format](problems + policy_problems, 0), file=sys.stderr)
+    # A path that does not exist or a broken policy is a usage error: nothing is checked. A refused
+    # spec (a symlink out of the tree) is a finding like any other; the rest are still checked.
+    usage = [d for d in problems if d.code == "usage"] + policy_problems
+    if usage:
+        print(report.REPORTERS[args.format](usage, 0), file=sys.stderr)
         return 2
     # Every checked tree stays alive until the repo checks: full GC passes would rescan them all
     # (about a third of the time on 1,000 specs). A short-lived command needs no cycle collection.
     gc.disable()
     checked = [check_file(f, policy) for f in files]
     # A broken template is reported once, not once per spec that extends it.
-    found = dict.fromkeys([d for c in checked for d in c.diagnostics] + check_repo(checked))
+    found = dict.fromkeys(problems + [d for c in checked for d in c.diagnostics] + check_repo(checked))
     diagnostics = sorted(found, key=sort_key)
     print(report.REPORTERS[args.format](diagnostics, len(files)))
     return 1 if any(d.severity == "error" for d in diagnostics) else 0

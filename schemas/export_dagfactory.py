@@ -70,7 +70,7 @@ RUN_BRANCH = "renderer.adapter.run_branch"
 # The renderer's own decorators: spec strings stay data (never Jinja-rendered), as in our DAGs.
 TASK_DECORATOR = "renderer.step_operators.step_task"
 BRANCH_DECORATOR = "renderer.step_operators.branch_step_task"
-APPROVAL_OPERATOR = "airflow.providers.standard.operators.hitl.ApprovalOperator"
+APPROVAL_OPERATOR = "renderer.approval.ApprovalOperator"  # pipespec's subclass: the subject is never rendered
 LAZY_OPERATOR = "renderer.lazy.LazyOperator"
 NOTIFIER = "renderer.notifier.PipespecNotifier"
 UPSTREAM_OUTPUT = f"{__name__}.UpstreamOutput"

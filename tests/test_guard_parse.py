@@ -455,3 +455,36 @@ def test_the_issue_repro_through_the_dag_loader(pipelines, outside, tmp_path):
         shown = f"{namespace[dag_id].doc_md}\n{namespace[dag_id].description}"
         assert "symlink" in shown
         assert SECRET not in shown and "admin_password" not in shown and "secret_listing" not in shown
+
+
+# --- isolation: one spec never hides the others ----------------------------------------------------
+
+def test_a_spec_that_breaks_the_compiler_becomes_broken_and_the_others_build(pipelines, monkeypatch):
+    (pipelines / "good.yaml").write_text(spec("good"))
+    (pipelines / "boom.yaml").write_text(spec("boom"))
+    import schemas.compile as compile_module
+
+    real = compile_module.compile_checked
+
+    def explode_on_boom(checked):
+        if checked.spec.pipeline == "boom":
+            raise RecursionError("compiler bug")
+        return real(checked)
+
+    monkeypatch.setattr(compile_module, "compile_checked", explode_on_boom)
+    result = build.build_repo(pipelines)
+    assert [p.name for p in result.pipelines] == ["good"]
+    [broken] = result.broken
+    assert broken.file.endswith("boom.yaml") and "RecursionError: compiler bug" in broken.diagnostics[0].message
+
+
+def test_check_reports_a_symlink_out_and_still_checks_the_rest(pipelines, outside, capsys):
+    from schemas.cli import main
+
+    (pipelines / "good.yaml").write_text(spec("good"))
+    (pipelines / "typo.yaml").write_text(spec("typo").replace("inference: null", "infrence: null"))
+    (pipelines / "leak.yaml").symlink_to(outside / "password.yaml")
+    assert main(["check", str(pipelines)]) == 1
+    out = capsys.readouterr().out
+    assert "leak.yaml" in out and "outside" in out and SECRET not in out
+    assert "unknown key `infrence`" in out
