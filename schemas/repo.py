@@ -1,5 +1,6 @@
-"""Rules across every spec in a repository: unique names, every consumed
-Asset produced somewhere (or declared external), no cycles between pipelines."""
+"""Rules across every spec in a repository: unique names, one producer per Asset,
+every consumed Asset produced somewhere (or declared external), no cycles between
+pipelines."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from .diagnostics import Diagnostic
 
 def check_repo(checked: list[CheckedSpec]) -> list[Diagnostic]:
     specs = [c for c in checked if c.spec is not None]
-    return _unique_names(specs) + _assets_and_cycles(specs)
+    return _unique_names(specs) + _one_producer(specs) + _assets_and_cycles(specs)
 
 
 def _unique_names(specs: list[CheckedSpec]) -> list[Diagnostic]:
@@ -23,6 +24,25 @@ def _unique_names(specs: list[CheckedSpec]) -> list[Diagnostic]:
                                     "pipeline names become DAG ids: choose a unique name", code="repo"))
         else:
             first[name] = item
+    return out
+
+
+def _one_producer(specs: list[CheckedSpec]) -> list[Diagnostic]:
+    """Two producers of one Asset overwrite each other's runs, `_LATEST` and watermarks: the second
+    (in check order) is the error, and names the first."""
+    first: dict[str, tuple[CheckedSpec, str]] = {}
+    out = []
+    for item in specs:
+        for uri, path in produced(item.spec):  # type: ignore[arg-type]
+            key = uri.rstrip("/")  # `s3://b/x` and `s3://b/x/` are one folder
+            if key not in first:
+                first[key] = (item, ".".join(map(str, path)))
+                continue
+            owner, where = first[key]
+            by = "this pipeline" if owner is item else f"pipeline `{owner.spec.pipeline}`"  # type: ignore[union-attr]
+            out.append(item.at_path(path, f"`{uri}` is already produced by {by} ({owner.display}, `{where}`)",
+                                    "one producer per Asset: publish to a URI of your own, and consume the "
+                                    "other pipeline's Asset in a schedule or `train.dataset`", code="repo"))
     return out
 
 

@@ -9,6 +9,10 @@
 - Intermediate outputs live under a run-scoped prefix (`work_uri`), so a rerun of
   a run overwrites only its own files; files are written to a temporary name and
   renamed into place, so a reader never sees half a file.
+- Local data is confined (DESIGN.md 4b): a local path or `file://` URI must resolve, symlinks
+  followed, inside `local_roots()` (`PIPESPEC_DATA_ROOT`, the storage root, the work area) or a
+  root the caller adds (a source's spec folder); `s3://` mapped to `PIPESPEC_STORAGE_ROOT` stays
+  inside that root. A spec, the IR cache or a forged `_LATEST` can name no other file.
 """
 
 from __future__ import annotations
@@ -19,9 +23,9 @@ import uuid
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
-from urllib.parse import urlparse
+from urllib.parse import unquote, urlparse
 
 from .context import RunContext
 
@@ -49,12 +53,38 @@ def storage_root() -> Path | None:
     return Path(root) if root else None
 
 
+def _default_root() -> Path:
+    return storage_root() or Path(os.environ.get("AIRFLOW_HOME", ".")) / "pipespec-data"
+
+
+def local_roots() -> list[Path]:
+    """The local folders (resolved) any step may read and write: each `PIPESPEC_DATA_ROOT` entry
+    (os.pathsep-separated), the storage root or `$AIRFLOW_HOME/pipespec-data`, and a `file://` work area."""
+    roots = [Path(p) for p in os.environ.get("PIPESPEC_DATA_ROOT", "").split(os.pathsep) if p.strip()]
+    roots.append(_default_root())
+    work = urlparse(os.environ.get("PIPESPEC_WORK_URI", ""))
+    if work.scheme == "file":
+        roots.append(Path(unquote(work.path)))
+    return [root.resolve() for root in roots]
+
+
+def confine(path: str | Path, roots: Sequence[Path], label: str) -> str:
+    """`path` resolved (symlinks followed), if it lies inside one of `roots`; else PermissionError.
+
+    `label` is what the message names: the spec's own path or URI, never the symlink's target."""
+    resolved = Path(path).resolve()
+    if not any(resolved.is_relative_to(root) for root in roots):
+        raise PermissionError(
+            f"{label}: outside the folders pipespec may read and write (a local source reads its spec's folder; "
+            "others need the platform's PIPESPEC_DATA_ROOT); symlinks are followed before this check")
+    return str(resolved)
+
+
 def work_uri(ctx: RunContext, pipeline: str, name: str) -> str:
     """A run-scoped location for a step's output; stable across retries of the same run."""
     base = os.environ.get("PIPESPEC_WORK_URI")
     if base is None:
-        root = storage_root() or Path(os.environ.get("AIRFLOW_HOME", ".")) / "pipespec-data"
-        base = (root / "_work").resolve().as_uri()  # as_uri() needs an absolute path
+        base = (_default_root() / "_work").resolve().as_uri()  # as_uri() needs an absolute path
     index = f"-{ctx.map_index}" if ctx.map_index >= 0 else ""
     return f"{base.rstrip('/')}/{pipeline}/{ctx.dag_id}/{ctx.run_key}/{ctx.task_id}{index}/{name}"
 
@@ -62,22 +92,33 @@ def work_uri(ctx: RunContext, pipeline: str, name: str) -> str:
 REQUEST_TIMEOUT_S = 60  # one S3 request; a source's own `timeout` can only shorten it
 
 
-def filesystem(uri: str, conn_id: str | None = None,
-               request_timeout_s: float = REQUEST_TIMEOUT_S) -> tuple[Any, str]:
-    """(pyarrow FileSystem, path within it) for a URI or a local path.
+def roots_for(uri: str, extra_roots: Sequence[Path] = ()) -> list[Path] | None:
+    """The roots a local path for `uri` must stay in (see `confine`); None where `uri` is not local."""
+    parsed = urlparse(uri)
+    if parsed.scheme in ("", "file"):
+        return [*(Path(r).resolve() for r in extra_roots), *local_roots()]
+    root = storage_root() if parsed.scheme == "s3" else None
+    return [root.resolve()] if root is not None else None
+
+
+def filesystem(uri: str, conn_id: str | None = None, request_timeout_s: float = REQUEST_TIMEOUT_S,
+               extra_roots: Sequence[Path] = ()) -> tuple[Any, str]:
+    """(pyarrow FileSystem, path within it) for a URI or a local path, confined to `roots_for(uri)`.
 
     `request_timeout_s` bounds each S3 request. It matters because Airflow's execution
     timeout is a signal, which cannot interrupt a request blocked inside pyarrow's C++."""
     from pyarrow import fs
 
     parsed = urlparse(uri)
+    roots = roots_for(uri, extra_roots)
     if parsed.scheme in ("", "file"):
-        path = parsed.path if parsed.scheme == "file" else uri
-        return fs.LocalFileSystem(), str(Path(path).resolve())
+        if parsed.scheme == "file" and parsed.netloc not in ("", "localhost"):
+            raise ValueError(f"`{uri}`: a file:// URI names no host (file:///path)")
+        path = unquote(parsed.path) if parsed.scheme == "file" else uri
+        return fs.LocalFileSystem(), confine(path, roots, uri)  # type: ignore[arg-type]
     if parsed.scheme == "s3":
-        root = storage_root()
-        if root is not None:
-            return fs.LocalFileSystem(), str((root / parsed.netloc / parsed.path.lstrip("/")).resolve())
+        if roots is not None:  # PIPESPEC_STORAGE_ROOT: s3://bucket/key is <root>/bucket/key
+            return fs.LocalFileSystem(), confine(roots[0] / parsed.netloc / parsed.path.lstrip("/"), roots, uri)
         return _s3(conn_id or "aws_default", request_timeout_s), f"{parsed.netloc}/{parsed.path.lstrip('/')}"
     raise ValueError(f"unsupported storage URI `{uri}`: use s3:// or file://")
 

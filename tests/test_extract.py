@@ -36,7 +36,14 @@ ROWS = [{"id": 1, "text": "late parcel", "label": "shipping"},
 def work(tmp_path, monkeypatch):
     monkeypatch.delenv("PIPESPEC_STORAGE_ROOT", raising=False)
     monkeypatch.setenv("PIPESPEC_WORK_URI", (tmp_path / "work").as_uri())
+    monkeypatch.setenv("PIPESPEC_DATA_ROOT", str(tmp_path))  # for the file:// publications
+    monkeypatch.chdir(tmp_path)  # the spec folder of `run`: local sources are read only inside it
     return tmp_path
+
+
+def local(path: Path) -> str:
+    """A local source's `path` as a spec writes it: relative to the spec's folder."""
+    return os.path.relpath(path)
 
 
 def run(source: dict, spec_dir: Path | str = ".", publishes: str = "s3://unused/curated/", ctx=CTX) -> dict:
@@ -90,7 +97,7 @@ def test_local_directory_reads_every_file_of_the_format_recursively_in_path_orde
     write(folder / "_SUCCESS", b"")
     write(folder / f".tmp-half-written.{fmt}", b"{garbage")
     write(folder / f"_staging/x.{fmt}", b"{garbage")
-    result = run({"name": "drop", "type": "local", "path": str(folder), "format": fmt})
+    result = run({"name": "drop", "type": "local", "path": local(folder), "format": fmt})
     assert rows_of(result) == ROWS  # a, b, sub/c
     assert result["files"] == 3
     assert result["watermark"] == "2026-01-02T00:00:00+00:00"
@@ -98,13 +105,13 @@ def test_local_directory_reads_every_file_of_the_format_recursively_in_path_orde
 
 def test_gzipped_jsonl_is_decompressed(tmp_path):
     write(tmp_path / "d/part.jsonl.gz", gzip.compress(encode(ROWS, "jsonl")))
-    assert rows_of(run({"name": "z", "type": "local", "path": str(tmp_path / "d"), "format": "jsonl"})) == ROWS
+    assert rows_of(run({"name": "z", "type": "local", "path": local(tmp_path / "d"), "format": "jsonl"})) == ROWS
 
 
 def test_files_with_different_columns_are_aligned_by_name(tmp_path):
     write(tmp_path / "d/1.jsonl", b'{"id": 1, "text": "a"}\n')
     write(tmp_path / "d/2.jsonl", b'{"id": 2.5, "label": "x"}\n{"id": 3, "label": null}\n')
-    result = run({"name": "z", "type": "local", "path": str(tmp_path / "d"), "format": "jsonl"})
+    result = run({"name": "z", "type": "local", "path": local(tmp_path / "d"), "format": "jsonl"})
     assert result["schema"] == {"id": "double", "text": "string", "label": "string"}
     assert rows_of(result) == [{"id": 1.0, "text": "a", "label": None}, {"id": 2.5, "text": None, "label": "x"},
                                {"id": 3.0, "text": None, "label": None}]
@@ -114,8 +121,8 @@ def test_conflicting_column_types_name_the_column_and_both_files(tmp_path):
     first = write(tmp_path / "d/1.csv", b"id,text\n1,a\n")
     second = write(tmp_path / "d/2.csv", b"id,text\nx7,b\n")
     with pytest.raises(ValueError, match="column `id` is int64 in .* but string in ") as error:
-        run({"name": "z", "type": "local", "path": str(tmp_path / "d"), "format": "csv"})
-    assert str(first) in str(error.value) and str(second) in str(error.value)
+        run({"name": "z", "type": "local", "path": local(tmp_path / "d"), "format": "csv"})
+    assert local(first) in str(error.value) and local(second) in str(error.value)
 
 
 def test_content_hash_does_not_depend_on_how_the_input_is_split(tmp_path, monkeypatch):
@@ -123,8 +130,8 @@ def test_content_hash_does_not_depend_on_how_the_input_is_split(tmp_path, monkey
     write(tmp_path / "one/all.jsonl", encode(ROWS, "jsonl"))
     for index, row in enumerate(ROWS):
         write(tmp_path / f"three/{index}.jsonl", encode([row], "jsonl"))
-    one = run({"name": "z", "type": "local", "path": str(tmp_path / "one"), "format": "jsonl"})
-    three = run({"name": "z", "type": "local", "path": str(tmp_path / "three"), "format": "jsonl"},
+    one = run({"name": "z", "type": "local", "path": local(tmp_path / "one"), "format": "jsonl"})
+    three = run({"name": "z", "type": "local", "path": local(tmp_path / "three"), "format": "jsonl"},
                 ctx=RunContext(dag_id="p__data", task_id="extract", run_id="other"))
     assert one["uri"] != three["uri"] and one["sha256"] == three["sha256"]
     assert [pq.ParquetFile(one["uri"].removeprefix("file://")).metadata.row_group(i).num_rows
@@ -133,7 +140,7 @@ def test_content_hash_does_not_depend_on_how_the_input_is_split(tmp_path, monkey
 
 
 def test_rerun_of_the_same_run_overwrites_its_own_output(tmp_path):
-    source = {"name": "z", "type": "local", "path": str(tmp_path / "in.jsonl"), "format": "jsonl"}
+    source = {"name": "z", "type": "local", "path": local(tmp_path / "in.jsonl"), "format": "jsonl"}
     write(tmp_path / "in.jsonl", encode(ROWS, "jsonl"))
     first = run(source)
     write(tmp_path / "in.jsonl", encode(ROWS[:1], "jsonl"))
@@ -152,29 +159,29 @@ BAD_JSONL = b'{"id": 1, "text": "ok"}\n{"id": 2, "text": \n\n[1, 2]\n{"id": 5, "
 
 def test_malformed_jsonl_line_fails_with_file_and_line(tmp_path):
     path = write(tmp_path / "bad.jsonl", BAD_JSONL)
-    with pytest.raises(ValueError, match=rf"^{path}:2: malformed JSON: Expecting value"):
-        run({"name": "z", "type": "local", "path": str(path), "format": "jsonl"})
+    with pytest.raises(ValueError, match=rf"^{local(path)}:2: malformed JSON: Expecting value"):
+        run({"name": "z", "type": "local", "path": local(path), "format": "jsonl"})
 
 
 def test_malformed_jsonl_lines_are_counted_and_dropped_with_skip(tmp_path):
     path = write(tmp_path / "bad.jsonl", BAD_JSONL)
-    result = run({"name": "z", "type": "local", "path": str(path), "format": "jsonl", "on_bad_rows": "skip"})
+    result = run({"name": "z", "type": "local", "path": local(path), "format": "jsonl", "on_bad_rows": "skip"})
     assert result["bad_rows"] == 2  # line 2 (truncated) and line 4 (not an object); line 3 is blank
     assert rows_of(result) == [{"id": 1, "text": "ok"}, {"id": 5, "text": "fine"}]
 
 
 def test_malformed_csv_row_fails_with_file_and_line_or_is_skipped(tmp_path):
     path = write(tmp_path / "bad.csv", b"id,text\n1,ok\n2,too,many\n3,fine\n")
-    with pytest.raises(ValueError, match=rf"^{path}:3: malformed CSV row: expected 2 fields, got 3"):
-        run({"name": "z", "type": "local", "path": str(path), "format": "csv"})
-    result = run({"name": "z", "type": "local", "path": str(path), "format": "csv", "on_bad_rows": "skip"})
+    with pytest.raises(ValueError, match=rf"^{local(path)}:3: malformed CSV row: expected 2 fields, got 3"):
+        run({"name": "z", "type": "local", "path": local(path), "format": "csv"})
+    result = run({"name": "z", "type": "local", "path": local(path), "format": "csv", "on_bad_rows": "skip"})
     assert result["bad_rows"] == 1 and rows_of(result) == [{"id": 1, "text": "ok"}, {"id": 3, "text": "fine"}]
 
 
 def test_jsonl_column_with_mixed_value_types_is_named(tmp_path):
     path = write(tmp_path / "mixed.jsonl", b'{"id": 1}\n{"id": "two"}\n')
-    with pytest.raises(ValueError, match=rf"^{path}:1-2: column `id` mixes value types"):
-        run({"name": "z", "type": "local", "path": str(path), "format": "jsonl"})
+    with pytest.raises(ValueError, match=rf"^{local(path)}:1-2: column `id` mixes value types"):
+        run({"name": "z", "type": "local", "path": local(path), "format": "jsonl"})
 
 
 # --- missing and empty ------------------------------------------------------
@@ -186,14 +193,14 @@ def test_missing_local_path_is_named(tmp_path):
 
 def test_empty_directory_is_zero_rows_not_an_error(tmp_path):
     (tmp_path / "empty").mkdir()
-    result = run({"name": "z", "type": "local", "path": str(tmp_path / "empty"), "format": "jsonl"})
+    result = run({"name": "z", "type": "local", "path": local(tmp_path / "empty"), "format": "jsonl"})
     assert (result["rows"], result["files"], result["watermark"], result["schema"]) == (0, 0, None, {})
     assert storage.read_table(result).num_rows == 0
 
 
 def test_header_only_csv_keeps_its_columns(tmp_path):
     write(tmp_path / "h.csv", b"id,text\n")
-    result = run({"name": "z", "type": "local", "path": str(tmp_path / "h.csv"), "format": "csv"})
+    result = run({"name": "z", "type": "local", "path": local(tmp_path / "h.csv"), "format": "csv"})
     assert result["rows"] == 0 and list(result["schema"]) == ["id", "text"] and result["files"] == 1
 
 
@@ -213,7 +220,7 @@ def test_only_new_reads_files_modified_after_the_published_watermark(tmp_path):
     write(folder / "1.jsonl", encode(ROWS[:1], "jsonl"), mtime=1_767_225_600)  # 2026-01-01
     write(folder / "2.jsonl", encode(ROWS[1:2], "jsonl"), mtime=1_767_312_000)  # 2026-01-02
     write(folder / "3.jsonl", encode(ROWS[2:], "jsonl"), mtime=1_767_398_400)  # 2026-01-03
-    source = {"name": "drop", "type": "local", "path": str(folder), "format": "jsonl", "only_new": True}
+    source = {"name": "drop", "type": "local", "path": local(folder), "format": "jsonl", "only_new": True}
 
     first = run(source, publishes=publishes)  # nothing published yet: everything is new
     assert (first["files"], first["new_files"], first["rows"]) == (3, 3, 3)
@@ -366,8 +373,8 @@ def test_interval_is_printed_as_airflow_prints_it():
 
 def test_repeated_csv_header_is_an_error_not_a_silent_null_column(tmp_path):
     path = write(tmp_path / "dup.csv", b"id,text,id\n1,a,2\n")
-    with pytest.raises(ValueError, match=rf"^{path}: column\(s\) `id` appear more than once"):
-        run({"name": "z", "type": "local", "path": str(path), "format": "csv"})
+    with pytest.raises(ValueError, match=rf"^{local(path)}: column\(s\) `id` appear more than once"):
+        run({"name": "z", "type": "local", "path": local(path), "format": "csv"})
 
 
 def test_sqlite_through_common_sql_with_interval_templating(tmp_path, monkeypatch):

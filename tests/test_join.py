@@ -20,6 +20,7 @@ CTX = RunContext(dag_id="support__data", task_id="join", run_id="scheduled__2024
 @pytest.fixture
 def work(tmp_path, monkeypatch):
     monkeypatch.setenv("PIPESPEC_WORK_URI", (tmp_path / "work").as_uri())
+    monkeypatch.setenv("PIPESPEC_DATA_ROOT", str(tmp_path))  # the inputs written beside the work area
     return tmp_path
 
 

@@ -62,8 +62,8 @@ def test_first_publication_counts_everything_as_new_and_publishes_with_lineage(s
     assert published.data.rows == 6 and published.data.sha256 == data["sha256"]
     assert published.manifest["run_id"] == "run1" and published.manifest["spec_hash"] == "h1"
     assert published.manifest["sources"]["zendesk"]["watermark"] == "2026-01-01T00:00:00"
-    assert out["manifest"].endswith("runs/run1/manifest.json")
-    assert (storage / "store/bucket-a/curated/_LATEST").read_text().endswith("runs/run1")
+    assert out["manifest"].endswith("runs/p/run1/manifest.json")
+    assert (storage / "store/bucket-a/curated/_LATEST").read_text().endswith("runs/p/run1")
 
 
 def test_new_records_are_counted_against_the_last_publication():
@@ -123,9 +123,9 @@ def test_rerun_of_a_run_rewrites_only_its_own_publication(storage):
     second = joined(rows(8), "two")
     do_publish("run2", second, run_gate("run2", second))
     do_publish("run2", second, run_gate("run2", second))  # retry of run2
-    runs = sorted(p.name for p in (storage / "store/bucket-a/curated/runs").iterdir())
+    runs = sorted(p.name for p in (storage / "store/bucket-a/curated/runs/p").iterdir())
     assert runs == ["run1", "run2"]
-    manifest = json.loads((storage / "store/bucket-a/curated/runs/run1/manifest.json").read_text())
+    manifest = json.loads((storage / "store/bucket-a/curated/runs/p/run1/manifest.json").read_text())
     assert manifest["data"]["rows"] == 6
     assert not list((storage / "store/bucket-a/curated").rglob(".tmp-*"))  # no half-written files left
 
@@ -205,4 +205,4 @@ def test_publish_copies_the_bytes_and_refuses_a_changed_file(storage):
         do_publish("run2", data, run_gate("run2", data))
     assert latest("s3://bucket-a/curated/").manifest["run_id"] == "run1"  # _LATEST not moved
     assert not list((storage / "store/bucket-a/curated").rglob(".tmp-*"))
-    assert not (storage / "store/bucket-a/curated/runs/run2/data.parquet").exists()
+    assert not (storage / "store/bucket-a/curated/runs/p/run2/data.parquet").exists()

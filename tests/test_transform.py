@@ -29,6 +29,7 @@ CTX = RunContext(dag_id="support__data", task_id="transform_1_dedupe", run_id="m
 @pytest.fixture
 def work(tmp_path, monkeypatch):
     monkeypatch.setenv("PIPESPEC_WORK_URI", (tmp_path / "work").as_uri())
+    monkeypatch.setenv("PIPESPEC_DATA_ROOT", str(tmp_path))  # the inputs written beside the work area
     return tmp_path
 
 

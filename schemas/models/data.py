@@ -2,11 +2,29 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import BeforeValidator, Discriminator, Field
+from pydantic import AfterValidator, BeforeValidator, Discriminator, Field
+from pydantic_core import PydanticCustomError
 
+from ..data_access import DATA_URI_HINT, LOCAL_PATH_HINT, data_uri_problem, local_path_problem
 from .common import AssetUri, Duration, Identifier, Schedule, StrictModel, single_key_union
+
+
+def _confined(problem_of: Callable[[str], str | None]) -> AfterValidator:
+    """A validator for the data-access rules (schemas.data_access). A custom error type, not a
+    ValueError, so the checker gives the field's description as the hint."""
+    def check(value: str) -> str:
+        problem = problem_of(value)
+        if problem:
+            raise PydanticCustomError("data_access", problem)
+        return value
+    return AfterValidator(check)
+
+
+# Data that steps read or write (not Assets that only trigger a schedule): `s3://`, no traversal.
+DataUri = Annotated[AssetUri, _confined(data_uri_problem), Field(description=DATA_URI_HINT)]
 
 Format = Literal["jsonl", "csv", "parquet"]
 
@@ -25,7 +43,8 @@ class _SourceBase(StrictModel):
 class S3Source(_SourceBase):
     type: Literal["s3"]
     uri: Annotated[str, Field(pattern=r"^s3://[a-z0-9][a-z0-9.\-]{1,62}(/.*)?$",
-                              description="`s3://bucket/prefix/`: one object or every object under a prefix.")]
+                              description="`s3://bucket/prefix/`: one object or every object under a prefix."),
+                   _confined(data_uri_problem)]
     format: Format
     conn_id: str = Field("aws_default", description="Airflow connection with the credentials.")
     only_new: bool = Field(False, description="Read only objects newer than the last successful run.")
@@ -33,7 +52,8 @@ class S3Source(_SourceBase):
 
 class LocalSource(_SourceBase):
     type: Literal["local"]
-    path: str = Field(description="A file or directory, relative to the spec file or absolute.")
+    path: Annotated[str, _confined(local_path_problem)] = Field(
+        description=f"A file or directory: {LOCAL_PATH_HINT}.")
     format: Format
     only_new: bool = False
 
@@ -137,7 +157,8 @@ class Quality(StrictModel):
 
 
 class Drift(StrictModel):
-    reference: AssetUri | None = Field(None, description="Reference data; default: the last published data.")
+    reference: DataUri | None = Field(
+        None, description="Reference data (`s3://bucket/prefix/`); default: the last published data.")
     method: Literal["psi", "ks"] = "psi"
     threshold: float = Field(0.2, gt=0, description="PSI above (or KS p-value below) this counts as drift.")
     columns: list[str] = Field(min_length=1)
@@ -152,4 +173,5 @@ class DataSection(StrictModel):
     threshold: Threshold = Field(default_factory=Threshold)
     quality: Quality | None = None
     drift: Drift | None = Field(None, description="Drift above threshold also counts as a reason to retrain.")
-    publishes: AssetUri = Field(description="The Asset published when the gate passes; it triggers training.")
+    publishes: DataUri = Field(description="The Asset published when the gate passes (`s3://bucket/prefix/`); "
+                                           "it triggers training.")

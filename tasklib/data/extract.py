@@ -24,6 +24,12 @@ directory (Parquet inputs are read in place) while their schemas are unified by
 column name; a second pass casts each chunk to that schema and streams it into
 the output. Missing columns become nulls, nulls and numeric widening are
 reconciled, and any other type conflict is an error naming both files.
+
+Confinement (DESIGN.md 4b): a local source reads only inside its spec's folder and the
+platform's data roots, with every file's symlinks resolved first (tasklib.storage.confine);
+files are named in messages as the spec names them (`data/raw/x.csv`), never by where they
+resolve to. The IR cache could carry an absolute path or `..`, so the check-time rule is
+applied here again.
 """
 
 from __future__ import annotations
@@ -39,7 +45,7 @@ from typing import Any
 
 from .. import storage
 from ..context import RunContext
-from .readers import BadRows, parquet_file, read_csv, read_cursor, read_jsonl
+from .readers import BadRows, parquet_file, read_csv, read_cursor, read_jsonl, without_values
 from .sql_render import render_query
 
 log = logging.getLogger(__name__)
@@ -55,7 +61,7 @@ def extract(ctx: RunContext, *, pipeline: str, spec_dir: str, publishes: str, so
     with tempfile.TemporaryDirectory(prefix="pipespec-extract-") as spool_dir:
         pieces = _Pieces(Path(spool_dir))
         if kind in ("local", "s3"):
-            stats = _read_files(source, spec_dir, publishes, pieces, bad_rows)
+            stats = _read_files(source, spec_dir, pipeline, publishes, pieces, bad_rows)
         elif kind in ("sql", "snowflake"):
             _read_query(source, ctx, pieces)
             stats = {"files": 0, "new_files": 0, "watermark": None}
@@ -76,11 +82,19 @@ class _File:
     mtime: datetime
 
 
-def _read_files(source: dict, spec_dir: str, publishes: str, pieces: "_Pieces", bad_rows: BadRows) -> dict:
-    location = source["uri"] if source["type"] == "s3" else str(Path(spec_dir, source["path"]))
+def _read_files(source: dict, spec_dir: str, pipeline: str, publishes: str, pieces: "_Pieces",
+                bad_rows: BadRows) -> dict:
+    from schemas.data_access import data_uri_problem, local_path_problem
+
+    if source["type"] == "s3":
+        location, problem, roots = source["uri"], data_uri_problem(source["uri"]), []
+    else:
+        location, problem, roots = source["path"], local_path_problem(source["path"]), [Path(spec_dir).resolve()]
+    if problem:
+        raise PermissionError(f"source `{source['name']}`: {problem}")
     conn_id = source.get("conn_id")
-    filesystem, files = _list(location, source["format"], conn_id, _request_timeout_s(source))
-    since = _previous_watermark(publishes, source["name"]) if source.get("only_new") else None
+    filesystem, files = _list(location, spec_dir, roots, source["format"], conn_id, _request_timeout_s(source))
+    since = _previous_watermark(publishes, pipeline, source["name"]) if source.get("only_new") else None
     chosen = [f for f in files if since is None or f.mtime > since]
     if since is not None:
         log.info("source %s: %d of %d file(s) modified after %s", source["name"], len(chosen), len(files),
@@ -101,15 +115,24 @@ def _request_timeout_s(source: dict) -> float:
     return min(storage.REQUEST_TIMEOUT_S, parse_duration(source["timeout"]))
 
 
-def _list(location: str, fmt: str, conn_id: str | None, request_timeout_s: float) -> tuple[Any, list[_File]]:
-    """The files of a source: the one named, or every `fmt` file under a directory/prefix, sorted."""
+def _list(location: str, spec_dir: str, roots: list[Path], fmt: str, conn_id: str | None,
+          request_timeout_s: float) -> tuple[Any, list[_File]]:
+    """The files of a source: the one named, or every `fmt` file under a directory/prefix, sorted.
+
+    `location` is the source's URI or its path relative to `spec_dir`; local files must lie in
+    `roots` or the storage layer's own roots once their symlinks are resolved."""
     from pyarrow import fs
 
-    filesystem, path = storage.filesystem(location, conn_id, request_timeout_s)
+    s3 = location.startswith("s3://")
+    where = location if s3 else str(Path(spec_dir, location))
+    allowed = storage.roots_for(where, roots)  # None: real S3, nothing local to confine
+    if not s3:
+        storage.confine(where, allowed or [], location)  # first, to name the path as the spec does
+    filesystem, path = storage.filesystem(where, conn_id, request_timeout_s, extra_roots=roots)
     base = path.rstrip("/")
-    # Messages name files as the spec does (s3://...), also when demo mode maps S3 to local disk.
-    label: Callable[[str], str] = ((lambda p: location.rstrip("/") + p[len(base):])
-                                   if location.startswith("s3://") else (lambda p: p))
+    # Messages name files as the spec does (s3://..., data/raw/x.csv): also when demo mode maps S3
+    # to local disk, and never by where a local path resolves to.
+    label: Callable[[str], str] = lambda p: location.rstrip("/") + p[len(base):]  # noqa: E731
     info = filesystem.get_file_info(path)
     if info.type == fs.FileType.File:
         return filesystem, [_File(label(path), path, _utc(info.mtime))]
@@ -124,6 +147,9 @@ def _list(location: str, fmt: str, conn_id: str | None, request_timeout_s: float
     listed = filesystem.get_file_info(fs.FileSelector(path, recursive=True))
     files = [_File(label(i.path), i.path, _utc(i.mtime)) for i in listed
              if i.type == fs.FileType.File and _wanted(i.path[len(base):], fmt)]
+    if allowed is not None:  # a file in a listed folder may be a symlink out of it
+        for file in files:
+            storage.confine(file.path, allowed, file.uri)
     return filesystem, sorted(files, key=lambda f: f.path)
 
 
@@ -137,10 +163,10 @@ def _utc(moment: datetime) -> datetime:
     return moment.replace(tzinfo=timezone.utc) if moment.tzinfo is None else moment.astimezone(timezone.utc)
 
 
-def _previous_watermark(publishes: str, name: str) -> datetime | None:
-    from ..published import latest
+def _previous_watermark(publishes: str, pipeline: str, name: str) -> datetime | None:
+    from ..published import latest_of
 
-    previous = latest(publishes)
+    previous = latest_of(publishes, pipeline)  # never another pipeline's watermarks
     mark = previous.manifest.get("sources", {}).get(name, {}).get("watermark") if previous else None
     return _utc(datetime.fromisoformat(mark)) if mark else None
 
@@ -282,8 +308,8 @@ class _Pieces:
                 try:
                     columns = [_column(batch, f) for f in schema]
                 except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as error:
-                    raise ValueError(f"{piece.origin}: cannot convert to the source's common schema ({error})") \
-                        from None
+                    raise ValueError(f"{piece.origin}: cannot convert to the source's common schema "
+                                     f"({without_values(error)})") from None
                 yield pa.RecordBatch.from_arrays(columns, schema=schema)
 
 

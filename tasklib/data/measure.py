@@ -17,7 +17,7 @@ import math
 from typing import Any
 
 from ..context import RunContext
-from ..published import latest
+from ..published import latest, latest_of
 from ..storage import filesystem, iter_batches, open_parquet
 
 LINEAGE_COLUMNS = {"_source"}  # added by the join; not part of a record's identity
@@ -25,7 +25,7 @@ LINEAGE_COLUMNS = {"_source"}  # added by the join; not part of a record's ident
 
 def measure(ctx: RunContext, *, pipeline: str, spec_dir: str, publishes: str, threshold: dict,
             quality: dict | None, drift: dict | None, dataset: dict) -> dict[str, Any]:
-    previous = latest(publishes)
+    previous = latest_of(publishes, pipeline)  # its own last publication, never another pipeline's
     with open_parquet(dataset) as file:
         rows = file.metadata.num_rows
         new_rows = _new_rows(file, previous)

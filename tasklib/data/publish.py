@@ -1,12 +1,13 @@
 """Publish curated data as the pipeline's Asset, with its lineage manifest.
 
-The joined data is copied into `<publishes>/runs/<run>/` (byte for byte,
+The joined data is copied into `<publishes>/runs/<pipeline>/<run>/` (byte for byte,
 streamed: the bytes and sha256 a rewrite would give, see storage.copy_parquet),
 the manifest written beside it, and only then `_LATEST` is switched (see tasklib.published). The
 manifest records which sources contributed what (with their watermarks, so the
 next `only_new` extract knows where to start), the gate's numbers, and the run:
 training attaches it to the model, so anyone can tell which data trained which
-model.
+model. A pipeline publishes only to an Asset it produces (`latest_of`): it is
+refused before anything is written when another pipeline published there.
 """
 
 from __future__ import annotations
@@ -15,13 +16,14 @@ from datetime import datetime, timezone
 from typing import Any
 
 from ..context import RunContext
-from ..published import mark_latest, run_prefix, write_manifest
+from ..published import latest_of, mark_latest, run_prefix, write_manifest
 from ..storage import copy_parquet
 
 
 def publish(ctx: RunContext, *, pipeline: str, spec_dir: str, publishes: str, spec_hash: str, dataset: dict,
             measurement: dict) -> dict[str, Any]:
-    prefix = run_prefix(publishes, ctx.run_key)
+    latest_of(publishes, pipeline)  # one producer per Asset
+    prefix = run_prefix(publishes, ctx.run_key, pipeline)
     data = copy_parquet(dataset, f"{prefix}/data.parquet")
     manifest = {
         "pipeline": pipeline, "asset": publishes, "run_id": ctx.run_id, "dag_id": ctx.dag_id, "spec_hash": spec_hash,

@@ -4,6 +4,10 @@ Every reader yields bounded chunks (at most `batch_rows` rows), so memory never
 grows with the size of the input. Malformed rows go to a `BadRows` policy, which
 either stops with `<file>:<line>: ...` or counts and drops them, as the spec's
 `on_bad_rows` says.
+
+Errors never quote the data (DESIGN.md 4b): they reach task logs and failure alerts,
+and a row may hold a secret. They say file, line and why; Arrow's own messages,
+which quote the offending value, go through `without_values`.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -19,6 +24,15 @@ log = logging.getLogger(__name__)
 BATCH_ROWS = 32_768
 CSV_BLOCK_BYTES = 4 << 20  # pyarrow infers CSV column types from the first block
 UTF8_BOM = b"\xef\xbb\xbf"
+
+
+_QUOTED = re.compile(r"(['\"]).*\1", re.DOTALL)  # greedy: also a value that itself holds quotes
+
+
+def without_values(error: BaseException | str) -> str:
+    """An error message with every quoted value replaced: Arrow quotes the data it cannot convert
+    (`Could not convert 'hunter2' with type str`)."""
+    return _QUOTED.sub("<value>", str(error))
 
 
 class BadRows:
@@ -79,8 +93,8 @@ def _rows_to_table(rows: list[dict], origin: str, first_line: int, last_line: in
                 pa.array([row.get(name) for row in rows])
             except (pa.ArrowInvalid, pa.ArrowTypeError) as column_error:
                 raise ValueError(f"{origin}:{first_line}-{last_line}: column `{name}` mixes value types "
-                                 f"({column_error})") from None
-        raise ValueError(f"{origin}:{first_line}-{last_line}: {error}") from None
+                                 f"({without_values(column_error)})") from None
+        raise ValueError(f"{origin}:{first_line}-{last_line}: {without_values(error)}") from None
 
 
 def read_csv(stream: Any, origin: str, bad_rows: BadRows, block_bytes: int = CSV_BLOCK_BYTES) -> Iterator[Any]:
@@ -91,7 +105,7 @@ def read_csv(stream: Any, origin: str, bad_rows: BadRows, block_bytes: int = CSV
     pending: list[str] = []  # pyarrow reports a rejected row only as "parse error": keep ours
 
     def on_invalid(row: Any) -> str:
-        reason = f"malformed CSV row: expected {row.expected_columns} fields, got {row.actual_columns}: {row.text!r}"
+        reason = f"malformed CSV row: expected {row.expected_columns} fields, got {row.actual_columns}"
         if bad_rows.policy == "fail":
             pending.append(f"{origin}:{row.number}: {reason} (set on_bad_rows: skip to drop such rows)")
             return "error"
@@ -115,7 +129,7 @@ def read_csv(stream: Any, origin: str, bad_rows: BadRows, block_bytes: int = CSV
             raise ValueError(pending[0]) from None
         hint = (" (column types are inferred from the first rows; quote the column or clean the value)"
                 if "conversion error" in str(error) else "")
-        raise ValueError(f"{origin}: {error}{hint}") from None
+        raise ValueError(f"{origin}: {without_values(error)}{hint}") from None
 
 
 def parquet_file(handle: Any, origin: str) -> Any:
@@ -125,7 +139,7 @@ def parquet_file(handle: Any, origin: str) -> Any:
     try:
         return pq.ParquetFile(handle)
     except pa.ArrowInvalid as error:
-        raise ValueError(f"{origin}: not a readable Parquet file ({error})") from None
+        raise ValueError(f"{origin}: not a readable Parquet file ({without_values(error)})") from None
 
 
 def read_cursor(cursor: Any, origin: str, batch_rows: int = BATCH_ROWS, fold_upper_names: bool = False
@@ -149,7 +163,8 @@ def read_cursor(cursor: Any, origin: str, batch_rows: int = BATCH_ROWS, fold_upp
         try:
             yield pa.Table.from_arrays([pa.array(column) for column in columns], names=names)
         except (pa.ArrowInvalid, pa.ArrowTypeError) as error:
-            raise ValueError(f"{origin}: cannot convert the query result to Arrow ({error})") from None
+            raise ValueError(f"{origin}: cannot convert the query result to Arrow ({without_values(error)})") \
+                from None
         rows = cursor.fetchmany(batch_rows)
 
 
