@@ -97,11 +97,13 @@ def predict(ctx: RunContext, *, pipeline: str, output: str, model: dict, shard: 
 
 
 def publish(ctx: RunContext, *, pipeline: str, output: str, shards: Any) -> dict:
-    """All parts under `<output>/runs/<run>/`, then `_SUCCESS` and the manifest, then `_LATEST`."""
+    """All parts under `<output>/runs/<pipeline>/<run>/`, then `_SUCCESS` and the manifest, then `_LATEST`."""
     shards = list(shards or [])
     if not shards:
         return {"uri": None, "rows": 0, "model_version": None}  # nothing predicted: `_LATEST` stays put
-    prefix = published.run_prefix(output, ctx.run_key)
+    # One producer per Asset: refuse before deleting anything under another pipeline's output.
+    published.latest_of(output, pipeline)
+    prefix = published.run_prefix(output, ctx.run_key, pipeline)
     target_fs, target_path = storage.filesystem(prefix)
     target_fs.delete_dir_contents(target_path, missing_dir_ok=True)  # a rerun replaces its own parts only
     parts = []

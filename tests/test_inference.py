@@ -21,6 +21,12 @@ from tasklib.model import registry
 from tests.s3_server import s3_server  # noqa: F401 - fixture
 from tests.test_rollout import mlflow_registry, register_version  # noqa: F401 - fixture
 
+
+@pytest.fixture(autouse=True)
+def data_root(monkeypatch):
+    """These tests read input from temporary folders: the platform allows that root explicitly."""
+    monkeypatch.setenv("PIPESPEC_DATA_ROOT", tempfile.gettempdir())
+
 TEXTS = ["great product love it", "love it", "terrible broken", "awful terrible", "great", "broken again"]
 
 
@@ -194,7 +200,7 @@ def test_text_classifier_end_to_end(mlflow_registry, tiny_models, monkeypatch):
     assert [s["label"] for s in shards] == ["rows 0–2", "rows 3–5", "rows 6–6"]
     assert len(downloads) == 1  # one download per worker, whatever the number of shards
     assert [o["label"] for o in outputs] == [s["label"] for s in shards]
-    assert result == {"uri": "s3://shop/predictions/runs/scheduled__2026-01-01T00_00_00_00_00", "rows": 7,
+    assert result == {"uri": "s3://shop/predictions/runs/shop/scheduled__2026-01-01T00_00_00_00_00", "rows": 7,
                       "model_version": version}
     latest, parts = read_published("s3://shop/predictions/")
     table = pa.concat_tables(parts)
@@ -206,7 +212,7 @@ def test_text_classifier_end_to_end(mlflow_registry, tiny_models, monkeypatch):
     assert table.column("probability").to_pylist()[:6] == pytest.approx(expected["probability"], abs=1e-5)
     assert set(table.column("prediction").to_pylist()) <= {"pos", "neg"}
     assert latest.data.rows == 7 and latest.manifest["model_version"] == version
-    assert (mlflow_registry / "storage/shop/predictions/runs/scheduled__2026-01-01T00_00_00_00_00/_SUCCESS").exists()
+    assert (mlflow_registry / "storage/shop/predictions/runs/shop/scheduled__2026-01-01T00_00_00_00_00/_SUCCESS").exists()
     # A worker with the model cached asks MLflow nothing: the run id came with load_champion's result.
     monkeypatch.setattr(registry, "client", lambda: pytest.fail("a shard queried the MLflow registry"))
     again = inference.predict(ctx("predict", 0), pipeline="shop", output="s3://shop/predictions/", model=model,
@@ -220,7 +226,7 @@ def test_rerun_overwrites_only_its_own_run(mlflow_registry, tiny_models):
     write_input(incoming, "jsonl", [5])
     run_inference("shop", "s3://shop/incoming/", "jsonl", 2, "s3://shop/predictions/", run_id="run-1")
     run_inference("shop", "s3://shop/incoming/", "jsonl", 2, "s3://shop/predictions/", run_id="run-2")
-    run_dir = mlflow_registry / "storage/shop/predictions/runs"
+    run_dir = mlflow_registry / "storage/shop/predictions/runs/shop"  # keyed by pipeline, then run
     # run-2 again, with bigger shards: its old parts are replaced, run-1's are untouched
     _, _, _, result = run_inference("shop", "s3://shop/incoming/", "jsonl", 5, "s3://shop/predictions/", run_id="run-2")
     assert sorted(p.name for p in (run_dir / "run-2").glob("part-*")) == ["part-00000.parquet"]
