@@ -31,7 +31,8 @@ class Diagnostic:
     hint: str = ""
     code: str = "spec"
     severity: Literal["error", "warning"] = "error"
-    # Secrets must never be echoed back: the text reporter hides the source line.
+    # Secrets must never be echoed back: no report quotes a source line that holds a redacted
+    # finding, whichever finding points at that line (see `report.redacted_lines`).
     redact_source: bool = field(default=False, compare=False)
 
     def to_json(self) -> dict:

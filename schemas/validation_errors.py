@@ -10,6 +10,7 @@ from pydantic import BaseModel, ValidationError
 
 from .diagnostics import Diagnostic, at
 from .locate import allowed_keys, field_at, key_loc, locate
+from .secrets import looks_like_secret
 from .yamlload import Node
 
 _KIND = {
@@ -27,8 +28,13 @@ def did_you_mean(word: str, options: list[str]) -> str:
     return f"expected one of: {', '.join(f'`{o}`' for o in options)}" if options else ""
 
 
+_HIDDEN = "a value that looks like a secret (not shown)"
+
+
 def quote(value: Any) -> str:
     text = str(value)
+    if looks_like_secret(text):  # even a prefix of a secret must not be echoed
+        return _HIDDEN
     return f"`{text if len(text) <= 40 else text[:37] + '...'}`"
 
 
@@ -41,6 +47,8 @@ def describe(value: Any) -> str:
         return "a mapping"
     if isinstance(value, list):
         return "a list"
+    if looks_like_secret(str(value)):
+        return _HIDDEN
     text = str(value)
     text = text if len(text) <= 40 else text[:37] + "..."
     return f"`{text}` ({'a string' if isinstance(value, str) else 'a number'})"
@@ -105,8 +113,11 @@ def _one(error: dict, root: Node, model: type[BaseModel], data: Any) -> Diagnost
         return at(node.loc, path, f"expected {_KIND[kind]}, got {describe(value)}", hint, code="type")
     if kind == "string_pattern_mismatch":
         return at(node.loc, path, f"{quote(value)} has the wrong format", hint or error["msg"], code="format")
-    if kind == "value_error":  # our validators write complete messages
-        return at(node.loc, path, error["msg"].removeprefix("Value error, "), "", code="invalid-value")
+    if kind == "value_error":  # our validators write complete messages, which may quote the value
+        message = error["msg"].removeprefix("Value error, ")
+        if looks_like_secret(message):
+            message = f"{_HIDDEN} is not valid here"
+        return at(node.loc, path, message, "", code="invalid-value")
     message = error["msg"].removeprefix("Input should be ").removeprefix("Value error, ")
     if kind in {"greater_than", "greater_than_equal", "less_than", "less_than_equal", "too_short", "too_long"}:
         message = f"must be {message} (got {quote(value)})"
