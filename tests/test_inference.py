@@ -336,3 +336,15 @@ def test_missing_champion_fails_without_retries_in_airflow():
             _call("inference.load_champion", RunContext(dag_id="p__inference", task_id="load_champion", run_id="r"), {})
     finally:
         override("inference.load_champion", None)
+
+
+def test_a_second_pipeline_cannot_publish_into_anothers_output(mlflow_registry, tiny_models):
+    champion("shop", tiny_models["text"]["dir"])
+    champion("rival", tiny_models["text"]["dir"])
+    incoming = mlflow_registry / "storage" / "shop" / "incoming"
+    write_input(incoming, "jsonl", [5])
+    run_inference("shop", "s3://shop/incoming/", "jsonl", 5, "s3://shop/predictions/", run_id="run-1")
+    with pytest.raises(PermissionError, match="published by pipeline `shop`"):
+        run_inference("rival", "s3://shop/incoming/", "jsonl", 5, "s3://shop/predictions/", run_id="run-1")
+    assert published.latest("s3://shop/predictions/").manifest["pipeline"] == "shop"
+    assert len(list((mlflow_registry / "storage/shop/predictions/runs/shop/run-1").glob("part-*"))) == 1
