@@ -18,7 +18,7 @@ from .discover import SPEC_SUFFIXES, discover  # noqa: F401 - part of this modul
 from .locate import locate
 from .models import PipelineSpec
 from .policy import Policy, PolicyFileError, active_policy, check_spec
-from .secrets import find_secrets
+from .secrets import find_secrets, redact
 from .semantics import run_checks
 from .templates import TEMPLATES_DIR, resolve
 from .validation_errors import from_validation_error
@@ -66,6 +66,13 @@ def is_template(path: Path) -> bool:
 
 def check_file(path: Path, policy: Policy | None = None) -> CheckedSpec:
     """Check one spec; `policy` defaults to the one $PIPESPEC_POLICY names (built-in rules without it)."""
+    result = _check(path, policy)
+    # Every consumer (reporters, the loader's placeholder DAGs) gets findings that echo no secret.
+    result.diagnostics = redact(result.diagnostics)
+    return result
+
+
+def _check(path: Path, policy: Policy | None) -> CheckedSpec:
     result = CheckedSpec(path, display_name(path), is_template(path))
     try:
         root = load_file(path, result.display)

@@ -190,3 +190,17 @@ def test_every_diagnostic_on_a_secret_line_loses_its_excerpt(tmp_path: Path):
     out = report.text([other, secret, elsewhere], 1)
     assert "hunter2" not in out
     assert "fine_line_marker" in out  # other lines are still quoted
+
+
+def test_check_file_never_returns_a_finding_that_echoes_a_secret(tmp_path, monkeypatch):
+    """Consumers that bypass the reporters (the loader's placeholder DAG docs) get redacted findings too."""
+    import schemas.check as check_module
+
+    token = "ghp_" + "a1B2c3D4e5" * 3 + "f6G7h8"
+    monkeypatch.setattr(check_module, "run_checks",
+                        lambda spec: [(("pipeline",), f"odd value {token}", f"try {token}")])
+    spec = tmp_path / "p.yaml"
+    spec.write_text("pipeline: p\ninference: null\ndata:\n  sources: [{name: a, type: local, path: a.csv, "
+                    "format: csv}]\n  publishes: s3://p-bucket/x/\n")
+    diagnostics = check_module.check_file(spec).diagnostics
+    assert diagnostics and all(token not in f"{d.message} {d.hint} {d.path}" for d in diagnostics)
