@@ -19,7 +19,10 @@ def configure(root: Path = ROOT, pipelines: Path | None = None) -> dict[str, str
         "AIRFLOW_HOME": str(root / ".airflow"),
         "AIRFLOW__CORE__DAGS_FOLDER": str(root / "dags" / "pipespec_dags.py"),
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-        "AIRFLOW__CORE__PARALLELISM": "4",  # standalone would start 32 workers on a 2-core machine
+        "AIRFLOW__CORE__PARALLELISM": "4",  # Airflow's default would start 32 workers on a 2-core machine
+        # A project-local Airflow serves this machine only (the log servers are not started; see renderer/up.py).
+        "AIRFLOW__API__HOST": "127.0.0.1",
+        "AIRFLOW__SCHEDULER__SCHEDULER_HEALTH_CHECK_SERVER_HOST": "127.0.0.1",
         # With SQLite, the scheduler's write lock can stall the API server past the workers' 5 s default.
         "AIRFLOW__WORKERS__EXECUTION_API_TIMEOUT": "60",
         "AIRFLOW__DAG_FACTORY__ENABLE_TELEMETRY": "False",
@@ -41,7 +44,9 @@ def ensure_db() -> None:
     if marker.exists():
         return
     home.mkdir(parents=True, exist_ok=True)
-    done = subprocess.run([sys.executable, "-m", "airflow", "db", "migrate"], capture_output=True, text=True)
+    # umask 077: the DB (connections) and the airflow.cfg it may write (secret keys) are the owner's only.
+    done = subprocess.run([sys.executable, "-m", "airflow", "db", "migrate"], capture_output=True, text=True,
+                          umask=0o077)
     if done.returncode != 0:
         raise RuntimeError(f"airflow db migrate failed:\n{done.stderr[-2000:]}")
     marker.touch()

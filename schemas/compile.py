@@ -205,6 +205,8 @@ def _evaluate_and_rollout(spec: PipelineSpec, base: dict, model_uri: str) -> lis
         **base, "metric": evaluate.metric, "direction": direction, "holdout": evaluate.holdout,
         "holdout_fraction": evaluate.holdout_fraction, "dataset": train_dataset(spec),
         "model": spec.train.model.model_dump(),
+        # The champion is what serving loads; promotion re-decides with the same rule if it moved.
+        "alias": _serving_alias(spec), "min_improvement": rollout.min_improvement if rollout else 0.0,
     }, {"trained": "train"}, ("train",), retry=_retry(spec, "evaluate"),
         doc=f"Score challenger and champion on the same holdout ({evaluate.metric}).")]
     stages = rollout.stages if rollout else [Full()]
@@ -259,11 +261,16 @@ def _stage_task(stage: Any, base: dict, target: dict, retry: Retry, model_uri: s
 
 # --- inference --------------------------------------------------------------
 
+def _serving_alias(spec: PipelineSpec) -> str:
+    """The registry alias inference loads and promotion moves."""
+    return spec.rollout.target.alias if spec.rollout and spec.rollout.target.type == "registry_alias" else "champion"
+
+
 def _inference_dag(spec: PipelineSpec, spec_file: str) -> Dag:
     inference = spec.inference
     assert inference is not None
     retry = _retry(spec, "inference")
-    alias = spec.rollout.target.alias if spec.rollout and spec.rollout.target.type == "registry_alias" else "champion"
+    alias = _serving_alias(spec)
     base = {"pipeline": spec.pipeline}
     tasks = [
         Task("load_champion", "inference.load_champion", {**base, "alias": alias}, retry=retry,

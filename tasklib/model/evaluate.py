@@ -7,6 +7,13 @@ task for both, the holdout's size, source and content hash; the deciding
 metric must be defined for the data (a holdout with one class has no AUC) or
 the step fails rather than decide on a meaningless number. The holdout scores
 are also logged on the challenger's MLflow run (`holdout_<metric>`).
+
+The champion is whatever version `alias` names: the alias serving and inference
+load (`rollout.target.alias`), so a custom alias is compared against, not around.
+The result also carries what promotion needs to decide again if that alias moved
+in the meantime (see tasklib.rollout.stages.promote): the rule (`min_improvement`)
+and the job that scores the challenger against another version on the same kind
+of holdout (`rescore_job`).
 """
 
 from __future__ import annotations
@@ -23,7 +30,7 @@ log = logging.getLogger(__name__)
 
 def evaluate(ctx: RunContext, *, pipeline: str, metric: str, direction: Literal["max", "min"],
              holdout: str | None, holdout_fraction: float, dataset: str, model: dict[str, Any],
-             trained: dict[str, Any]) -> dict[str, Any]:
+             trained: dict[str, Any], alias: str = "champion", min_improvement: float = 0.0) -> dict[str, Any]:
     import pyarrow.parquet as pq
 
     from schemas.catalog import metrics_for
@@ -40,20 +47,33 @@ def evaluate(ctx: RunContext, *, pipeline: str, metric: str, direction: Literal[
         raise ValueError(f"model.evaluate scores Keras models; `{model['type']}` needs its outputs generated "
                          "for the holdout on its own compute, which pipespec does not do yet")
     held = holdout_data(dataset, model, holdout, holdout_fraction)
+    rescore_job = {"pipeline": pipeline, "metric": metric, "direction": direction, "model": model,
+                   "challenger_version": str(trained["version"]), "alias": alias, "dataset": dataset,
+                   "holdout": holdout, "holdout_fraction": holdout_fraction}
     with tempfile.TemporaryDirectory(prefix="pipespec-evaluate-") as workdir:
         holdout_path = Path(workdir) / "holdout.parquet"
         pq.write_table(held.table, holdout_path)
-        job = {"pipeline": pipeline, "metric": metric, "direction": direction, "model": model,
-               "challenger_version": str(trained["version"]), "holdout_path": str(holdout_path),
-               "holdout_source": held.source, "run_id": ctx.run_id}
-        return runner.run("evaluate", job, Path(workdir), what=f"evaluate {pipeline}")
+        job = {**rescore_job, "holdout_path": str(holdout_path), "holdout_source": held.source, "run_id": ctx.run_id}
+        result = runner.run("evaluate", job, Path(workdir), what=f"evaluate {pipeline}")
+    return {**result, "min_improvement": min_improvement, "rescore_job": rescore_job}
+
+
+def rescore(rescore_job: dict[str, Any], champion_version: str) -> dict[str, Any]:
+    """Score the challenger of `rescore_job` (an evaluate result's) and `champion_version` on one
+    holdout drawn the way evaluate drew it; the result has evaluate's form."""
+    from . import runner
+
+    with tempfile.TemporaryDirectory(prefix="pipespec-rescore-") as workdir:
+        return runner.run("evaluate", {**rescore_job, "champion_version": champion_version}, Path(workdir),
+                          what=f"rescore {rescore_job['pipeline']} against v{champion_version}")
 
 
 def score_versions(job: dict[str, Any]) -> dict[str, Any]:
     """The evaluation process: load both versions from the registry and score them on the holdout.
 
-    `job`: pipeline, metric, direction, model, challenger_version, and either
-    holdout_path + holdout_source (the local step) or dataset, holdout, holdout_fraction.
+    `job`: pipeline, metric, direction, model, challenger_version, alias (whose version is the
+    champion; or an explicit champion_version), and either holdout_path + holdout_source (the
+    local step) or dataset, holdout, holdout_fraction.
     """
     import pyarrow.parquet as pq
 
@@ -68,19 +88,23 @@ def score_versions(job: dict[str, Any]) -> dict[str, Any]:
         held = holdout_data(job["dataset"], model, job.get("holdout"), job.get("holdout_fraction", 0.2))
         table, source = held.table, held.source
     challenger_version = job["challenger_version"]
-    champion_version = registry.version_for(pipeline, registry.CHAMPION)
+    alias = job.get("alias") or registry.CHAMPION
+    champion_version = job["champion_version"] if "champion_version" in job else registry.version_for(pipeline, alias)
     log.info("scoring challenger v%s and champion %s on %d rows of the %s", challenger_version,
              f"v{champion_version}" if champion_version else "(none yet)", table.num_rows, source)
     with tempfile.TemporaryDirectory(prefix="pipespec-models-") as directory:
         challenger = _score_version(pipeline, challenger_version, table, model, metric, Path(directory) / "challenger")
         champion = (_score_version(pipeline, champion_version, table, model, metric, Path(directory) / "champion")
                     if champion_version else None)
+    holdout_sha256 = table_hash(table)
     _log_holdout_scores(pipeline, challenger_version, challenger)
+    registry.record_holdout_score(pipeline, challenger_version, sha256=holdout_sha256, metric=metric,
+                                  value=challenger[metric])
     return {
-        "metric": metric, "direction": job["direction"],
+        "metric": metric, "direction": job["direction"], "alias": alias,
         "challenger": challenger[metric], "champion": champion[metric] if champion else None,
         "challenger_version": challenger_version, "champion_version": champion_version,
-        "holdout_rows": table.num_rows, "holdout_source": source, "holdout_sha256": table_hash(table),
+        "holdout_rows": table.num_rows, "holdout_source": source, "holdout_sha256": holdout_sha256,
         "scores": {"challenger": challenger, "champion": champion},
     }
 

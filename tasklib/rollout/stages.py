@@ -16,6 +16,14 @@ between any two leaves a complete champion in place and a rerun converges:
     rollback  <alias> <- previous_<alias> (only if this run's challenger became champion);
               drop shadow, canary
 
+Promotion is a compare-and-set. Evaluate recorded which version the challenger
+beat; promote re-reads `<alias>` under a registry lock (registry.alias_lease) and
+moves it only if it still names that version. If another run moved it meanwhile,
+the challenger is judged again against the new champion, on the same holdout and
+with the same metric, direction and min_improvement, and is rejected (the task
+fails, without retries) unless it still wins. Rollback moves the alias under the
+same lock.
+
 For `anyscale_service` and `kubernetes` targets each stage also sends the
 deployment request (built by `tasklib.rollout.targets`) *before* recording the
 version in the registry, so the registry never names a version the target
@@ -29,7 +37,10 @@ import logging
 from typing import Any
 
 from ..context import RunContext
+from ..errors import PermanentFailure
 from ..model import registry
+from . import decide
+from .targets import SERVICE_ROLLOUT_TIMEOUT_S
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +60,10 @@ class NoChallenger(LookupError):
 
 class CanaryGuardTripped(RuntimeError):
     """The challenger did worse on its canary slice than the guard allows: the DAG rolls back."""
+
+
+class ChampionChanged(PermanentFailure):
+    """The serving alias moved after evaluation, and the challenger does not beat the new champion."""
 
 
 # --- stages -----------------------------------------------------------------
@@ -86,12 +101,27 @@ def promote(ctx: RunContext, *, pipeline: str, target: dict, scores: dict | None
     alias = serving_alias(target)
     version = _challenger(pipeline, scores, trained)
     _claim(ctx, pipeline, version)
-    deployment = _deploy(ctx, "promote", pipeline, target, version)
-    current = registry.version_for(pipeline, alias)
-    if current != version:
-        if current is not None:
-            registry.set_alias(pipeline, previous_alias(alias), current)
-        registry.set_alias(pipeline, alias, version)  # the atomic move
+    with _lease(ctx, pipeline, alias) as lease:
+        current = registry.version_for(pipeline, alias)
+        _before_move(pipeline, current)
+        # Train-only pipelines (no scores) promote unconditionally; a rerun after a crash finds its own version.
+        if scores is not None and current not in (version, scores.get("champion_version")):
+            verdict = redecide(ctx, pipeline, scores, current)
+            if verdict["decision"] != "promote":
+                reason = (f"`{alias}` moved from {_v(scores.get('champion_version'))} to {_v(current)} after "
+                          f"evaluation; against it, {scores['metric']} {_fmt(verdict['challenger'])}: "
+                          f"{verdict['reason']}")
+                registry.client().set_model_version_tag(pipeline, version, REJECTED_TAG, reason)
+                _retire(pipeline, version, (SHADOW, CANARY), also_challenger=True)
+                raise ChampionChanged(f"{pipeline} v{version} is not promoted: {reason}")
+            log.info("pipespec: %s moved to %s since evaluation; v%s still wins: %s", alias, _v(current), version,
+                     verdict["reason"])
+        deployment = _deploy(ctx, "promote", pipeline, target, version)
+        if current != version:
+            lease.verify()  # a holder that outlived its lease must not write
+            if current is not None:
+                registry.set_alias(pipeline, previous_alias(alias), current)
+            registry.set_alias(pipeline, alias, version)  # the atomic move
     _retire(pipeline, version, (SHADOW, CANARY), also_challenger=True)
     return {"champion": version, "previous": registry.version_for(pipeline, previous_alias(alias)),
             "alias": alias, **deployment}
@@ -112,13 +142,15 @@ def rollback(ctx: RunContext, *, pipeline: str, target: dict) -> dict:
     Never deletes the champion alias, so a registry that had a champion keeps one.
     """
     alias = serving_alias(target)
-    before = registry.version_for(pipeline, alias)
     candidate = _this_runs_challenger(ctx, pipeline)
-    previous = registry.version_for(pipeline, previous_alias(alias))
-    champion = before
-    if candidate is not None and before == candidate and previous not in (None, candidate):
-        registry.set_alias(pipeline, alias, previous)
-        champion = previous
+    with _lease(ctx, pipeline, alias) as lease:
+        before = registry.version_for(pipeline, alias)
+        previous = registry.version_for(pipeline, previous_alias(alias))
+        champion = before
+        if candidate is not None and before == candidate and previous not in (None, candidate):
+            lease.verify()
+            registry.set_alias(pipeline, alias, previous)
+            champion = previous
     deployment: dict[str, Any] = {}
     if champion is not None:
         deployment = _deploy(ctx, "rollback", pipeline, target, champion)
@@ -131,6 +163,45 @@ def rollback(ctx: RunContext, *, pipeline: str, target: dict) -> dict:
     for stage_alias in (SHADOW, CANARY):
         registry.delete_alias(pipeline, stage_alias)
     return {"champion": champion, "rolled_back": candidate, "restored": champion != before, **deployment}
+
+
+# --- compare-and-set -------------------------------------------------------
+
+# The longest a promoter holds the lock: one serving-target rollout (the deploy happens under it,
+# so the target never ends on the loser) plus a margin. Waiting promoters wait that long, then
+# break a lock whose holder died (registry.alias_lease).
+LOCK_TTL_S = SERVICE_ROLLOUT_TIMEOUT_S + 600
+LOCK_WAIT_S = LOCK_TTL_S + 60
+
+
+def _lease(ctx: RunContext, pipeline: str, alias: str):
+    return registry.alias_lease(pipeline, alias, f"{ctx.dag_id}/{ctx.run_id}/{ctx.task_id}",
+                                ttl_s=LOCK_TTL_S, wait_s=LOCK_WAIT_S)
+
+
+def _before_move(pipeline: str, current: str | None) -> None:
+    """Between reading the alias and moving it, under the lock: a seam where tests force races."""
+
+
+def redecide(ctx: RunContext, pipeline: str, scores: dict, current: str | None) -> dict:
+    """decide() again, with `current` as the champion: its score on the very holdout the challenger was
+    scored on (recorded by its own evaluation), else both scored afresh on one holdout."""
+    from ..model import evaluate
+
+    challenger, champion = scores["challenger"], None
+    if current is not None:
+        champion = registry.holdout_score(pipeline, current, sha256=scores.get("holdout_sha256", ""),
+                                          metric=scores["metric"])
+        if champion is None:
+            if not scores.get("rescore_job"):
+                return {"decision": "reject", "challenger": challenger, "champion": None,
+                        "reason": f"v{current} was never scored on this holdout, and this evaluation "
+                                  "cannot be repeated to compare with it"}
+            fresh = evaluate.rescore(scores["rescore_job"], current)
+            challenger, champion = fresh["challenger"], fresh["champion"]
+    return decide.decide(ctx, pipeline=pipeline, scores={"challenger": challenger, "champion": champion},
+                         direction=scores["direction"], floor=None,  # the floor was met at decide
+                         min_improvement=float(scores.get("min_improvement") or 0.0))
 
 
 # --- the canary guard -----------------------------------------------------
@@ -209,6 +280,10 @@ def _retire(pipeline: str, version: str, aliases: tuple[str, ...], *, also_chall
     # `challenger` may already name a newer run's candidate: only drop it while it is ours.
     if also_challenger and registry.version_for(pipeline, registry.CHALLENGER) == version:
         registry.delete_alias(pipeline, registry.CHALLENGER)
+
+
+def _v(version: str | None) -> str:
+    return f"v{version}" if version is not None else "no version"
 
 
 def _fmt(value: Any) -> str:
