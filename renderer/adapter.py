@@ -13,6 +13,7 @@ from typing import Any
 
 from tasklib.context import RunContext
 from tasklib.errors import PermanentFailure
+from tasklib.guard import enforce_params
 from tasklib.registry import resolve
 
 
@@ -34,6 +35,7 @@ def run_context(context: Any) -> RunContext:
         map_index=getattr(ti, "map_index", -1), try_number=getattr(ti, "try_number", 1),
         logical_date=_iso(context.get("logical_date")),
         data_interval_start=_iso(interval_start), data_interval_end=_iso(interval_end),
+        owner=getattr(context.get("task"), "owner", None),
     )
 
 
@@ -69,23 +71,29 @@ def _materialized(inputs: dict | None) -> dict:
 
 
 def run_step(step: str, step_params: dict, inputs: dict | None = None, item: Any = None,
-             map_arg: str | None = None, map_label: str | None = None) -> Any:
+             map_arg: str | None = None, map_label: str | None = None, spec_items: bool = False) -> Any:
     """Run a registered step. No `**kwargs` here on purpose: Airflow would fill them with its context.
 
-    `item` is the mapped value (one source, one shard); `map_arg` names the step argument it becomes.
+    `item` is the mapped value (one source, one shard); `map_arg` names the step argument it becomes;
+    `spec_items` says the items come from the spec (sources), not from an upstream task's output.
     """
     ctx, context = _run_context()
     arguments = {**step_params, **_materialized(inputs)}
+    spec_given = step_params
     if map_arg is not None:
         arguments[map_arg] = item
         if isinstance(item, dict) and map_label in item:
             # Names the mapped instance in the UI (map_index_template="{{ map_label }}").
             context["map_label"] = str(item[map_label])
-    return _call(step, ctx, arguments)
+        if spec_items:
+            spec_given = {**step_params, map_arg: item}
+    return _call(step, ctx, arguments, spec_given)
 
 
-def _call(step: str, ctx: RunContext, arguments: dict) -> Any:
+def _call(step: str, ctx: RunContext, arguments: dict, spec_given: dict) -> Any:
     try:
+        # The platform policy holds at run time too: a stale DAG cache or `pipespec run` skips `check`.
+        enforce_params(ctx.task_id, ctx.owner, spec_given)
         return resolve(step)(ctx, **arguments)
     except PermanentFailure as exc:
         from airflow.sdk.exceptions import AirflowFailException
@@ -96,7 +104,7 @@ def _call(step: str, ctx: RunContext, arguments: dict) -> Any:
 def run_branch(step: str, step_params: dict, branches: dict[str, str], inputs: dict | None = None) -> list[str]:
     """Run a deciding step; follow the task its decision names (none: skip everything after)."""
     ctx, _ = _run_context()
-    decision = _call(step, ctx, {**step_params, **_materialized(inputs)})
+    decision = _call(step, ctx, {**step_params, **_materialized(inputs)}, step_params)
     name = decision["decision"] if isinstance(decision, dict) else decision
     target = branches.get(name)
     return [target] if target else []

@@ -15,6 +15,7 @@ class RunContext:
     logical_date: str | None = None
     data_interval_start: str | None = None
     data_interval_end: str | None = None
+    owner: str | None = None  # the spec's team (the DAG owner): the platform policy's rules follow it
 
     @property
     def run_key(self) -> str:

@@ -310,10 +310,10 @@ def builders_must_not_build(monkeypatch):
 ])
 def test_pod_builder_refuses_without_a_policy_file(builders_must_not_build, compute, refused):
     from tasklib.compute import kubernetes
-    from tasklib.compute.guard import PolicyRefused
+    from tasklib.guard import PolicyRefused
     from tasklib.errors import PermanentFailure
 
-    with pytest.raises(PolicyRefused, match="train task `train` refused by the platform policy") as caught:
+    with pytest.raises(PolicyRefused, match="task `train` refused by the platform policy") as caught:
         kubernetes.pod_operator_kwargs("train", train_params(k8s(**compute)), run=RUN)
     assert refused in str(caught.value)
     assert isinstance(caught.value, PermanentFailure)  # no retries: a retry cannot change the answer
@@ -328,7 +328,7 @@ def test_pod_builder_refuses_without_a_policy_file(builders_must_not_build, comp
 ])
 def test_anyscale_builder_refuses_without_a_policy_file(builders_must_not_build, model_type, compute, refused):
     from tasklib.compute import anyscale as anyscale_compute
-    from tasklib.compute.guard import PolicyRefused
+    from tasklib.guard import PolicyRefused
 
     params = train_params(anyscale(**compute))
     params["model"]["type"] = model_type
@@ -339,7 +339,7 @@ def test_anyscale_builder_refuses_without_a_policy_file(builders_must_not_build,
 def test_builders_enforce_the_workers_policy_file_per_team(tmp_path, builders_must_not_build):
     from tasklib.compute import anyscale as anyscale_compute
     from tasklib.compute import kubernetes
-    from tasklib.compute.guard import PolicyRefused
+    from tasklib.guard import PolicyRefused
 
     builders_must_not_build.setenv(POLICY_ENV, str(write_policy(tmp_path, TEAM_A)))
     for owner in ("team-b", None):  # another team; params compiled without an owner get `default`
@@ -367,7 +367,7 @@ def test_builders_build_what_the_policy_allows(tmp_path, monkeypatch):
 
 def test_a_broken_policy_file_on_the_worker_refuses(tmp_path, builders_must_not_build):
     from tasklib.compute import kubernetes
-    from tasklib.compute.guard import PolicyRefused
+    from tasklib.guard import PolicyRefused
 
     builders_must_not_build.setenv(POLICY_ENV, str(write_policy(tmp_path, "default: {namespaces: ml}\n")))
     with pytest.raises(PolicyRefused, match=r"policy file is invalid:\n.*policy\.yaml:1:23: expected a list"):
@@ -394,3 +394,32 @@ def test_resource_quantities_are_checked_when_the_spec_is(tmp_path):
     line, col, message, _ = only(problems(write_spec(tmp_path, K8S.replace("}", ", resources: {memory: 16GB}}"))))
     assert (line, message) == (6, "`16GB` is not a Kubernetes quantity (examples: 500m or 4 for cpu, 512Mi or 16Gi "
                                   "for memory)")
+
+
+# --- run time: every step, through the adapter -----------------------------------------------------
+
+def test_every_step_is_refused_at_run_time_what_the_policy_refuses(tmp_path, monkeypatch):
+    """A spec that reaches a worker without `check` (stale cache, `pipespec run`) still cannot use a
+    connection or a bucket the team is not allowed, whatever the step."""
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from renderer import adapter
+    from tasklib.context import RunContext
+
+    policy = write_policy(tmp_path, "default: {conn_ids: [], buckets: []}\n"
+                                    "teams:\n  team-a:\n    conn_ids: [team_a_db]\n    buckets: [team-a]\n")
+    monkeypatch.setenv("PIPESPEC_POLICY", str(policy))
+    called = []
+    monkeypatch.setattr(adapter, "resolve", lambda step: lambda ctx, **kw: called.append(kw) or "ran")
+
+    def run(owner: str, params: dict) -> object:
+        ctx = RunContext(dag_id="p__data", task_id="extract", run_id="r", owner=owner)
+        return adapter._call("data.extract", ctx, params, params)
+
+    source = {"name": "db", "type": "sql", "conn_id": "team_a_db", "query": "select 1"}
+    assert run("team-a", {"source": source, "publishes": "s3://team-a/curated/"}) == "ran"
+    with pytest.raises(AirflowFailException, match=r"connection `team_a_db` is not allowed"):
+        run("team-b", {"source": source})
+    with pytest.raises(AirflowFailException, match=r"team-b-or-any"):
+        run("team-a", {"uri": "s3://team-b-or-any/x/"})
+    assert len(called) == 1  # refused steps never ran

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from . import llm
-from .guard import enforce_train
+from ..guard import enforce_train
 from .kubernetes import RUNNER, passthrough_env, runner_job, to_json
 
 POLL_INTERVAL_S = 60

@@ -27,7 +27,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from .guard import enforce_train
+from ..guard import enforce_train
 
 RUNNER = ["python", "-m", "tasklib.model.runner"]
 JOB_KEYS = ("pipeline", "dataset", "model", "holdout", "holdout_fraction", "spec_hash")  # train params the runner uses
