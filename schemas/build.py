@@ -52,6 +52,7 @@ def build_repo(root: Path, cache_dir: Path | None = None) -> RepoBuild:
     files, problems = discover([root])
     result = RepoBuild(broken=[BrokenSpec(d.file, [d]) for d in problems])
     names: dict[str, str] = {}
+    producers: dict[str, str] = {}  # Asset URI (no trailing `/`) -> the spec file that publishes it
     digests: dict[str, str] = {}  # one hash per file per parse: many specs share a template
     for file in files:
         if file.parent.name == TEMPLATES_DIR:
@@ -69,10 +70,25 @@ def build_repo(root: Path, cache_dir: Path | None = None) -> RepoBuild:
             result.broken.append(BrokenSpec(pipeline.spec_file, [Diagnostic(
                 pipeline.spec_file, 1, 1, "pipeline", f"pipeline name `{pipeline.name}` is already used by "
                 f"{names[pipeline.name]}", "pipeline names become DAG ids: choose a unique name", code="repo")]))
+        elif taken := _taken_assets(pipeline, producers):
+            # Two producers of one Asset would overwrite each other's runs and `_LATEST` (`check` says so too).
+            uri, other = taken[0]
+            result.broken.append(BrokenSpec(pipeline.spec_file, [Diagnostic(
+                pipeline.spec_file, 1, 1, "", f"the Asset `{uri}` is already published by {other}",
+                "one producer per Asset: publish to a URI of your own", code="repo")]))
         else:
             names[pipeline.name] = pipeline.spec_file
+            producers.update(dict.fromkeys(_outlets(pipeline), pipeline.spec_file))
             result.pipelines.append(pipeline)
     return result
+
+
+def _outlets(pipeline: Pipeline) -> set[str]:
+    return {uri.rstrip("/") for dag in pipeline.dags for task in dag.tasks for uri in task.outlets}
+
+
+def _taken_assets(pipeline: Pipeline, producers: dict[str, str]) -> list[tuple[str, str]]:
+    return sorted((uri, producers[uri]) for uri in _outlets(pipeline) if uri in producers)
 
 
 def _compile_cached(file: Path, cache_dir: Path | None,

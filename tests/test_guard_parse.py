@@ -488,3 +488,14 @@ def test_check_reports_a_symlink_out_and_still_checks_the_rest(pipelines, outsid
     out = capsys.readouterr().out
     assert "leak.yaml" in out and "outside" in out and SECRET not in out
     assert "unknown key `infrence`" in out
+
+
+def test_the_loader_loads_one_producer_per_asset(pipelines):
+    """`check` reports the second producer; the loader must not load it either (it would overwrite `_LATEST`)."""
+    (pipelines / "a_first.yaml").write_text(spec("first"))
+    (pipelines / "b_second.yaml").write_text(spec("second").replace("s3://second-bucket/x/", "s3://first-bucket/x"))
+    result = build.build_repo(pipelines)
+    assert [p.name for p in result.pipelines] == ["first"]
+    [broken] = result.broken
+    assert broken.file.endswith("b_second.yaml")
+    assert "`s3://first-bucket/x` is already published by" in broken.diagnostics[0].message
