@@ -12,7 +12,8 @@ import re
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from schemas.policy import PolicyFileError, Violation, active_policy, check_conn_id, check_train, check_uri
+from schemas.policy import (PolicyFileError, Violation, active_policy, check_conn_id, check_target, check_train,
+                             check_uri)
 
 from .errors import PermanentFailure
 
@@ -75,3 +76,9 @@ def enforce_train(task_id: str, params: Mapping[str, Any]) -> None:
     violations = check_train(policy, params.get("owner"), params["compute"], params.get("model"),
                              params.get("dataset"))
     _refuse(task_id, violations)
+
+
+def enforce_target(task_id: str, owner: str | None, target: Mapping[str, Any]) -> None:
+    """Raise PolicyRefused unless `owner`'s team may deploy to this serving target (namespace, image,
+    compute config)."""
+    _refuse(task_id, check_target(_policy(task_id), owner, target))

@@ -544,3 +544,15 @@ def test_train_dag_with_real_stages(mlflow_registry, monkeypatch, challenger, ca
         assert states[("report", -1)] == "success"
         logged = registry.client().list_artifacts(registry.client().get_model_version(name, v2).run_id, "report")
         assert {a.path for a in logged} == {"report/report.md", "report/report.html"}
+
+
+def test_a_serving_target_the_policy_refuses_sends_no_request(mlflow_registry, target_builders, kubernetes_api):
+    """Without a policy file `kube-system` is refused: the worker checks before any Kubernetes request."""
+    from tasklib.guard import PolicyRefused
+
+    target = {"type": "kubernetes", "deployment": "xray-serve", "namespace": "kube-system",
+              "conn_id": "kube_test", "image": None}
+    v1 = register_version("xray")
+    with pytest.raises(PolicyRefused, match="kube-system"):
+        stages.shadow(ctx("shadow"), pipeline="xray", target=target, scores=scores_for(v1, 0.9, None))
+    assert kubernetes_api.requests == [] and target_builders == []

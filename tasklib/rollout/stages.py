@@ -38,6 +38,7 @@ from typing import Any
 
 from ..context import RunContext
 from ..errors import PermanentFailure
+from ..guard import enforce_target
 from ..model import registry
 from . import decide
 from .targets import SERVICE_ROLLOUT_TIMEOUT_S
@@ -305,6 +306,7 @@ def _deploy(ctx: RunContext, stage: str, pipeline: str, target: dict, version: s
     kind = target["type"]
     if kind == "registry_alias":
         return {}
+    enforce_target(ctx.task_id, ctx.owner, target)  # before any request reaches the serving platform
     info = version_info(pipeline, version)
     if kind == "anyscale_service":
         return {"service_id": _rollout_anyscale_service(ctx, TARGET_STAGES[stage], target, info, percent)}
