@@ -9,12 +9,18 @@
   could read any file the worker can. Keys have no `.`/`..` segment (also percent-encoded),
   which the local mapping of S3 (`PIPESPEC_STORAGE_ROOT`) would otherwise climb out with.
 
+- A SQL source's query names the run's data interval with exactly two placeholders,
+  `{{ data_interval_start }}` and `{{ data_interval_end }}`, replaced as text. No template engine
+  runs on it: a Jinja sandbox still evaluates loops and arithmetic (`{{ x * 10**12 }}`), which a
+  spec could use to exhaust a shared worker.
+
 The checker turns the ValueErrors into file:line:col diagnostics; the messages never quote
 more than the offending path or URI the spec itself wrote.
 """
 
 from __future__ import annotations
 
+import re
 import unicodedata
 from urllib.parse import unquote, urlsplit
 
@@ -71,3 +77,25 @@ def check_data_uri(uri: str) -> str:
     if problem:
         raise ValueError(problem)
     return uri
+
+
+QUERY_PLACEHOLDERS = ("data_interval_start", "data_interval_end")
+_PLACEHOLDER = re.compile(r"\{\{\s*(data_interval_start|data_interval_end)\s*\}\}")
+_TEMPLATE_SYNTAX = re.compile(r"\{\{|\{%|\{#")
+
+
+def query_problem(query: str) -> str | None:
+    """Why a SQL source's query may not run, or None: template syntax other than the two placeholders."""
+    if _TEMPLATE_SYNTAX.search(_PLACEHOLDER.sub("", query)):
+        return ("a query may only use `{{ data_interval_start }}` and `{{ data_interval_end }}` as written; "
+                "other `{{ }}`, `{% %}` and `{# #}` are not evaluated")
+    return None
+
+
+def fill_query(query: str, values: dict[str, str]) -> str:
+    """The query with each placeholder replaced by its value (after `query_problem` found none)."""
+    return _PLACEHOLDER.sub(lambda m: values[m.group(1)], query)
+
+
+def query_placeholders(query: str) -> set[str]:
+    return set(_PLACEHOLDER.findall(query))

@@ -57,10 +57,15 @@ def _default_root() -> Path:
     return storage_root() or Path(os.environ.get("AIRFLOW_HOME", ".")) / "pipespec-data"
 
 
+def data_roots() -> list[Path]:
+    """The platform's data roots (resolved): each `PIPESPEC_DATA_ROOT` entry (os.pathsep-separated)."""
+    return [Path(p).resolve() for p in os.environ.get("PIPESPEC_DATA_ROOT", "").split(os.pathsep) if p.strip()]
+
+
 def local_roots() -> list[Path]:
-    """The local folders (resolved) any step may read and write: each `PIPESPEC_DATA_ROOT` entry
-    (os.pathsep-separated), the storage root or `$AIRFLOW_HOME/pipespec-data`, and a `file://` work area."""
-    roots = [Path(p) for p in os.environ.get("PIPESPEC_DATA_ROOT", "").split(os.pathsep) if p.strip()]
+    """The local folders (resolved) any step may read and write: the data roots, the storage root or
+    `$AIRFLOW_HOME/pipespec-data`, and a `file://` work area."""
+    roots = data_roots()
     roots.append(_default_root())
     work = urlparse(os.environ.get("PIPESPEC_WORK_URI", ""))
     if work.scheme == "file":

@@ -334,14 +334,18 @@ def test_sql_connection_without_an_installed_hook_is_a_clear_error(monkeypatch):
         run({"name": "legacy", "type": "sql", "conn_id": "legacy", "query": "select 1"})
 
 
-@pytest.mark.parametrize(("query", "message"), [
-    ("select * from t where ts > '{{ ds }}'", r"uses `\{\{ ds \}\}`; only `\{\{ data_interval_start \}\}` and"),
-    ("select '{{ var.value.password }}'", r"uses `\{\{ var \}\}`"),
-    ("select '{{ data_interval_start.__class__ }}'", "cannot render the query"),
-    ("select '{{ data_interval_start'", "query template line 1"),
+@pytest.mark.parametrize("query", [
+    "select * from t where ts > '{{ ds }}'",
+    "select '{{ var.value.password }}'",
+    "select '{{ data_interval_start.__class__ }}'",
+    "select '{{ data_interval_start'",
+    # Evaluated by any template engine, sandboxed or not: a huge string or 10^10 iterations on a shared worker.
+    "select '{{ data_interval_start * 9999999999999 }}'",
+    "select 1 {% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}",
+    "select 1 {# a comment #}",
 ])
-def test_query_templates_know_only_the_data_interval(query, message):
-    with pytest.raises(ValueError, match=message):
+def test_query_templates_know_only_the_data_interval(query):
+    with pytest.raises(ValueError, match=r"may only use `\{\{ data_interval_start \}\}` and `\{\{ data_interval_end"):
         run({"name": "q", "type": "sql", "conn_id": "unused", "query": query})
 
 

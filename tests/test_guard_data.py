@@ -269,3 +269,17 @@ def test_run_keys_made_of_dots_cannot_climb_out_of_runs():
         run_prefix("s3://b/a/", "..")
     assert run_prefix("s3://b/a/", "r1", "team_x") == "s3://b/a/runs/team_x/r1"
     assert run_prefix("s3://b/a/", "r1") == "s3://b/a/runs/r1"  # without a pipeline: the old layout (inference)
+
+
+def test_a_local_source_cannot_reach_the_storage_or_work_areas(roots, tmp_path, monkeypatch):
+    """Those hold every team's Assets and extracts: a symlink into them would skip the bucket policy."""
+    spec, _ = roots
+    storage_root = tmp_path / "storage"
+    (storage_root / "growth" / "private").mkdir(parents=True)
+    (storage_root / "growth" / "private" / "people.csv").write_text("user,ssn\nalice,123-45-6789\n")
+    monkeypatch.setenv("PIPESPEC_STORAGE_ROOT", str(storage_root))
+    (spec / "data" / "link").symlink_to(storage_root / "growth" / "private", target_is_directory=True)
+    message = assert_refused(lambda: extract_local(spec, "data/link/"))
+    assert "123-45-6789" not in message and str(storage_root) not in message
+    (spec / "data" / "work.csv").symlink_to(storage_root / "growth" / "private" / "people.csv")
+    assert_refused(lambda: extract_local(spec, "data/work.csv"))

@@ -8,7 +8,7 @@ from typing import Annotated, Any, Literal, Union
 from pydantic import AfterValidator, BeforeValidator, Discriminator, Field
 from pydantic_core import PydanticCustomError
 
-from ..data_access import DATA_URI_HINT, LOCAL_PATH_HINT, data_uri_problem, local_path_problem
+from ..data_access import DATA_URI_HINT, LOCAL_PATH_HINT, data_uri_problem, local_path_problem, query_problem
 from .common import AssetUri, Duration, Identifier, Schedule, StrictModel, single_key_union
 
 
@@ -29,8 +29,9 @@ DataUri = Annotated[AssetUri, _confined(data_uri_problem), Field(description=DAT
 Format = Literal["jsonl", "csv", "parquet"]
 
 
-Query = Annotated[str, Field(description="SQL; may use `{{ data_interval_start }}` and `{{ data_interval_end }}` "
-                                         "(a cron schedule's run covers the period since the previous tick).")]
+Query = Annotated[str, _confined(query_problem), Field(
+    description="SQL; may use `{{ data_interval_start }}` and `{{ data_interval_end }}`, replaced as text (a cron "
+                "schedule's run covers the period since the previous tick); no other template syntax.")]
 
 
 class _SourceBase(StrictModel):

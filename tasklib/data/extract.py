@@ -120,14 +120,17 @@ def _list(location: str, spec_dir: str, roots: list[Path], fmt: str, conn_id: st
     """The files of a source: the one named, or every `fmt` file under a directory/prefix, sorted.
 
     `location` is the source's URI or its path relative to `spec_dir`; local files must lie in
-    `roots` or the storage layer's own roots once their symlinks are resolved."""
+    `roots` or the platform's data roots once their symlinks are resolved."""
     from pyarrow import fs
 
     s3 = location.startswith("s3://")
     where = location if s3 else str(Path(spec_dir, location))
     allowed = storage.roots_for(where, roots)  # None: real S3, nothing local to confine
     if not s3:
-        storage.confine(where, allowed or [], location)  # first, to name the path as the spec does
+        # A local source reads its spec's folder and the platform's data roots, never pipespec's storage
+        # or work areas: those hold every team's Assets (a symlink there would skip the bucket policy).
+        allowed = [*roots, *storage.data_roots()]
+        storage.confine(where, allowed, location)  # first, to name the path as the spec does
     filesystem, path = storage.filesystem(where, conn_id, request_timeout_s, extra_roots=roots)
     base = path.rstrip("/")
     # Messages name files as the spec does (s3://..., data/raw/x.csv): also when demo mode maps S3
