@@ -58,7 +58,7 @@ def build_repo(root: Path, cache_dir: Path | None = None) -> RepoBuild:
         if file.parent.name == TEMPLATES_DIR:
             continue
         try:
-            pipeline, diagnostics = _compile_cached(file, cache_dir, digests)
+            pipeline, diagnostics = _compile_cached(file, root, cache_dir, digests)
         except Exception as exc:  # noqa: BLE001 - one spec that breaks the compiler must not hide the others
             pipeline, diagnostics = None, [Diagnostic(
                 str(file), 1, 1, "", f"pipespec could not compile this spec: {type(exc).__name__}: {str(exc)[:300]}",
@@ -91,7 +91,7 @@ def _taken_assets(pipeline: Pipeline, producers: dict[str, str]) -> list[tuple[s
     return sorted((uri, producers[uri]) for uri in _outlets(pipeline) if uri in producers)
 
 
-def _compile_cached(file: Path, cache_dir: Path | None,
+def _compile_cached(file: Path, root: Path, cache_dir: Path | None,
                     digests: dict[str, str]) -> tuple[Pipeline | None, list[Diagnostic]]:
     real = file.resolve()
     entry = _cache_path(cache_dir, real, digests) if cache_dir else None
@@ -103,7 +103,7 @@ def _compile_cached(file: Path, cache_dir: Path | None,
     from .check import check_file
     from .compile import compile_checked
 
-    checked = check_file(file)
+    checked = check_file(file, specs_folder=root)
     if checked.spec is None or not checked.ok:
         return None, checked.diagnostics
     pipeline = compile_checked(checked)

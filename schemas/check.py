@@ -64,15 +64,24 @@ def is_template(path: Path) -> bool:
     return path.resolve().parent.name == TEMPLATES_DIR
 
 
-def check_file(path: Path, policy: Policy | None = None) -> CheckedSpec:
-    """Check one spec; `policy` defaults to the one $PIPESPEC_POLICY names (built-in rules without it)."""
-    result = _check(path, policy)
+def check_file(path: Path, policy: Policy | None = None, specs_folder: Path | None = None) -> CheckedSpec:
+    """Check one spec; `policy` defaults to the one $PIPESPEC_POLICY names (built-in rules without it).
+
+    `specs_folder` is what the policy's `spec_paths` are relative to (default: `specs_root(path)`)."""
+    result = _check(path, policy, specs_folder)
     # Every consumer (reporters, the loader's placeholder DAGs) gets findings that echo no secret.
     result.diagnostics = redact(result.diagnostics)
     return result
 
 
-def _check(path: Path, policy: Policy | None) -> CheckedSpec:
+def specs_root(path: Path) -> Path:
+    """The specs folder around `path`: the outermost ancestor that holds `templates/`, else its folder."""
+    folder = path.resolve().parent
+    found = [p for p in (folder, *folder.parents) if (p / TEMPLATES_DIR).is_dir()]
+    return found[-1] if found else folder
+
+
+def _check(path: Path, policy: Policy | None, specs_folder: Path | None) -> CheckedSpec:
     result = CheckedSpec(path, display_name(path), is_template(path))
     try:
         root = load_file(path, result.display)
@@ -94,7 +103,10 @@ def _check(path: Path, policy: Policy | None) -> CheckedSpec:
         return result
     semantic = [result.at_path(path, message, hint) for path, message, hint in run_checks(spec)]
     try:
-        violations = check_spec(policy if policy is not None else active_policy(), spec.model_dump(warnings=False))
+        real, top = path.resolve(), (specs_folder or specs_root(path)).resolve()
+        where = real.relative_to(top).as_posix() if real.is_relative_to(top) else real.name
+        violations = check_spec(policy if policy is not None else active_policy(), spec.model_dump(warnings=False),
+                                where)
         semantic += [result.at_path(v.path, v.message, v.hint, code="policy", key=v.key) for v in violations]
     except PolicyFileError as exc:  # a broken policy refuses every spec, pointing at the policy file
         result.diagnostics += exc.diagnostics

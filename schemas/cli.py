@@ -92,7 +92,9 @@ def _check(args: argparse.Namespace) -> int:
     # Every checked tree stays alive until the repo checks: full GC passes would rescan them all
     # (about a third of the time on 1,000 specs). A short-lived command needs no cycle collection.
     gc.disable()
-    checked = [check_file(f, policy) for f in files]
+    roots = [p for p in args.paths if p.is_dir()]  # a directory given is the specs folder of what it holds
+    checked = [check_file(f, policy, next((r for r in roots if f.resolve().is_relative_to(r.resolve())), None))
+               for f in files]
     # A broken template is reported once, not once per spec that extends it.
     found = dict.fromkeys(problems + [d for c in checked for d in c.diagnostics] + check_repo(checked))
     diagnostics = sorted(found, key=sort_key)

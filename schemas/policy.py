@@ -28,6 +28,7 @@ module imports neither Airflow nor the task library.
 
 from __future__ import annotations
 
+import fnmatch
 import os
 import posixpath
 import re
@@ -96,6 +97,10 @@ class Rules(StrictModel):
     uri_prefixes: list[str] | None = Field(None, description="URI prefixes a spec may use (`s3://shared/public/`); "
                                                              "with `buckets` unset too, built-in: any URI.")
     limits: Limits | None = None
+    spec_paths: list[str] | None = Field(
+        None, description="Teams only: the spec files this team owns, as globs relative to the specs folder "
+                          "(`growth/*`). A spec may name this team as `owner` only there, so the team's rights "
+                          "follow who may change those files (CODEOWNERS), not what a spec says of itself.")
 
 
 class Policy(StrictModel):
@@ -471,11 +476,23 @@ def check_target(policy: Policy | None, team: str | None, target: Mapping[str, A
     return out
 
 
-def check_spec(policy: Policy | None, spec: Mapping[str, Any]) -> list[Violation]:
-    """Every policy finding for a validated spec (its model_dump), with the path of the setting."""
+def check_owner(policy: Policy | None, team: str | None, spec_path: str) -> list[Violation]:
+    """May a spec at `spec_path` (relative to the specs folder, `/`-separated) name `team` as its owner?
+    Only where the team's `spec_paths` say, when the policy gives the team any."""
+    own = (policy or BUILT_IN).teams.get(team) if team is not None else None
+    if own is None or own.spec_paths is None or any(fnmatch.fnmatchcase(spec_path, p) for p in own.spec_paths):
+        return []
+    return [_refuse(("owner",), f"`{spec_path}` may not name team `{team}` as its owner", f"teams.{team}.spec_paths",
+                    f"specs of `{team}` live at {_listing(own.spec_paths)}: move the spec there (its reviewers "
+                    "then approve it) or name your own team")]
+
+
+def check_spec(policy: Policy | None, spec: Mapping[str, Any], spec_path: str | None = None) -> list[Violation]:
+    """Every policy finding for a validated spec (its model_dump), with the path of the setting.
+    `spec_path` (relative to the specs folder) is checked against the owner team's `spec_paths`."""
     team = spec.get("owner")
     rules = TeamRules(policy, team)
-    out: list[Violation] = []
+    out: list[Violation] = [] if spec_path is None else check_owner(policy, team, spec_path)
     train = spec.get("train")
     if train:
         out += check_train(policy, team, train["compute"], train.get("model"), train.get("dataset"))

@@ -423,3 +423,46 @@ def test_every_step_is_refused_at_run_time_what_the_policy_refuses(tmp_path, mon
     with pytest.raises(AirflowFailException, match=r"team-b-or-any"):
         run("team-a", {"uri": "s3://team-b-or-any/x/"})
     assert len(called) == 1  # refused steps never ran
+
+
+# --- who a spec may say it belongs to ------------------------------------------------------------
+
+OWNED = """\
+    default: {buckets: [shared]}
+    teams:
+      ml-growth: {buckets: [growth], spec_paths: ["growth/*"]}
+      ml-support: {buckets: [feedback]}
+    """
+GROWTH_SPEC = ("pipeline: {name}\nowner: ml-growth\ndata:\n  sources: [{{name: raw, type: s3, "
+               "uri: \"s3://growth/churn/\", format: parquet}}]\n  publishes: s3://growth/{name}/\n")
+
+
+def test_a_spec_cannot_claim_a_team_outside_that_teams_folder(tmp_path, capsys, no_policy_env):
+    """The security review's repro: `owner: ml-growth` from the attacker's folder got growth's buckets."""
+    from schemas.cli import main
+
+    policy = write_policy(tmp_path, OWNED)
+    specs = tmp_path / "pipelines"
+    for folder, name in (("growth", "churn"), ("attacker", "evil"), ("attacker/growth", "nested")):
+        (specs / folder).mkdir(parents=True, exist_ok=True)
+        (specs / folder / f"{name}.yaml").write_text(GROWTH_SPEC.format(name=name))
+    (specs / "attacker" / "templates").mkdir()  # a nested templates/ must not move the specs folder
+    assert main(["check", "--policy", str(policy), str(specs)]) == 1
+    out = capsys.readouterr().out
+    assert "growth/churn.yaml" not in out  # the team's own spec is fine
+    for where in ("attacker/evil.yaml", "attacker/growth/nested.yaml"):
+        assert f"`{where}` may not name team `ml-growth` as its owner" in out
+    assert "teams.ml-growth.spec_paths" in out and out.count("error:") == 2
+
+
+def test_the_loader_applies_the_owner_rule_under_the_workers_policy(tmp_path, monkeypatch):
+    from schemas.build import build_repo
+
+    monkeypatch.setenv("PIPESPEC_POLICY", str(write_policy(tmp_path, OWNED)))
+    specs = tmp_path / "pipelines"
+    (specs / "growth").mkdir(parents=True)
+    (specs / "growth" / "churn.yaml").write_text(GROWTH_SPEC.format(name="churn"))
+    (specs / "evil.yaml").write_text(GROWTH_SPEC.format(name="evil"))
+    result = build_repo(specs)
+    assert [p.name for p in result.pipelines] == ["churn"]
+    assert "may not name team `ml-growth`" in result.broken[0].diagnostics[0].message

@@ -177,7 +177,7 @@ def test_ir_cache_reused_and_invalidated_by_templates(tmp_path, monkeypatch):
     import schemas.check as check
 
     real = check.check_file
-    monkeypatch.setattr(check, "check_file", lambda path: calls.append(path) or real(path))
+    monkeypatch.setattr(check, "check_file", lambda path, **kw: calls.append(path) or real(path, **kw))
     assert build.build_repo(pipelines, tmp_path / "cache").pipelines == first.pipelines
     assert calls == []  # served from the cache
     (pipelines / "templates" / "base.yaml").write_text("owner: team-b\n")
