@@ -21,7 +21,8 @@ _FIELDS = (
         "jan feb mar apr may jun jul aug sep oct nov dec".split())}),
     ("day of week", 0, 7, {d: i for i, d in enumerate("sun mon tue wed thu fri sat".split())}),
 )
-_ITEM = re.compile(r"^(\*|[a-z0-9]+(?:-[a-z0-9]+)?)(?:/(\d+))?$")
+# ASCII only: Python's `\d` takes any Unicode digit (`*/٣`), which Airflow's cron parser refuses.
+_ITEM = re.compile(r"^(\*|[a-z0-9]+(?:-[a-z0-9]+)?)(?:/([0-9]+))?$")
 
 
 def validate_cron(expr: str) -> str:

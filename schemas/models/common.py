@@ -22,7 +22,9 @@ class StrictModel(BaseModel):
 Identifier = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,62}$",
                                   description="lower_snake_case name, used in DAG and task ids")]
 
-_DURATION = re.compile(r"^(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
+# ASCII digits, as the JSON Schema's `\d` means them (ECMA-262); Python's and pydantic's `\d` take any
+# Unicode digit, which int() reads but other tools do not.
+_DURATION = re.compile(r"^(?:([0-9]+)d)?(?:([0-9]+)h)?(?:([0-9]+)m)?(?:([0-9]+)s)?$")
 # Every duration becomes a `timedelta` (retry delays, timeouts); an unbounded one overflows it while the
 # DAG is built. A year is longer than any wait or timeout a pipeline means.
 MAX_DURATION_DAYS = 365
@@ -44,7 +46,7 @@ def _bounded_duration(text: str) -> str:
 
 Duration = Annotated[
     str,
-    Field(pattern=r"^(\d+d)?(\d+h)?(\d+m)?(\d+s)?$",
+    Field(pattern=r"^([0-9]+d)?([0-9]+h)?([0-9]+m)?([0-9]+s)?$",
           description=f"A duration such as `90s`, `5m`, `2h`, `1d`; at most `{MAX_DURATION_DAYS}d`."),
     AfterValidator(_bounded_duration),
 ]
