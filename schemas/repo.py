@@ -1,4 +1,4 @@
-"""Rules across every spec in a repository: unique names, one producer per Asset,
+"""Rules across every spec in a repository: unique names, one producer per Asset (none nested),
 every consumed Asset produced somewhere (or declared external), no cycles between
 pipelines."""
 
@@ -7,6 +7,7 @@ from __future__ import annotations
 from .assets import consumed, produced
 from .check import CheckedSpec
 from .diagnostics import Diagnostic
+from .producers import clashes
 
 
 def check_repo(checked: list[CheckedSpec]) -> list[Diagnostic]:
@@ -28,22 +29,36 @@ def _unique_names(specs: list[CheckedSpec]) -> list[Diagnostic]:
 
 
 def _one_producer(specs: list[CheckedSpec]) -> list[Diagnostic]:
-    """Two producers of one Asset overwrite each other's runs, `_LATEST` and watermarks: the second
-    (in check order) is the error, and names the first."""
-    first: dict[str, tuple[CheckedSpec, str]] = {}
+    """One producer per Asset, and no Asset inside another pipeline's (schemas.producers). A clash
+    between two pipelines is reported on both: whichever change added it, its PR fails."""
     out = []
-    for item in specs:
+    for item in specs:  # one pipeline producing one Asset twice
+        seen: dict[str, str] = {}
         for uri, path in produced(item.spec):  # type: ignore[arg-type]
-            key = uri.rstrip("/")  # `s3://b/x` and `s3://b/x/` are one folder
-            if key not in first:
-                first[key] = (item, ".".join(map(str, path)))
-                continue
-            owner, where = first[key]
-            by = "this pipeline" if owner is item else f"pipeline `{owner.spec.pipeline}`"  # type: ignore[union-attr]
-            out.append(item.at_path(path, f"`{uri}` is already produced by {by} ({owner.display}, `{where}`)",
-                                    "one producer per Asset: publish to a URI of your own, and consume the "
-                                    "other pipeline's Asset in a schedule or `train.dataset`", code="repo"))
+            key = uri.rstrip("/")
+            if key in seen:
+                out.append(item.at_path(path, f"`{uri}` is already produced by this pipeline (`{seen[key]}`)",
+                                        _ONE_PRODUCER, code="repo"))
+            seen.setdefault(key, _dotted(path))
+    assets = [(uri, (item, path), item.spec.pipeline)  # type: ignore[union-attr]
+              for item in specs for uri, path in produced(item.spec)]  # type: ignore[arg-type]
+    for clash in clashes(assets):
+        inner, outer = (clash.uri, clash.owner), (clash.other_uri, clash.other)
+        for (uri, (item, path)), (other_uri, (other, other_path)), relation in (
+                (inner, outer, "is also produced by" if clash.same else "lies inside an Asset of"),
+                (outer, inner, "is also produced by" if clash.same else "contains an Asset of")):
+            out.append(item.at_path(
+                path, f"`{uri}` {relation} pipeline `{other.spec.pipeline}` "  # type: ignore[union-attr]
+                f"({other.display}, `{_dotted(other_path)}`: `{other_uri}`)", _ONE_PRODUCER, code="repo"))
     return out
+
+
+_ONE_PRODUCER = ("one producer per Asset, none inside another's: publish to a URI of your own, and consume "
+                 "the other pipeline's Asset in a schedule or `train.dataset`")
+
+
+def _dotted(path: tuple) -> str:
+    return ".".join(map(str, path))
 
 
 def _assets_and_cycles(specs: list[CheckedSpec]) -> list[Diagnostic]:

@@ -220,8 +220,23 @@ def test_second_producer_of_an_asset_is_an_error_naming_the_first(tmp_path):
     second = write_spec(tmp_path, "team_y", "s3://shared/curated/")
     other = write_spec(tmp_path, "team_z", "s3://shared/other/")
     found = check_repo([check_file(p) for p in (first, second, other)])
-    assert [(Path(d.file).name, d.line, d.col) for d in found] == [("team_y.yaml", 5, 14)]
-    assert "team_x" in found[0].message and "team_x.yaml" in found[0].message and found[0].hint
+    assert sorted((Path(d.file).name, d.line, d.col) for d in found) == [("team_x.yaml", 5, 14), ("team_y.yaml", 5, 14)]
+    by_file = {Path(d.file).name: d for d in found}
+    assert "pipeline `team_x` (" in by_file["team_y.yaml"].message and "team_x.yaml" in by_file["team_y.yaml"].message
+    assert "pipeline `team_y` (" in by_file["team_x.yaml"].message and found[0].hint
+
+
+def test_an_asset_inside_another_pipelines_asset_is_an_error_on_both(tmp_path):
+    """The security review's repro: publishing into `<their asset>/runs/<me>` put files a recursive
+    reader of their Asset picks up."""
+    outer = write_spec(tmp_path, "churn", "s3://growth/churn/training/")
+    inner = write_spec(tmp_path, "aab", "s3://growth/churn/training/runs/churn")
+    beside = write_spec(tmp_path, "beside", "s3://growth/churn/training-old/")  # a sibling, not inside
+    found = check_repo([check_file(p) for p in (outer, inner, beside)])
+    messages = {Path(d.file).name: d.message for d in found}
+    assert set(messages) == {"churn.yaml", "aab.yaml"}
+    assert "lies inside an Asset of pipeline `churn`" in messages["aab.yaml"]
+    assert "contains an Asset of pipeline `aab`" in messages["churn.yaml"]
 
 
 def test_check_of_a_single_file_still_passes(tmp_path):
