@@ -31,6 +31,7 @@ from . import __version__
 from .diagnostics import Diagnostic
 from .discover import TEMPLATES_DIR, discover, templates_home
 from .ir import IR_VERSION, Pipeline
+from .producers import clashes
 from .yamlload import MAX_BYTES
 
 POLICY_ENV = "PIPESPEC_POLICY"  # schemas.policy.POLICY_ENV; not imported: that module needs pydantic
@@ -51,9 +52,8 @@ class RepoBuild:
 def build_repo(root: Path, cache_dir: Path | None = None) -> RepoBuild:
     files, problems = discover([root])
     result = RepoBuild(broken=[BrokenSpec(d.file, [d]) for d in problems])
-    names: dict[str, str] = {}
-    producers: dict[str, str] = {}  # Asset URI (no trailing `/`) -> the spec file that publishes it
     digests: dict[str, str] = {}  # one hash per file per parse: many specs share a template
+    compiled: list[Pipeline] = []
     for file in files:
         if file.parent.name == TEMPLATES_DIR:
             continue
@@ -65,30 +65,44 @@ def build_repo(root: Path, cache_dir: Path | None = None) -> RepoBuild:
                 "this is a pipespec bug, please report it; the other pipelines still load", code="internal")]
         if pipeline is None:
             result.broken.append(BrokenSpec(diagnostics[0].file if diagnostics else str(file), diagnostics))
-        elif pipeline.name in names:
-            # Two specs with one name would silently replace each other's DAGs.
-            result.broken.append(BrokenSpec(pipeline.spec_file, [Diagnostic(
-                pipeline.spec_file, 1, 1, "pipeline", f"pipeline name `{pipeline.name}` is already used by "
-                f"{names[pipeline.name]}", "pipeline names become DAG ids: choose a unique name", code="repo")]))
-        elif taken := _taken_assets(pipeline, producers):
-            # Two producers of one Asset would overwrite each other's runs and `_LATEST` (`check` says so too).
-            uri, other = taken[0]
-            result.broken.append(BrokenSpec(pipeline.spec_file, [Diagnostic(
-                pipeline.spec_file, 1, 1, "", f"the Asset `{uri}` is already published by {other}",
-                "one producer per Asset: publish to a URI of your own", code="repo")]))
         else:
-            names[pipeline.name] = pipeline.spec_file
-            producers.update(dict.fromkeys(_outlets(pipeline), pipeline.spec_file))
+            compiled.append(pipeline)
+    contested = _contested(compiled)
+    for pipeline in compiled:
+        if pipeline.spec_file in contested:
+            result.broken.append(BrokenSpec(pipeline.spec_file, contested[pipeline.spec_file]))
+        else:
             result.pipelines.append(pipeline)
     return result
 
 
-def _outlets(pipeline: Pipeline) -> set[str]:
-    return {uri.rstrip("/") for dag in pipeline.dags for task in dag.tasks for uri in task.outlets}
+def _contested(pipelines: list[Pipeline]) -> dict[str, list[Diagnostic]]:
+    """Pipelines that share a name (DAG ids) or whose Assets coincide or nest (schemas.producers).
+    None of them loads: whichever spec came first, a newcomer must not take over the DAGs or the
+    data of a pipeline that was there before (`check` reports both sides, so CI stops the change)."""
+    found: dict[str, list[Diagnostic]] = {}
 
+    def contest(pipeline: Pipeline, message: str, hint: str) -> None:
+        found.setdefault(pipeline.spec_file, []).append(
+            Diagnostic(pipeline.spec_file, 1, 1, "", message, hint, code="repo"))
 
-def _taken_assets(pipeline: Pipeline, producers: dict[str, str]) -> list[tuple[str, str]]:
-    return sorted((uri, producers[uri]) for uri in _outlets(pipeline) if uri in producers)
+    by_name: dict[str, list[Pipeline]] = {}
+    for pipeline in pipelines:
+        by_name.setdefault(pipeline.name, []).append(pipeline)
+    for name, same in by_name.items():
+        for pipeline in same if len(same) > 1 else ():
+            others = ", ".join(p.spec_file for p in same if p is not pipeline)
+            contest(pipeline, f"pipeline name `{name}` is also used by {others}; neither is loaded",
+                    "pipeline names become DAG ids: choose a unique name")
+    outlets = [(uri, p, p.spec_file) for p in pipelines
+               for uri in {outlet for dag in p.dags for task in dag.tasks for outlet in task.outlets}]
+    for clash in clashes(outlets):
+        relation = "is also published by" if clash.same else "nests with"
+        for pipeline, other, uri, other_uri in ((clash.owner, clash.other, clash.uri, clash.other_uri),
+                                                (clash.other, clash.owner, clash.other_uri, clash.uri)):
+            contest(pipeline, f"the Asset `{uri}` {relation} `{other_uri}` of {other.spec_file}; neither is loaded",
+                    "one producer per Asset, none inside another's: publish to a URI of your own")
+    return found
 
 
 def _compile_cached(file: Path, root: Path, cache_dir: Path | None,

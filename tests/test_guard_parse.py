@@ -490,12 +490,16 @@ def test_check_reports_a_symlink_out_and_still_checks_the_rest(pipelines, outsid
     assert "unknown key `infrence`" in out
 
 
-def test_the_loader_loads_one_producer_per_asset(pipelines):
-    """`check` reports the second producer; the loader must not load it either (it would overwrite `_LATEST`)."""
-    (pipelines / "a_first.yaml").write_text(spec("first"))
-    (pipelines / "b_second.yaml").write_text(spec("second").replace("s3://second-bucket/x/", "s3://first-bucket/x"))
+def test_the_loader_lets_no_spec_take_over_another_pipelines_dags_or_assets(pipelines):
+    """`check` reports both sides of a clash; the loader loads neither, so a newcomer sorted first
+    cannot take over an existing pipeline's DAG ids or publish into its Asset (security review)."""
+    (pipelines / "churn.yaml").write_text(spec("churn"))
+    (pipelines / "aaa.yaml").write_text(spec("aaa").replace("pipeline: aaa", "pipeline: churn"))
+    (pipelines / "aab.yaml").write_text(spec("aab").replace("s3://aab-bucket/x/", "s3://good-bucket/x/runs/aab"))
+    (pipelines / "good.yaml").write_text(spec("good"))
+    (pipelines / "other.yaml").write_text(spec("other"))
     result = build.build_repo(pipelines)
-    assert [p.name for p in result.pipelines] == ["first"]
-    [broken] = result.broken
-    assert broken.file.endswith("b_second.yaml")
-    assert "`s3://first-bucket/x` is already published by" in broken.diagnostics[0].message
+    assert [p.name for p in result.pipelines] == ["other"]
+    messages = {Path(b.file).name: b.diagnostics[0].message for b in result.broken}
+    assert "pipeline name `churn` is also used by" in messages["aaa.yaml"] and "aaa.yaml" in messages["churn.yaml"]
+    assert "nests with `s3://good-bucket/x/`" in messages["aab.yaml"] and "neither is loaded" in messages["good.yaml"]
