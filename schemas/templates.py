@@ -105,6 +105,10 @@ class _Resolver:
         if not isinstance(entry.value, str) or not entry.value.strip():
             raise _at(entry.loc, "`extends` takes a template path or a list of them",
                       "for example `extends: templates/text_classifier.yaml`")
+        # The OS refuses these while resolving (NUL, names over NAME_MAX): say so, never crash.
+        if any(ord(c) < 32 for c in entry.value) or any(len(part.encode()) > 255 for part in entry.value.split("/")):
+            raise _at(entry.loc, "this `extends` path has control characters or a name over 255 bytes",
+                      "name a template file under `templates/`, e.g. `extends: templates/base.yaml`")
         if self.home is None:
             raise _at(entry.loc, f"no `{TEMPLATES_DIR}/` directory found above {file.name}",
                       f"put templates in a `{TEMPLATES_DIR}/` directory next to the specs")
