@@ -156,12 +156,17 @@ def _limits(meta: list, noun: str) -> str:
         elif getattr(item, "pattern", None):
             values.append(f"matching `{item.pattern}`")
         elif isinstance(item, MinLen):
-            sizes.append(f"at least {item.min_length} {noun}")
+            sizes.append(f"at least {_count(item.min_length, noun)}")
         elif isinstance(item, MaxLen):
-            sizes.append(f"at most {item.max_length} {noun}")
+            sizes.append(f"at most {_count(item.max_length, noun)}")
     return (" " + ", ".join(values) if values else "") + (f" ({', '.join(sizes)})" if sizes else "")
 
 
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {_PLURAL.get(noun, noun + 's')}"
+
+
+_PLURAL = {"entry": "entries"}
 _SCALARS = {str: "string", int: "integer", float: "number", bool: "boolean", type(None): "null", Any: "any value"}
 
 
@@ -189,7 +194,7 @@ def type_text(tp: Any, meta: list = ()) -> str:
     if _is_model(tp):
         return link(tp.__name__)
     if tp in _SCALARS:
-        return _SCALARS[tp] + _limits(meta, "characters")
+        return _SCALARS[tp] + _limits(meta, "character")
     # A new kind of type: teach this function its name rather than print Python's.
     raise TypeError(f"the reference cannot describe {tp!r}")
 

@@ -119,6 +119,10 @@ def _one(error: dict, root: Node, model: type[BaseModel], data: Any) -> Diagnost
             message = f"{_HIDDEN} is not valid here"
         return at(node.loc, path, message, "", code="invalid-value")
     message = error["msg"].removeprefix("Input should be ").removeprefix("Value error, ")
+    if kind in {"too_short", "too_long"} and isinstance(value, (list, dict)):
+        ctx = error.get("ctx") or {}
+        bound = f"at least {ctx['min_length']}" if kind == "too_short" else f"at most {ctx['max_length']}"
+        return at(node.loc, path, f"{bound} item(s) here, not {len(value)}", hint, code="invalid-value")
     if kind in {"greater_than", "greater_than_equal", "less_than", "less_than_equal", "too_short", "too_long"}:
         message = f"must be {message} (got {quote(value)})"
     return at(node.loc, path, message, hint, code="invalid-value")

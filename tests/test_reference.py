@@ -107,8 +107,8 @@ def test_every_field_of_every_model_is_documented(text, model):
 
 @pytest.mark.parametrize("model, name, kind, default", [
     ("PipelineSpec", "retries", "[Retries](#retries)", "`{count: 2, delay: 5m, backoff: constant}`"),
-    ("DataSection", "sources", "list of [Source](#source) (at least 1 item)", "required"),
-    ("DataSection", "transforms", "list of [Transform](#transform)", "`[]`"),  # no short form: a no-op validator
+    ("DataSection", "sources", "list of [Source](#source) (at least 1 item, at most 64 items)", "required"),
+    ("DataSection", "transforms", "list of [Transform](#transform) (at most 32 items)", "`[]`"),  # no short form: a no-op validator
     ("DataSection", "schedule", "[Schedule](#schedule) · [short form](#short-forms)", "`null`"),
     ("DataSection", "join", "[Join](#join) · [short form](#short-forms)", "`{type: union}`"),
     ("S3Source", "type", "`s3`", "required"),
@@ -120,12 +120,13 @@ def test_every_field_of_every_model_is_documented(text, model):
     ("Quality", "max_null_rate", "mapping of string → number ≥ 0, ≤ 1", "`{}`"),
     ("Resources", "cpu", "string", '`"1"`'),  # quoted: bare 1 would be a number in YAML
     ("Model", "features", "list of string", "`[text]`"),
-    ("RolloutSection", "stages", "list of [Stage](#stage) · [short form](#short-forms)", "`[{full: null}]`"),
+    ("RolloutSection", "stages", "list of [Stage](#stage) (at most 16 items) · [short form](#short-forms)",
+     "`[{full: null}]`"),
     ("RolloutSection", "target", "[Target](#target) · [short form](#short-forms)",
      "`{type: registry_alias, alias: champion}`"),
     ("TrainSection", "compute", "[Compute](#compute)", "`{backend: local}`"),
     ("Trigger", "cron", "cron", "`null`"),
-    ("Trigger", "assets", "[AssetExpr](#assetexpr) or list of [AssetExpr](#assetexpr)", "`null`"),
+    ("Trigger", "assets", "[AssetExpr](#assetexpr) or list of [AssetExpr](#assetexpr) (at most 64 items)", "`null`"),
     ("InferenceSection", "input", "Asset URI", "required"),
     ("PipelineSpec", "description", "string (at most 2000 characters)", '`""`'),
 ])

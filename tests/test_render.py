@@ -157,7 +157,7 @@ def test_broken_spec_is_a_visible_placeholder(tmp_path, monkeypatch):
     assert set(namespace) == {"good__data", "pipespec_invalid__bad"}
     placeholder = namespace["pipespec_invalid__bad"]
     assert "invalid-spec" in placeholder.tags
-    assert "bad.yaml:3:12" in placeholder.doc_md and "should have at least 1 item" in placeholder.doc_md
+    assert "bad.yaml:3:12" in placeholder.doc_md and "at least 1 item(s) here, not 0" in placeholder.doc_md
     monkeypatch.setenv("PIPESPEC_STRICT", "1")
     with pytest.raises(InvalidSpecs, match="bad.yaml:3:12"):
         load_dags(pipelines, {}, tmp_path / "cache")

@@ -72,11 +72,11 @@ AssetUri = Annotated[str, Field(description=f"Asset URI, e.g. `s3://bucket/curat
 
 
 class AllOf(StrictModel):
-    all: list["AssetExpr"] = Field(min_length=1, description="Run when every one of these Assets has updated.")
+    all: list["AssetExpr"] = Field(min_length=1, max_length=64, description="Run when every one of these Assets has updated.")
 
 
 class AnyOf(StrictModel):
-    any: list["AssetExpr"] = Field(min_length=1, description="Run when any one of these Assets has updated.")
+    any: list["AssetExpr"] = Field(min_length=1, max_length=64, description="Run when any one of these Assets has updated.")
 
 
 def _asset_expr_kind(value: Any) -> str | None:
@@ -101,7 +101,7 @@ class Trigger(StrictModel):
     AND/OR), or `assets` with `or_cron` (on the Assets or the cron, whichever comes first)."""
 
     cron: Cron | None = Field(None, description="Run on this cron schedule (and nothing else).")
-    assets: AssetExpr | list[AssetExpr] | None = Field(
+    assets: AssetExpr | Annotated[list[AssetExpr], Field(max_length=64)] | None = Field(
         None, description="Run when these Assets update; a list means all of them.")
     or_cron: Cron | None = Field(None, description="With `assets`: also run on this cron (Assets-or-time).")
 

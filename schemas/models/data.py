@@ -167,8 +167,8 @@ class Drift(StrictModel):
 
 class DataSection(StrictModel):
     schedule: Schedule | None = Field(None, description="When to look for new data; default: manual.")
-    sources: list[Source] = Field(min_length=1, description="One mapped extract task per source.")
-    transforms: list[Transform] = Field(default_factory=list, description="Applied in order, mapped over sources.")
+    sources: list[Source] = Field(min_length=1, max_length=64, description="One mapped extract task per source.")
+    transforms: list[Transform] = Field(default_factory=list, max_length=32, description="Applied in order, mapped over sources (each transform is a task: at most 32 keep the DAG quick to parse).")
     join: Annotated[Join, BeforeValidator(_join_shorthand, json_schema_input_type=Union[
         Literal["union", "inner", "left"], Join])] = Field(default_factory=Join)
     threshold: Threshold = Field(default_factory=Threshold)

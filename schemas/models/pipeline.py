@@ -33,13 +33,14 @@ class PipelineSpec(StrictModel):
     # Airflow stores owners in a 2,000-character column; a longer one fails while the DAG is saved.
     owner: str = Field("pipespec", min_length=1, max_length=2000,
                        description="Team that owns the pipeline (shown in the Airflow UI).")
-    tags: list[DagTag] = Field(default_factory=list, description=f"DAG tags, each 1 to {TAG_MAX_LENGTH} characters.")
+    tags: list[DagTag] = Field(default_factory=list, max_length=32,
+                               description=f"DAG tags, each 1 to {TAG_MAX_LENGTH} characters.")
     external_assets: list[AssetUri] = Field(
-        default_factory=list, description="Assets this pipeline consumes that no pipeline in the repo produces.")
+        default_factory=list, max_length=256, description="Assets this pipeline consumes that no pipeline in the repo produces.")
     data: DataSection | None = None
     train: TrainSection | None = None
     evaluate: EvaluateSection | None = None
     rollout: RolloutSection | None = None
     retries: Retries = Field(default_factory=Retries)
-    alerts: list[Alert] = Field(default_factory=list)
+    alerts: list[Alert] = Field(default_factory=list, max_length=32)
     inference: InferenceSection | None = None

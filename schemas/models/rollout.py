@@ -82,7 +82,7 @@ def _target_shorthand(value: Any) -> Any:
 class RolloutSection(StrictModel):
     policy: Literal["champion_challenger"] = "champion_challenger"
     min_improvement: float = Field(0.0, ge=0, description="The challenger must beat the champion by at least this.")
-    stages: list[Stage] = Field(default_factory=lambda: [Full()], description="In order; `full` comes last.")
+    stages: list[Stage] = Field(default_factory=lambda: [Full()], max_length=16, description="In order; `full` comes last.")
     target: Annotated[Target, BeforeValidator(_target_shorthand, json_schema_input_type=Union[
         Literal["registry_alias"], Target])] = Field(
         default_factory=lambda: RegistryAliasTarget(type="registry_alias"))
