@@ -63,9 +63,16 @@ def _load(pipelines_dir: Path, namespace: dict[str, Any], cache_dir: Path | None
             broken.append(BrokenSpec(pipeline.spec_file, [_rejected(pipeline, exc)]))
     if broken and os.environ.get("PIPESPEC_STRICT") == "1":
         raise InvalidSpecs("\n".join(_report(b) for b in broken))
-    for spec in broken:
-        log.error("pipespec: invalid spec %s\n%s", spec.file, _report(spec))
-        rendered.append(placeholder_dag(spec, taken={d.dag_id for d in rendered}))
+    for index, spec in enumerate(broken):
+        taken = {d.dag_id for d in rendered}
+        try:
+            log.error("pipespec: invalid spec %s\n%s", spec.file, _report(spec))
+            rendered.append(placeholder_dag(spec, taken))
+        except Exception:  # noqa: BLE001 - an odd name or message must not take the other DAGs down
+            log.exception("pipespec: could not describe invalid spec #%d", index)
+            rendered.append(placeholder_dag(BrokenSpec(f"invalid_spec_{index}", [Diagnostic(
+                f"invalid_spec_{index}", 1, 1, "", "a spec is invalid and could not be described here",
+                "run `pipespec check` on the specs folder", code="internal")]), taken))
     for dag in rendered:
         namespace[dag.dag_id] = dag
     return [dag.dag_id for dag in rendered]
@@ -104,7 +111,7 @@ def placeholder_id(file: str, taken: Collection[str] = ()) -> str:
     if len(dag_id) <= MAX_DAG_ID and dag_id not in taken:
         return dag_id
     # Names that were cut or collide (two files, one stem) stay apart by a hash of the whole path.
-    suffix = "_" + hashlib.sha256(file.encode()).hexdigest()[:10]
+    suffix = "_" + hashlib.sha256(file.encode("utf-8", "surrogateescape")).hexdigest()[:10]
     return dag_id[: MAX_DAG_ID - len(suffix)] + suffix
 
 

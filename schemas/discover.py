@@ -42,6 +42,14 @@ def discover(paths: list[Path]) -> tuple[list[Path], list[Diagnostic]]:
 
 
 def _keep_inside(file: Path, root: Path, root_name: str, files: list[Path], problems: list[Diagnostic]) -> None:
+    try:
+        str(file).encode("utf-8")
+    except UnicodeEncodeError:  # bytes that are not UTF-8: no DAG id, doc or JSON report can carry the name
+        shown = str(file).encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+        problems.append(Diagnostic(shown, 1, 1, "", "this file name is not valid UTF-8; it is not read",
+                                   "rename the file with UTF-8 characters (pipeline names are lower_snake_case)",
+                                   code="filename", redact_source=True))
+        return
     if within(file, root):
         files.append(file)
     else:

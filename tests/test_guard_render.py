@@ -505,3 +505,22 @@ def test_normal_dag_docs_quote_nothing_but_validated_values(tmp_path):
     for dag in render_file(spec):
         assert "hunter2" not in dag.doc_md
         assert all("hunter2" not in (t.doc_md or "") for t in dag.tasks)
+
+
+def test_spec_files_whose_names_are_not_utf8_hide_no_dag(tmp_path):
+    """The security review's repro: a broken spec named with a non-UTF-8 byte crashed the placeholder
+    (hashing the name), and with it the whole DAG file."""
+    from renderer.loader import load_dags
+
+    specs = tmp_path / "pipelines"
+    shutil.copytree(ROOT / "pipelines", specs)
+    for name in (b"a\xff.yaml", b"b" * 240 + b"\xff.yaml"):
+        with open(os.path.join(os.fsencode(specs), name), "wb") as handle:
+            handle.write(b"pipeline: [broken\n")
+    namespace: dict[str, Any] = {}
+    dag_ids = load_dags(specs, namespace)
+    assert set(load_dags(ROOT / "pipelines", {})) < set(dag_ids)  # every good DAG still loads
+    placeholders = [namespace[d] for d in dag_ids if d.startswith("pipespec_invalid__")]
+    assert len(placeholders) == 2 and all("not valid UTF-8" in dag.doc_md for dag in placeholders)
+    for dag in placeholders:
+        dag.validate()
