@@ -69,12 +69,10 @@ def _leaves(value: Any, path: tuple) -> Iterator[tuple[tuple, Any, str]]:
                 yield from _leaves(item, (*path, index))
 
 
-def enforce_train(task_id: str, params: Mapping[str, Any]) -> None:
-    """Raise PolicyRefused unless the policy allows every setting of this `train` task."""
+def enforce_train(task_id: str, params: Mapping[str, Any], owner: str | None = None) -> None:
+    """Raise PolicyRefused unless the policy allows `owner`'s team every setting of this `train` task."""
     policy = _policy(task_id)
-    # `owner` is the spec's team; params compiled before it was passed get the `default` section.
-    violations = check_train(policy, params.get("owner"), params["compute"], params.get("model"),
-                             params.get("dataset"))
+    violations = check_train(policy, owner, params["compute"], params.get("model"), params.get("dataset"))
     _refuse(task_id, violations)
 
 

@@ -21,7 +21,7 @@ from schemas.policy import (POLICY_ENV, Policy, PolicyFileError, Rules, check_co
 
 ROOT = Path(__file__).resolve().parent.parent
 RUN = {"dag_id": "p__train", "task_id": "train", "run_id": "manual__1", "map_index": -1, "try_number": 1,
-       "logical_date": None, "data_interval_start": None, "data_interval_end": None}
+       "logical_date": None, "data_interval_start": None, "data_interval_end": None, "owner": "team-a"}
 
 K8S = "{backend: kubernetes, image: ghcr.io/acme/train:1.0, namespace: team-a-jobs}"
 ANYSCALE = "{backend: anyscale, image_uri: anyscale/ray:2.44.0-py311}"
@@ -267,11 +267,10 @@ def test_cli_refuses_a_broken_or_misplaced_policy(tmp_path, capsys):
 
 # --- run time: the request builders refuse before building anything ------------------------------
 
-def train_params(compute: dict, owner: str | None = "team-a") -> dict:
-    params = {"pipeline": "p", "dataset": "s3://team-a-data/curated/", "compute": compute, "spec_hash": "h",
+def train_params(compute: dict) -> dict:
+    return {"pipeline": "p", "dataset": "s3://team-a-data/curated/", "compute": compute, "spec_hash": "h",
               "model": {"type": "keras_text_classifier", "label": "label", "features": ["text"], "params": {}},
               "holdout": None, "holdout_fraction": 0.2}
-    return {**params, "owner": owner} if owner else params
 
 
 def k8s(**settings) -> dict:
@@ -342,9 +341,10 @@ def test_builders_enforce_the_workers_policy_file_per_team(tmp_path, builders_mu
     from tasklib.guard import PolicyRefused
 
     builders_must_not_build.setenv(POLICY_ENV, str(write_policy(tmp_path, TEAM_A)))
-    for owner in ("team-b", None):  # another team; params compiled without an owner get `default`
+    for owner in ("team-b", None):  # another team (the DAG owner, from the run); no owner gets `default`
         with pytest.raises(PolicyRefused, match="namespace `team-a-jobs` is not allowed"):
-            kubernetes.pod_operator_kwargs("train", train_params(k8s(namespace="team-a-jobs"), owner), run=RUN)
+            kubernetes.pod_operator_kwargs("train", train_params(k8s(namespace="team-a-jobs")),
+                                           run={**RUN, "owner": owner})
     with pytest.raises(PolicyRefused, match=r"PersistentVolumeClaim `team-b-pvc`"):
         kubernetes.pod_operator_kwargs("train", train_params(k8s(namespace="team-a-jobs", volumes=[
             {"name": "d", "claim": "team-b-pvc", "mount_path": "/d"}])), run=RUN)
@@ -382,7 +382,7 @@ def test_spec_env_never_overrides_the_platforms_variables(monkeypatch):
     from tasklib.compute import anyscale as anyscale_compute
 
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://mlflow.platform:5000")
-    monkeypatch.setattr("tasklib.compute.anyscale.enforce_train", lambda task_id, params: None)
+    monkeypatch.setattr("tasklib.compute.anyscale.enforce_train", lambda task_id, params, owner: None)
     params = train_params(copy.deepcopy(anyscale()))
     params["compute"]["env"] = {"MLFLOW_TRACKING_URI": "http://evil.example", "TF_CPP_MIN_LOG_LEVEL": "2"}
     kwargs = anyscale_compute.job_operator_kwargs("train", params, run=RUN)

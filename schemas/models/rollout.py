@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import BeforeValidator, Discriminator, Field
+from pydantic import AfterValidator, BeforeValidator, Discriminator, Field
+from pydantic_core import PydanticCustomError
 
 from .common import Duration, StrictModel, single_key_union
 
@@ -49,9 +50,22 @@ Stage = single_key_union(("shadow", Shadow), ("canary", Canary), ("approval", Ap
                          shorthand=True, what="rollout stage")
 
 
+# Aliases pipespec moves itself (tasklib.model.registry, tasklib.rollout.stages): serving one of them
+# would serve unevaluated challengers, or let the shadow/canary stages move the serving alias.
+RESERVED_ALIASES = ("challenger", "shadow", "canary")
+
+
+def _serving_alias(alias: str) -> str:
+    if alias in RESERVED_ALIASES or alias.startswith("previous_"):
+        raise PydanticCustomError("reserved_alias", f"`{alias}` is an alias pipespec moves itself during a rollout")
+    return alias
+
+
 class RegistryAliasTarget(StrictModel):
     type: Literal["registry_alias"]
-    alias: str = Field("champion", description="Registry alias that serving and inference load.")
+    alias: Annotated[str, Field(pattern=r"^[a-z][a-z0-9_-]{0,62}$"), AfterValidator(_serving_alias)] = Field(
+        "champion", description="Registry alias that serving and inference load; not `challenger`, `shadow`, "
+                                "`canary` or `previous_*`, which pipespec moves itself.")
 
 
 class AnyscaleServiceTarget(StrictModel):

@@ -43,7 +43,7 @@ def job_operator_kwargs(task_id: str, params: Mapping[str, Any], *, run: Mapping
     compute = params["compute"]
     if compute.get("backend") != "anyscale":
         raise ValueError(f"train task `{task_id}`: compute backend is `{compute.get('backend')}`, not anyscale")
-    enforce_train(task_id, params)  # before fine-tuning data is written or anything is submitted
+    enforce_train(task_id, params, run.get("owner"))  # before fine-tuning data is written or anything is submitted
     if params["model"]["type"] == "llm_finetune":
         entrypoint, job_env = _llm_job(params, run)
         py_modules = None

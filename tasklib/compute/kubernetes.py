@@ -54,7 +54,7 @@ def pod_operator_kwargs(task_id: str, params: Mapping[str, Any], *, run: Mapping
     compute = params["compute"]
     if compute.get("backend") != "kubernetes":
         raise ValueError(f"train task `{task_id}`: compute backend is `{compute.get('backend')}`, not kubernetes")
-    enforce_train(task_id, params)  # before anything of the request is built
+    enforce_train(task_id, params, run.get("owner"))  # before anything of the request is built
     volumes = compute.get("volumes") or []
     return {
         "name": dns_label(f"{params['pipeline']}-{task_id}", max_length=50),
