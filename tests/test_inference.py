@@ -333,7 +333,7 @@ def test_missing_champion_fails_without_retries_in_airflow():
     override("inference.load_champion", no_champion)
     try:
         with pytest.raises(AirflowFailException, match="no `champion` model yet"):
-            _call("inference.load_champion", RunContext(dag_id="p__inference", task_id="load_champion", run_id="r"), {})
+            _call("inference.load_champion", RunContext(dag_id="p__inference", task_id="load_champion", run_id="r"), {}, {})
     finally:
         override("inference.load_champion", None)
 
