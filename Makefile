@@ -11,7 +11,7 @@ export AIRFLOW__CORE__PARALLELISM := 4
 export AIRFLOW__DAG_FACTORY__ENABLE_TELEMETRY := False
 export DO_NOT_TRACK := 1
 
-.PHONY: demo test install browser check schema bench clean
+.PHONY: demo test test-fast install browser check schema bench clean
 
 $(UV):
 	$(PYTHON) -m venv $(BOOT)
@@ -38,10 +38,14 @@ schema: install
 	$(VENV)/bin/pipespec schema
 
 demo: install
-	$(PY) -m renderer.demo
+	$(PY) -m pipespec.local.demo
 
 test: install browser
 	$(PY) -m pytest
+
+# The spec language, the compiler and the steps that need no Airflow: seconds, with Airflow unimportable.
+test-fast: install
+	PIPESPEC_TEST_WITHOUT_AIRFLOW=1 $(PY) -m pytest -m "not airflow and not slow and not browser"
 
 bench: install
 	$(PY) bench/run_all.py

@@ -3,9 +3,9 @@
 What is measured (wall clock, best of --repeat runs, side by side in one run):
 
   python -c pass                 interpreter startup, for context
-  import schemas.check+repo      what every `pipespec check` pays before reading a file
+  import pipespec.schemas.check+repo      what every `pipespec check` pays before reading a file
   pipespec check DIR             the CLI as a subprocess on all 1,000 specs (+ the 3 templates)
-  in-process check               schemas.check.check_file over every file + schemas.repo.check_repo
+  in-process check               pipespec.schemas.check.check_file over every file + pipespec.schemas.repo.check_repo
                                  (imports already done: the pure checking cost)
   pipespec check HALF            the CLI on the 500 self-contained specs only
   check-jsonschema HALF          check-jsonschema --schemafile schemas/pipeline.schema.json on
@@ -54,11 +54,11 @@ import yaml
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from schemas.check import check_file, discover  # noqa: E402
-from schemas.cli import main as pipespec_main  # noqa: E402
-from schemas.repo import check_repo  # noqa: E402
-from schemas.templates import resolve  # noqa: E402
-from schemas.yamlload import load_file  # noqa: E402
+from pipespec.schemas.check import check_file, discover  # noqa: E402
+from pipespec.cli import main as pipespec_main  # noqa: E402
+from pipespec.schemas.repo import check_repo  # noqa: E402
+from pipespec.schemas.templates import resolve  # noqa: E402
+from pipespec.schemas.yamlload import load_file  # noqa: E402
 
 BIN = REPO / ".venv" / "bin"
 PYTHON = BIN / "python"
@@ -402,8 +402,8 @@ def measure(directory: Path, self_contained: list[Path], repeat: int) -> list[Ro
     half = [str(p) for p in self_contained]
     cases = [
         ("python -c pass (startup)", None, subprocess_action([str(PYTHON), "-c", "pass"]), False),
-        ("import schemas.check+repo", None,
-         subprocess_action([str(PYTHON), "-c", "import schemas.check, schemas.repo"]), False),
+        ("import pipespec.schemas.check+repo", None,
+         subprocess_action([str(PYTHON), "-c", "import pipespec.schemas.check, pipespec.schemas.repo"]), False),
         ("pipespec check DIR", all_files, subprocess_action([str(PIPESPEC), "check", str(directory)]), False),
         ("in-process check_file+repo", all_files, in_process([directory]), False),
         ("pipespec check HALF", len(half), subprocess_action([str(PIPESPEC), "check", *half]), False),
@@ -441,7 +441,7 @@ def targets(rows: list[Row], specs: int, judge: str = "wall") -> list[tuple[str,
     full, half, base = by_tool["pipespec check DIR"], by_tool["pipespec check HALF"], by_tool["check-jsonschema HALF"]
     seconds = (lambda r: r.cpu) if judge == "cpu" else (lambda r: r.seconds)
     # With --specs other than 1,000, project: the fixed start-up cost once, the rest per spec.
-    fixed = seconds(by_tool["import schemas.check+repo"])
+    fixed = seconds(by_tool["import pipespec.schemas.check+repo"])
     scaled = fixed + (seconds(full) - fixed) * 1000 / specs
     note = f" {judge}" + ("" if specs == 1000 else f" (projected from {specs} specs)")
     return [

@@ -8,7 +8,7 @@ is comparable), each importing the same modules before its clock starts:
                          in memory), per source dedupe by `text` (first row wins), drop rows with an
                          empty `text` or `label`, collapse whitespace (`\\s+`), strip, lowercase,
                          redact emails, card numbers (Luhn-checked) and phone numbers with the same
-                         patterns as tasklib.data.pii, union with a `_source` column, write one
+                         patterns as pipespec.tasklib.data.pii, union with a `_source` column, write one
                          Parquet file, count the rows against the threshold.
   pipespec steps         the data DAG of a generated spec (extends templates/text_classifier.yaml:
                          dedupe, drop_empty, normalize_text, redact_pii, union, threshold), compiled
@@ -30,7 +30,7 @@ memory is bounded (it stops growing once every source has several batches) or st
 
 Data: 4 sources, deterministic (fixed seeds): `zendesk` and `email` (JSON lines), `survey` (CSV),
 `app` (Parquet); columns text, label, ts (int epoch seconds), score (float). Texts are feedback
-messages (tasklib.sample_data) made unique with a letter code, then ~6% exact duplicates, ~1.5%
+messages (pipespec.local.sample_data) made unique with a letter code, then ~6% exact duplicates, ~1.5%
 empty or blank, ~0.3% null labels, 20% odd whitespace, 30% capitalised or upper case, ~6% with an
 email, phone or card number (plus card-shaped order numbers that fail the Luhn check).
 
@@ -80,7 +80,7 @@ SOURCES = (("zendesk", "jsonl"), ("email", "jsonl"), ("survey", "csv"), ("app", 
 STEPS = ("data.extract", "data.transform", "data.join", "data.measure")  # the DAG up to the gate
 THROUGHPUT_RATIO = 0.5
 PYCACHE = Path(tempfile.gettempdir()) / "pipespec-bench-pycache"
-BATCH_ROWS_TEXT = "65,536"  # tasklib.storage.BATCH_ROWS, for messages
+BATCH_ROWS_TEXT = "65,536"  # pipespec.tasklib.storage.BATCH_ROWS, for messages
 
 
 # =========================================================================== measuring (shared)
@@ -229,7 +229,7 @@ def feedback_table(count: int, seed: int) -> Any:
     import numpy as np
     import pyarrow as pa
 
-    from tasklib.sample_data import feedback_rows
+    from pipespec.local.sample_data import feedback_rows
 
     rng = np.random.default_rng(seed)
     base = feedback_rows(512, seed)
@@ -322,8 +322,8 @@ evaluate:
 
 def prepare(workdir: Path, rows: int) -> list[dict]:
     """Write the sources and a spec into `workdir`; return the compiled data tasks up to `measure`."""
-    from schemas.check import check_file
-    from schemas.compile import compile_checked
+    from pipespec.schemas.check import check_file
+    from pipespec.compiler.compile import compile_checked
 
     per_source = rows // len(SOURCES)
     for index, (name, fmt) in enumerate(SOURCES):
@@ -369,7 +369,7 @@ def run_plan(tasks: list[dict], call: Call) -> dict[str, Any]:
 
 
 def context(task: dict, map_index: int) -> Any:
-    from tasklib.context import RunContext
+    from pipespec.tasklib.context import RunContext
 
     return RunContext(dag_id=task["dag_id"], task_id=task["task_id"], run_id="bench__2026-01-01",
                       map_index=map_index, logical_date="2026-01-01T00:00:00+00:00",
@@ -386,17 +386,17 @@ def warm_imports() -> None:
     import pyarrow.json  # noqa: F401
     import pyarrow.parquet  # noqa: F401
 
-    from tasklib import registry
+    from pipespec.tasklib import steps as registry
 
     for name in STEPS:
         registry.resolve(name)
-    from tasklib.data import pii  # noqa: F401  (imported lazily by redact_pii)
+    from pipespec.tasklib.data import pii
 
 
 def child_unit(call_file: str, out_file: str) -> None:
     """One task instance in this fresh process, as an Airflow worker runs it."""
     warm_imports()
-    from tasklib import registry
+    from pipespec.tasklib import steps as registry
 
     call = json.loads(Path(call_file).read_text())
     step, ctx = registry.resolve(call["task"]["step"]), context(call["task"], call["map_index"])
@@ -428,7 +428,7 @@ def child_hand(workdir: str, out_file: str) -> None:
 def child_profile(plan_file: str, stats_file: str) -> None:
     """All task instances in this one process, under cProfile."""
     warm_imports()
-    from tasklib import registry
+    from pipespec.tasklib import steps as registry
 
     tasks = json.loads(Path(plan_file).read_text())
     profiler = cProfile.Profile()
@@ -456,8 +456,7 @@ def hand_written(workdir: Path, out_parquet: Path) -> int:
     import pyarrow.json as pj
     import pyarrow.parquet as pq
 
-    from tasklib.data.pii import (CARD_CANDIDATE, EMAIL, EMAIL_PATTERN, PHONE, PHONE_INTERNATIONAL, PHONE_US,
-                                  redact_cards_in)
+    from pipespec.tasklib.data.pii import CARD_CANDIDATE, EMAIL, EMAIL_PATTERN, PHONE, PHONE_INTERNATIONAL, PHONE_US, redact_cards_in
 
     readers = {"jsonl": pj.read_json, "csv": pcsv.read_csv, "parquet": pq.read_table}
 
@@ -494,7 +493,7 @@ def compare(ours_uri: str, hand_path: Path) -> tuple[int, float]:
     """Both outputs hold the same rows in the same order (else stop); returns (rows, Arrow MB)."""
     import pyarrow.parquet as pq
 
-    from tasklib.storage import Ref, read_table
+    from pipespec.tasklib.storage import Ref, read_table
 
     ours = read_table(Ref(ours_uri, 0, {}, ""))
     hand = pq.read_table(hand_path)
@@ -591,8 +590,8 @@ def print_growth(peaks: dict[int, float], limit: float) -> None:
 
 
 def batch_mb(data_mb: float, rows: int) -> float:
-    """The Arrow size of one batch (tasklib.storage.BATCH_ROWS rows) of this data."""
-    from tasklib.storage import BATCH_ROWS
+    """The Arrow size of one batch (pipespec.tasklib.storage.BATCH_ROWS rows) of this data."""
+    from pipespec.tasklib.storage import BATCH_ROWS
 
     return data_mb / max(rows, 1) * BATCH_ROWS
 

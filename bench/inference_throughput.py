@@ -7,14 +7,14 @@ TensorFlow, Keras, pyarrow, MLflow and tasklib before its clock starts:
                          all input Parquet files (pq.read_table of the folder), ONE `model.predict` on
                          the whole text column, take the argmax label and its probability, write one
                          Parquet file. Its batch size is the one pipespec predicts with
-                         (tasklib.model.keras_models.PREDICT_ROWS, 8,192 rows), so the comparison
+                         (pipespec.tasklib.model.keras_models.PREDICT_ROWS, 8,192 rows), so the comparison
                          measures pipespec's overhead, not batch-size tuning (batch size is most of
                          CPU inference time: 256-row batches take about 4x as long); --direct-batch
                          changes it. A single `model.predict` call pays its tf.data setup once, so it
                          is the fastest way to use `model.predict` by hand.
-                         tasklib.model.keras_models.predict calls `predict_on_batch` per chunk of
+                         pipespec.tasklib.model.keras_models.predict calls `predict_on_batch` per chunk of
                          PREDICT_ROWS rows instead (no tf.data pipeline per shard).
-  pipespec steps         the inference DAG's steps with a RunContext, as compiled (schemas/compile.py
+  pipespec steps         the inference DAG's steps with a RunContext, as compiled (pipespec/compiler/compile.py
                          `_inference_dag`): inference.load_champion (the `champion` alias in the
                          MLflow registry) -> inference.plan_shards (shard_size rows) -> inference.predict
                          per shard (the first one downloads the model version from MLflow into an
@@ -24,9 +24,9 @@ TensorFlow, Keras, pyarrow, MLflow and tasklib before its clock starts:
                          TensorFlow import and a model load per shard (both printed) but divides
                          the predict time by the number of worker slots.
 
-Setup (not timed, in its own process): a real Keras text classifier (tasklib.model.keras_models,
-keras_text_classifier, a few epochs) trained on tasklib.sample_data.feedback_rows, registered with
-tasklib.model.registry (MLFLOW_TRACKING_URI=sqlite under a temporary directory) and aliased
+Setup (not timed, in its own process): a real Keras text classifier (pipespec.tasklib.model.keras_models,
+keras_text_classifier, a few epochs) trained on pipespec.local.sample_data.feedback_rows, registered with
+pipespec.tasklib.model.registry (MLFLOW_TRACKING_URI=sqlite under a temporary directory) and aliased
 `champion`; 200,000 input rows (feedback_rows, another seed) written as 4 Parquet files.
 
 Rows/s count input rows. Both variants must predict the same label for every row (and the same
@@ -76,9 +76,9 @@ def child_setup(workdir: str, rows: str, out_file: str) -> None:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from tasklib import storage
-    from tasklib.model import keras_models, registry
-    from tasklib.sample_data import feedback_rows
+    from pipespec.tasklib import storage
+    from pipespec.tasklib.model import keras_models, registry
+    from pipespec.local.sample_data import feedback_rows
 
     start = time.perf_counter()
     params = keras_models.resolve_params(MODEL)
@@ -116,15 +116,15 @@ def warm_imports() -> dict[str, float]:
     import pyarrow  # noqa: F401
     import pyarrow.parquet  # noqa: F401
 
-    from tasklib import inference  # noqa: F401
-    from tasklib.model import keras_models, registry  # noqa: F401
+    from pipespec.tasklib import inference  # noqa: F401
+    from pipespec.tasklib.model import keras_models, registry  # noqa: F401
 
     registry.client()  # MLflow's modules
     return {"import_tensorflow_seconds": tensorflow_seconds, "import_seconds": time.perf_counter() - start}
 
 
 def context(task_id: str, map_index: int = -1) -> Any:
-    from tasklib.context import RunContext
+    from pipespec.tasklib.context import RunContext
 
     return RunContext(dag_id=f"{PIPELINE}__inference", task_id=task_id, run_id="bench__2026-01-01",
                       map_index=map_index, logical_date="2026-01-01T00:00:00+00:00")
@@ -133,7 +133,7 @@ def context(task_id: str, map_index: int = -1) -> Any:
 def child_ours(shard_size: str, out_file: str) -> None:
     """The inference steps in order, each shard after the other; each step's time is recorded."""
     imports = warm_imports()
-    from tasklib import inference
+    from pipespec.tasklib import inference
 
     steps: dict[str, float] = {}
 
@@ -147,12 +147,12 @@ def child_ours(shard_size: str, out_file: str) -> None:
         model = step("load_champion", lambda: inference.load_champion(context("load_champion"), pipeline=PIPELINE,
                                                                       alias="champion"))
         shards = step("plan_shards", lambda: inference.plan_shards(
-            context("plan_shards"), pipeline=PIPELINE, input=INPUT, format="parquet", shard_size=int(shard_size)))
+            context("plan_shards"), input=INPUT, format="parquet", shard_size=int(shard_size)))
         predicted = []
         for index, shard in enumerate(shards):
             name = "predict (first shard)" if index == 0 else "predict (other shards)"
             predicted.append(step(name, lambda: inference.predict(context("predict", index), pipeline=PIPELINE,
-                                                                  output=OUTPUT, model=model, shard=shard)))
+                                                                  model=model, shard=shard)))
         published = step("publish", lambda: inference.publish(context("publish_predictions"), pipeline=PIPELINE,
                                                                output=OUTPUT, shards=predicted))
         return {"shards": len(shards), "parts": [p["uri"] for p in predicted], "published": published}
@@ -165,8 +165,8 @@ def child_ours(shard_size: str, out_file: str) -> None:
 
 def _load_seconds() -> float:
     """What loading the model costs a fresh worker (it is cached after the first shard here)."""
-    from tasklib import inference
-    from tasklib.model import keras_models, registry
+    from pipespec.tasklib import inference
+    from pipespec.tasklib.model import keras_models, registry
 
     version = registry.version_for(PIPELINE, "champion")
     directory = inference.cached_model_dir(PIPELINE, str(version))
@@ -182,8 +182,8 @@ def child_direct(model_dir: str, batch_size: str, output: str, out_file: str) ->
     import pyarrow.parquet as pq
     import tensorflow as tf
 
-    from tasklib import storage
-    from tasklib.model.keras_models import PREDICT_ROWS
+    from pipespec.tasklib import storage
+    from pipespec.tasklib.model.keras_models import PREDICT_ROWS
 
     batch = int(batch_size) or PREDICT_ROWS
 
@@ -211,7 +211,7 @@ def compare(ours: dict, direct_file: Path) -> int:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from tasklib import storage
+    from pipespec.tasklib import storage
 
     parts = [pq.read_table(storage.filesystem(uri)[1]) for uri in ours["result"]["parts"]]
     mine = pa.concat_tables(parts).sort_by("id")
@@ -266,7 +266,7 @@ def main() -> int:
     parser.add_argument("--repeat", type=int, default=2, help="runs of each variant, alternating; the best counts "
                         "(default 2: most of a run is the TensorFlow import, and a shared machine is noisy)")
     parser.add_argument("--direct-batch", type=int, default=0, help="model.predict's batch size in the direct "
-                        "script (default: tasklib.model.keras_models.PREDICT_ROWS, the rows per call pipespec uses)")
+                        "script (default: pipespec.tasklib.model.keras_models.PREDICT_ROWS, the rows per call pipespec uses)")
     add_shared_options(parser, judged="the target")
     args = parser.parse_args()
     if ran_as_child(args, {"setup": child_setup, "ours": child_ours, "direct": child_direct}):

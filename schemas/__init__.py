@@ -1,3 +1,2 @@
-"""pipespec's spec layer: load, check and compile pipeline specs. Never imports Airflow."""
-
-__version__ = "0.1.0"
+"""The spec language: load YAML with positions, resolve `extends`, validate (pydantic models), check
+semantics and the platform policy, report diagnostics. Never imports Airflow or the task library."""

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from .diagnostics import Path
-from .models import PipelineSpec
-from .models.common import MANUAL, AllOf, AnyOf, Trigger
+from pipespec.schemas.diagnostics import Path
+from pipespec.schemas.models import PipelineSpec
+from pipespec.schemas.models.common import MANUAL, AllOf, AnyOf, Trigger
 
 
 def model_asset(spec: PipelineSpec) -> str | None:

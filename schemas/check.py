@@ -13,16 +13,16 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from .diagnostics import Diagnostic, SpecError, at
-from .discover import SPEC_SUFFIXES, discover  # noqa: F401 - part of this module's interface
-from .locate import locate
-from .models import PipelineSpec
-from .policy import Policy, PolicyFileError, active_policy, check_spec
-from .secrets import find_secrets, redact
-from .semantics import run_checks
-from .templates import TEMPLATES_DIR, resolve
-from .validation_errors import from_validation_error
-from .yamlload import Node, load_file
+from pipespec.schemas.diagnostics import Diagnostic, SpecError, at
+from pipespec.schemas.discover import SPEC_SUFFIXES, discover  # noqa: F401 - part of this module's interface
+from pipespec.schemas.locate import locate
+from pipespec.schemas.models import PipelineSpec
+from pipespec.schemas.policy import Policy, PolicyFileError, active_policy, check_spec
+from pipespec.schemas.secrets import find_secrets, redact
+from pipespec.schemas.semantics import run_checks
+from pipespec.schemas.templates import TEMPLATES_DIR, resolve
+from pipespec.schemas.validation_errors import from_validation_error
+from pipespec.schemas.yamlload import Node, load_file
 
 
 

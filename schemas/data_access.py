@@ -2,7 +2,7 @@
 
 - A local source's `path` is relative to the spec's folder: not absolute, no `..`, no `~`,
   no control characters. Other folders are reached only through the platform's data root
-  (`PIPESPEC_DATA_ROOT`), which the steps enforce at run time (tasklib.storage), symlinks included.
+  (`PIPESPEC_DATA_ROOT`), which the steps enforce at run time (pipespec.tasklib.storage), symlinks included.
 - URIs that steps read or write (sources, published Assets, holdouts, drift references,
   inference input and output) use a scheme the storage layer serves for specs: `s3` only.
   `file://` is the platform's own work area, never a spec's: a spec that could name it

@@ -1,7 +1,7 @@
 """Diagnostics: every problem pipespec finds, with where it is and how to fix it.
 
 Checking is separate from reporting (the check-jsonschema approach): checks
-produce `Diagnostic` values; `schemas.report` turns them into text, JSON or
+produce `Diagnostic` values; `pipespec.schemas.reporters` turns them into text, JSON or
 GitHub Actions annotations.
 """
 

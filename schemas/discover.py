@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .diagnostics import Diagnostic
+from pipespec.schemas.diagnostics import Diagnostic
 
 SPEC_SUFFIXES = (".yaml", ".yml")
 TEMPLATES_DIR = "templates"

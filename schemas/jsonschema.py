@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from .models import PipelineSpec
+from pipespec.schemas.models import PipelineSpec
 
 SCHEMA_ID = "https://pipespec.dev/schemas/pipeline.schema.json"
 

@@ -10,8 +10,8 @@ from typing import Any, Union
 from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 
-from .diagnostics import Loc, Path
-from .yamlload import Node
+from pipespec.schemas.diagnostics import Loc, Path
+from pipespec.schemas.yamlload import Node
 
 
 def locate(root: Node, loc: tuple) -> tuple[Node, Path, bool]:

@@ -41,12 +41,12 @@ from urllib.parse import unquote, urlsplit
 
 from pydantic import Field, ValidationError
 
-from .diagnostics import Diagnostic, SpecError, format_path
-from .diagnostics import Path as DataPath
-from .models.common import Duration, StrictModel, parse_duration
-from .models.train import Quantity, parse_quantity
-from .validation_errors import from_validation_error
-from .yamlload import load_file
+from pipespec.schemas.diagnostics import Diagnostic, SpecError, format_path
+from pipespec.schemas.diagnostics import Path as DataPath
+from pipespec.schemas.models.common import Duration, StrictModel, parse_duration
+from pipespec.schemas.models.train import Quantity, parse_quantity
+from pipespec.schemas.validation_errors import from_validation_error
+from pipespec.schemas.yamlload import load_file
 
 POLICY_ENV = "PIPESPEC_POLICY"
 

@@ -24,10 +24,10 @@ from annotated_types import Ge, Gt, Le, Lt, MaxLen, MinLen, MultipleOf
 from pydantic import BaseModel, BeforeValidator, Discriminator
 from pydantic.fields import FieldInfo
 
-from . import models, templates
-from .catalog import METRICS, MODEL_TYPES, metrics_for
-from .models import PipelineSpec
-from .models.common import StrictModel
+from pipespec.schemas import models, templates
+from pipespec.schemas.catalog import METRICS, MODEL_TYPES, metrics_for
+from pipespec.schemas.models import PipelineSpec
+from pipespec.schemas.models.common import StrictModel
 
 OUTPUT = "docs/spec-reference.md"
 SHORT_FORMS_ANCHOR = "short-forms"
@@ -117,7 +117,7 @@ def _model_union(tp: Any) -> bool:
 
 
 def _named_aliases() -> list[tuple[str, Any, list]]:
-    """Module-level type aliases of `schemas.models` (Source, Duration, ...), most specific first."""
+    """Module-level type aliases of `pipespec.schemas.models` (Source, Duration, ...), most specific first."""
     found: dict[str, tuple[str, Any, list]] = {}
     for info in sorted(pkgutil.iter_modules(models.__path__), key=lambda i: i.name):
         module = importlib.import_module(f"{models.__name__}.{info.name}")

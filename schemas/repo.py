@@ -4,10 +4,10 @@ pipelines."""
 
 from __future__ import annotations
 
-from .assets import consumed, produced
-from .check import CheckedSpec
-from .diagnostics import Diagnostic
-from .producers import clashes
+from pipespec.schemas.assets import consumed, produced
+from pipespec.schemas.check import CheckedSpec
+from pipespec.schemas.diagnostics import Diagnostic
+from pipespec.schemas.producers import clashes
 
 
 def check_repo(checked: list[CheckedSpec]) -> list[Diagnostic]:
@@ -29,7 +29,7 @@ def _unique_names(specs: list[CheckedSpec]) -> list[Diagnostic]:
 
 
 def _one_producer(specs: list[CheckedSpec]) -> list[Diagnostic]:
-    """One producer per Asset, and no Asset inside another pipeline's (schemas.producers). A clash
+    """One producer per Asset, and no Asset inside another pipeline's (pipespec.schemas.producers). A clash
     between two pipelines is reported on both: whichever change added it, its PR fails."""
     out = []
     for item in specs:  # one pipeline producing one Asset twice

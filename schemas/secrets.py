@@ -41,8 +41,8 @@ from detect_secrets.plugins.high_entropy_strings import Base64HighEntropyString
 from detect_secrets.plugins.ip_public import IPPublicDetector
 from detect_secrets.plugins.keyword import CONFIG_DENYLIST_REGEX_TO_GROUP, DENYLIST, KeywordDetector
 
-from .diagnostics import Diagnostic, Loc, Path, at
-from .yamlload import Node
+from pipespec.schemas.diagnostics import Diagnostic, Loc, Path, at
+from pipespec.schemas.yamlload import Node
 
 _HINT = "store credentials in an Airflow connection and reference it with `conn_id` (or a secrets backend)"
 

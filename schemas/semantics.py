@@ -8,13 +8,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 
-from .assets import train_dataset
-from .models.common import MANUAL, Trigger
-from .catalog import METRICS, MODEL_TYPES, metrics_for
-from .diagnostics import Path
-from .models import PipelineSpec
-from .models.rollout import Approval, Canary, Full, Shadow
-from .validation_errors import did_you_mean
+from pipespec.schemas.assets import train_dataset
+from pipespec.schemas.models.common import MANUAL, Trigger
+from pipespec.schemas.catalog import METRICS, MODEL_TYPES, metrics_for
+from pipespec.schemas.diagnostics import Path
+from pipespec.schemas.models import PipelineSpec
+from pipespec.schemas.models.rollout import Approval, Canary, Full, Shadow
+from pipespec.schemas.validation_errors import did_you_mean
 
 Finding = tuple[Path, str, str]
 Check = Callable[[PipelineSpec], Iterator[Finding]]
@@ -102,7 +102,7 @@ def anyscale_service_knows_what_to_serve(spec: PipelineSpec) -> Iterator[Finding
 @check
 def filters_are_valid_expressions(spec: PipelineSpec) -> Iterator[Finding]:
     # The expression checker is standard-library only: the same rules the filter step enforces.
-    from tasklib.data.expressions import check_expression
+    from pipespec.schemas.expressions import check_expression
 
     if not spec.data:
         return

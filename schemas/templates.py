@@ -15,9 +15,9 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
-from .diagnostics import Diagnostic, Loc, SpecError
-from .discover import TEMPLATES_DIR, escapes, templates_home, within
-from .yamlload import Node, load_file
+from pipespec.schemas.diagnostics import Diagnostic, Loc, SpecError
+from pipespec.schemas.discover import TEMPLATES_DIR, escapes, templates_home, within
+from pipespec.schemas.yamlload import Node, load_file
 
 # Bounds on the template graph of one spec. Real hierarchies are two or three levels of one or two
 # parents; each template is resolved once per spec, so the work is at most MAX_TEMPLATES * MAX_PARENTS merges.

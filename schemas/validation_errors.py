@@ -8,10 +8,10 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from .diagnostics import Diagnostic, at
-from .locate import allowed_keys, field_at, key_loc, locate
-from .secrets import looks_like_secret
-from .yamlload import Node
+from pipespec.schemas.diagnostics import Diagnostic, at
+from pipespec.schemas.locate import allowed_keys, field_at, key_loc, locate
+from pipespec.schemas.secrets import looks_like_secret
+from pipespec.schemas.yamlload import Node
 
 _KIND = {
     "string_type": "a string", "int_type": "an integer", "int_parsing": "an integer",

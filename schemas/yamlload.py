@@ -23,7 +23,7 @@ from typing import Any
 
 import yaml
 
-from .diagnostics import Diagnostic, Loc, SpecError
+from pipespec.schemas.diagnostics import Diagnostic, Loc, SpecError
 
 MAX_BYTES = 1024 * 1024
 MAX_NODES = 100_000  # after alias expansion

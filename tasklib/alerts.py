@@ -15,7 +15,7 @@ import urllib.request
 from email.message import EmailMessage
 from typing import Any
 
-from .context import RunContext
+from pipespec.tasklib.context import RunContext
 
 log = logging.getLogger(__name__)
 TIMEOUT_S = 10
@@ -47,9 +47,14 @@ def send(channels: list[dict], *, pipeline: str, event: str, dag_id: str, run_id
     return reached
 
 
-def notify(ctx: RunContext, *, pipeline: str, event: str, channels: list[dict], **inputs: Any) -> dict:
-    """The explicit alert task: the upstream output (scores, measurement) becomes the details."""
-    details = {k: v for value in inputs.values() if isinstance(value, dict) for k, v in value.items()
+def notify(ctx: RunContext, *, pipeline: str, event: str, channels: list[dict], details: dict | None = None,
+           trained: dict | None = None, scores: dict | None = None, report: dict | None = None) -> dict:
+    """The explicit alert task: the scalar fields of its upstream outputs (a gate's measurement, a
+    rollback, what was trained, the scores and the report's link) become the alert's details.
+
+    Returns {"event", "reached": the channels that took the alert}."""
+    upstream = (details, trained, scores, report)
+    details = {k: v for value in upstream if isinstance(value, dict) for k, v in value.items()
                if isinstance(v, (str, int, float, bool))}
     reached = send(channels, pipeline=pipeline, event=event, dag_id=ctx.dag_id, run_id=ctx.run_id, details=details)
     return {"event": event, "reached": reached}

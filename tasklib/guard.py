@@ -12,10 +12,9 @@ import re
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from schemas.policy import (PolicyFileError, Violation, active_policy, check_conn_id, check_target, check_train,
-                             check_uri)
+from pipespec.schemas.policy import PolicyFileError, Violation, active_policy, check_conn_id, check_target, check_train, check_uri
 
-from .errors import PermanentFailure
+from pipespec.tasklib.errors import PermanentFailure
 
 
 class PolicyRefused(PermanentFailure):

@@ -10,9 +10,9 @@ shards, predict each shard in its own mapped task, publish the results.
   pipeline and version), adds `prediction` (+ `probability` for classifiers) and
   `model_version` to the shard's rows, and writes Parquet to the run's work area.
 - `publish` copies the parts under `<output>/runs/<run>/`, writes the manifest
-  and `_SUCCESS`, and switches `_LATEST` last (see tasklib.published).
+  and `_SUCCESS`, and switches `_LATEST` last (see pipespec.tasklib.published).
 
-A saved model is the directory tasklib.model.keras_models writes (`model.keras`,
+A saved model is the directory pipespec.tasklib.model.keras_models writes (`model.keras`,
 `labels.json`, `pipespec.json`); its preprocessing is inside, so raw columns go in.
 """
 
@@ -28,10 +28,10 @@ import uuid
 from pathlib import Path
 from typing import Any, Iterator
 
-from . import published, storage
-from .context import RunContext
-from .errors import PermanentFailure
-from .model import registry
+from pipespec.tasklib import published, storage
+from pipespec.tasklib.context import RunContext
+from pipespec.tasklib.errors import PermanentFailure
+from pipespec.tasklib.model import registry
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +47,8 @@ class NoChampion(PermanentFailure, LookupError):
 # --- steps ------------------------------------------------------------------
 
 def load_champion(ctx: RunContext, *, pipeline: str, alias: str = registry.CHAMPION) -> dict:
+    """The model version `alias` points at: {"version", "model_type", "alias", "run_id"}; fails clearly
+    (without retries) when there is none yet."""
     version = registry.version_for(pipeline, alias)
     if version is None:
         raise NoChampion(f"pipeline {pipeline} has no `{alias}` model yet: run the train DAG "
@@ -57,7 +59,7 @@ def load_champion(ctx: RunContext, *, pipeline: str, alias: str = registry.CHAMP
     return {"version": version, "model_type": meta.get("model_type"), "alias": alias, "run_id": run_id}
 
 
-def plan_shards(ctx: RunContext, *, pipeline: str, input: str, format: str, shard_size: int) -> list[dict]:
+def plan_shards(ctx: RunContext, *, input: str, format: str, shard_size: int) -> list[dict]:
     """Row ranges of at most `shard_size` rows covering the input; [] for an empty input."""
     if shard_size <= 0:
         raise ValueError(f"shard_size must be positive, got {shard_size}")
@@ -78,7 +80,10 @@ def plan_shards(ctx: RunContext, *, pipeline: str, input: str, format: str, shar
     return shards
 
 
-def predict(ctx: RunContext, *, pipeline: str, output: str, model: dict, shard: dict) -> dict:
+def predict(ctx: RunContext, *, pipeline: str, model: dict, shard: dict) -> dict:
+    """Score one shard with the champion `load_champion` resolved (loaded once per worker process).
+
+    Returns the predictions' reference (storage.Ref as a dict) plus `label` and `model_version`."""
     version = str(model["version"])
     table = read_shard(shard)
     clash = [c for c in OUTPUT_COLUMNS if c in table.column_names]
@@ -164,7 +169,7 @@ def cached_model_dir(pipeline: str, version: str, run_id: str | None = None) -> 
 @functools.lru_cache(maxsize=4)
 def _loaded(model_dir: str) -> Any:
     """One load per process and version: a worker predicting several shards reuses it."""
-    from .model import keras_models
+    from pipespec.tasklib.model import keras_models
 
     return keras_models.load(Path(model_dir))
 
@@ -172,9 +177,9 @@ def _loaded(model_dir: str) -> Any:
 def predict_table(model_dir: Path, table: Any, where: str = "") -> dict[str, list]:
     """The prediction columns for `table`: `prediction`, plus `probability` (of the predicted class) for classifiers.
 
-    The saved model holds its own preprocessing (tasklib.model.keras_models), so the raw columns go in.
+    The saved model holds its own preprocessing (pipespec.tasklib.model.keras_models), so the raw columns go in.
     """
-    from .model import keras_models
+    from pipespec.tasklib.model import keras_models
 
     meta = json.loads((model_dir / "pipespec.json").read_text())
     if not (model_dir / "model.keras").is_file():

@@ -23,7 +23,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from .storage import Ref, read_text, write_text
+from pipespec.tasklib.storage import Ref, read_text, write_text
 
 LATEST = "_LATEST"
 

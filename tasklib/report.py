@@ -11,9 +11,9 @@ import html
 import logging
 from typing import Any
 
-from . import storage
-from .context import RunContext
-from .model import registry
+from pipespec.tasklib import storage
+from pipespec.tasklib.context import RunContext
+from pipespec.tasklib.model import registry
 
 log = logging.getLogger(__name__)
 
@@ -23,6 +23,9 @@ TRANSIENT_ALIASES = {registry.CHALLENGER, "shadow", "canary"}
 
 
 def write(ctx: RunContext, *, pipeline: str, metric: str, scores: dict) -> dict:
+    """Write the training report (champion vs challenger on every metric) as Markdown and HTML.
+
+    Returns {"report_uri": the HTML page, "markdown_uri", "markdown": a summary for alerts, ...}."""
     rows = metric_rows(scores, metric)
     outcome = rollout_outcome(pipeline, scores)
     markdown = render_markdown(pipeline, metric, scores, rows, outcome)
@@ -72,7 +75,7 @@ def rollout_outcome(pipeline: str, scores: dict) -> dict:
     version = scores.get("challenger_version")
     if version is None:
         return {"outcome": "unknown", "text": "the challenger version is not known to the report"}
-    from .rollout.stages import REJECTED_TAG
+    from pipespec.tasklib.rollout.stages import REJECTED_TAG
 
     model_version = registry.client().get_model_version(pipeline, str(version))
     serving = [a for a in model_version.aliases if a not in TRANSIENT_ALIASES and not a.startswith("previous_")]
@@ -194,7 +197,7 @@ def _improvement(scores: dict) -> float | None:
 
 
 def _direction(metric: str) -> str:
-    from schemas.catalog import METRICS
+    from pipespec.schemas.catalog import METRICS
 
     known = METRICS.get(metric)
     return known.direction if known else ("min" if metric.endswith(("loss", "rmse", "mae", "mse")) else "max")

@@ -27,7 +27,7 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 from urllib.parse import unquote, urlparse
 
-from .context import RunContext
+from pipespec.tasklib.context import RunContext
 
 
 @dataclass(frozen=True)

@@ -1,5 +1,5 @@
 """Pydantic models of a pipespec spec; `PipelineSpec` is the root."""
 
-from .pipeline import PipelineSpec
+from pipespec.schemas.models.pipeline import PipelineSpec
 
 __all__ = ["PipelineSpec"]

@@ -8,8 +8,8 @@ from typing import Annotated, Any, Literal, Union
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Discriminator, Field, Tag
 
-from .. import asset_uri
-from ..cron import validate_cron
+from pipespec.schemas import asset_uri
+from pipespec.schemas.cron import validate_cron
 
 
 class StrictModel(BaseModel):

@@ -8,12 +8,12 @@ from typing import Annotated, Any, Literal, Union
 from pydantic import AfterValidator, BeforeValidator, Discriminator, Field
 from pydantic_core import PydanticCustomError
 
-from ..data_access import DATA_URI_HINT, LOCAL_PATH_HINT, data_uri_problem, local_path_problem, query_problem
-from .common import AssetUri, Duration, Identifier, Schedule, StrictModel, single_key_union
+from pipespec.schemas.data_access import DATA_URI_HINT, LOCAL_PATH_HINT, data_uri_problem, local_path_problem, query_problem
+from pipespec.schemas.models.common import AssetUri, Duration, Identifier, Schedule, StrictModel, single_key_union
 
 
 def _confined(problem_of: Callable[[str], str | None]) -> AfterValidator:
-    """A validator for the data-access rules (schemas.data_access). A custom error type, not a
+    """A validator for the data-access rules (pipespec.schemas.data_access). A custom error type, not a
     ValueError, so the checker gives the field's description as the hint."""
     def check(value: str) -> str:
         problem = problem_of(value)

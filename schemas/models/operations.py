@@ -6,7 +6,7 @@ from typing import Annotated, Literal, Union
 
 from pydantic import BeforeValidator, Field, model_validator
 
-from .common import AssetUri, Duration, Schedule, StrictModel
+from pipespec.schemas.models.common import AssetUri, Duration, Schedule, StrictModel
 
 Event = Literal["failure", "retry", "gate_blocked", "promoted", "rejected", "rolled_back"]
 EMAIL = r"^[^@\s]+@[^@\s]+\.[^@\s]+$"

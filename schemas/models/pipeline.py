@@ -6,11 +6,11 @@ from typing import Annotated
 
 from pydantic import AfterValidator, Field
 
-from .common import AssetUri, Identifier, StrictModel
-from .data import DataSection
-from .operations import Alert, InferenceSection, Retries
-from .rollout import RolloutSection
-from .train import EvaluateSection, TrainSection
+from pipespec.schemas.models.common import AssetUri, Identifier, StrictModel
+from pipespec.schemas.models.data import DataSection
+from pipespec.schemas.models.operations import Alert, InferenceSection, Retries
+from pipespec.schemas.models.rollout import RolloutSection
+from pipespec.schemas.models.train import EvaluateSection, TrainSection
 
 
 TAG_MAX_LENGTH = 100  # airflow.sdk.definitions.dag.TAG_MAX_LEN: a longer tag makes `DAG()` raise

@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal, Union
 from pydantic import AfterValidator, BeforeValidator, Discriminator, Field
 from pydantic_core import PydanticCustomError
 
-from .common import Duration, StrictModel, single_key_union
+from pipespec.schemas.models.common import Duration, StrictModel, single_key_union
 
 
 class ShadowArgs(StrictModel):
@@ -50,7 +50,7 @@ Stage = single_key_union(("shadow", Shadow), ("canary", Canary), ("approval", Ap
                          shorthand=True, what="rollout stage")
 
 
-# Aliases pipespec moves itself (tasklib.model.registry, tasklib.rollout.stages): serving one of them
+# Aliases pipespec moves itself (pipespec.tasklib.model.registry, pipespec.tasklib.rollout.stages): serving one of them
 # would serve unevaluated challengers, or let the shadow/canary stages move the serving alias.
 RESERVED_ALIASES = ("challenger", "shadow", "canary")
 

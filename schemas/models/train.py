@@ -8,8 +8,8 @@ from typing import Annotated, Any, Literal, Union
 
 from pydantic import AfterValidator, Discriminator, Field
 
-from ..catalog import MODEL_TYPES
-from .common import AssetUri, Duration, Schedule, StrictModel
+from pipespec.schemas.catalog import MODEL_TYPES
+from pipespec.schemas.models.common import AssetUri, Duration, Schedule, StrictModel
 
 ModelTypeName = Literal[tuple(MODEL_TYPES)]  # type: ignore[valid-type]
 ParamValue = Union[str, int, float, bool, list[Union[str, int, float, bool]], dict[str, Union[str, int, float, bool]]]

@@ -1,14 +1,14 @@
 """Training on Anyscale: the exact SubmitAnyscaleJob request for a `train` task.
 
-`renderer/lazy.py` calls `job_operator_kwargs(task_id, params, run=...)` when the
+`pipespec/airflow/lazy.py` calls `job_operator_kwargs(task_id, params, run=...)` when the
 task runs, builds `SubmitAnyscaleJob(task_id=task_id, **kwargs)`, executes it (it
 returns the Anyscale job id), then hands that id to `collect_result`, which turns
 it into what a local `train` returns: {"version", "run_id", "model_type", ...}.
 
 - Keras model types run the process local training runs,
-  `python -m tasklib.model.runner train --params-json <job>`, every word
-  shell-quoted; `tasklib` and `schemas` travel as py_modules (the SDK uploads the
-  worker's copies). The runner registers the model itself and prints its result as
+  `python -m pipespec.tasklib.model.runner train --params-json <job>`, every word
+  shell-quoted; the `pipespec` package travels as a py_module (the SDK uploads the
+  worker's copy). The runner registers the model itself and prints its result as
   the last `PIPESPEC_RESULT {...}` line, which `collect_result` reads back from the
   job's logs.
 - `llm_finetune` runs LLMForge (see `llm.py`); its training data is prepared here,
@@ -20,25 +20,44 @@ it into what a local `train` returns: {"version", "run_id", "model_type", ...}.
 
 from __future__ import annotations
 
+import functools
 import json
 import shlex
+import shutil
+import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from . import llm
-from ..guard import enforce_train
-from .kubernetes import RUNNER, passthrough_env, runner_job, to_json
+from pipespec.tasklib.compute import llm
+from pipespec.tasklib.guard import enforce_train
+from pipespec.tasklib.compute.kubernetes import RUNNER, passthrough_env, runner_job, to_json
 
 POLL_INTERVAL_S = 60
 START_SLACK_S = 600  # time Anyscale may take to start a cluster before the first attempt runs
 PASSTHROUGH_ENV = ("MLFLOW_TRACKING_URI",)  # the job registers to the same MLflow as the rest of the run
-PACKAGES = ("tasklib", "schemas")  # what `python -m tasklib.model.runner` imports from this project
+
+
+@functools.cache  # one staged copy per worker process
+def package_folder() -> Path:
+    """The `pipespec` package as one folder holding every layer, which Ray uploads as one module: the
+    installed package, or in a checkout a copy laid out as the wheel lays it out."""
+    import pipespec
+
+    installed = Path(pipespec.__file__).resolve().parent
+    if (installed / "tasklib").is_dir():
+        return installed
+    staged = Path(tempfile.mkdtemp(prefix="pipespec-job-")) / "pipespec"
+    skip = shutil.ignore_patterns("__pycache__", "*.pyc")
+    shutil.copytree(installed, staged, ignore=skip)
+    for layer in ("schemas", "tasklib"):
+        shutil.copytree(installed.parent / layer, staged / layer, ignore=skip)
+    return staged
 
 
 def job_operator_kwargs(task_id: str, params: Mapping[str, Any], *, run: Mapping[str, Any]) -> dict[str, Any]:
     """Keyword arguments for SubmitAnyscaleJob (besides task_id)."""
-    from schemas.models.common import parse_duration
+    from pipespec.schemas.models.common import parse_duration
 
     compute = params["compute"]
     if compute.get("backend") != "anyscale":
@@ -49,8 +68,7 @@ def job_operator_kwargs(task_id: str, params: Mapping[str, Any], *, run: Mapping
         py_modules = None
     else:
         entrypoint, job_env = shlex.join([*RUNNER, "train", "--params-json", to_json(runner_job(params, run))]), {}
-        root = Path(__file__).resolve().parents[2]
-        py_modules = [str(root / package) for package in PACKAGES]
+        py_modules = [str(package_folder())]
     timeout_s = parse_duration(compute.get("timeout") or "4h")
     max_retries = int(compute.get("max_retries", 1))
     return {
@@ -96,7 +114,7 @@ def collect_result(params: Mapping[str, Any], run: Mapping[str, Any], operator_k
 
 def runner_result(logs: str, what: str) -> dict[str, Any]:
     """The runner's result line (the last `PIPESPEC_RESULT {...}`) in a process's output."""
-    from ..model.runner import ERROR_MARKER, RESULT_MARKER
+    from pipespec.tasklib.model.runner import ERROR_MARKER, RESULT_MARKER
 
     lines = logs.splitlines()
     for line in reversed(lines):
@@ -113,7 +131,7 @@ def _register_adapter(params: Mapping[str, Any], run: Mapping[str, Any], operato
     """Register the fine-tuned adapter as a model version (once per run) and make it the challenger."""
     import tempfile
 
-    from ..model import registry
+    from pipespec.tasklib.model import registry
 
     pipeline = params["pipeline"]
     config = json.loads(operator_kwargs["env_vars"][llm.CONFIG_ENV])
@@ -140,7 +158,7 @@ def _register_adapter(params: Mapping[str, Any], run: Mapping[str, Any], operato
 def _registered_for(pipeline: str, tag: str) -> dict[str, str] | None:
     from mlflow.exceptions import MlflowException
 
-    from ..model import registry
+    from pipespec.tasklib.model import registry
 
     try:
         found = registry.client().search_model_versions(f"name = '{pipeline}'")

@@ -1,10 +1,10 @@
 """Training on Kubernetes: the exact KubernetesPodOperator request for a `train` task.
 
-`renderer/lazy.py` calls `pod_operator_kwargs(task_id, params, run=...)` when the
+`pipespec/airflow/lazy.py` calls `pod_operator_kwargs(task_id, params, run=...)` when the
 task runs and builds `KubernetesPodOperator(task_id=task_id, **kwargs)`. The pod
 runs the process local training runs (`tasklib/model/runner.py`):
 
-    python -m tasklib.model.runner train --params-json <job>
+    python -m pipespec.tasklib.model.runner train --params-json <job>
                                          --result-file /airflow/xcom/return.json
 
 `<job>` is what the local `train` step hands the runner, minus the local data
@@ -27,9 +27,9 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from ..guard import enforce_train
+from pipespec.tasklib.guard import enforce_train
 
-RUNNER = ["python", "-m", "tasklib.model.runner"]
+RUNNER = ["python", "-m", "pipespec.tasklib.model.runner"]
 JOB_KEYS = ("pipeline", "dataset", "model", "holdout", "holdout_fraction", "spec_hash")  # train params the runner uses
 XCOM_FILE = "/airflow/xcom/return.json"  # where KubernetesPodOperator's sidecar reads the result
 GPU_RESOURCE = "nvidia.com/gpu"
@@ -49,7 +49,7 @@ def pod_operator_kwargs(task_id: str, params: Mapping[str, Any], *, run: Mapping
     """
     from kubernetes.client import models as k8s
 
-    from schemas.models.common import parse_duration
+    from pipespec.schemas.models.common import parse_duration
 
     compute = params["compute"]
     if compute.get("backend") != "kubernetes":

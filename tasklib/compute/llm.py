@@ -124,8 +124,8 @@ def to_jsonl(records: list[dict[str, Any]]) -> str:
 
 def prepare_data(dataset: str, model: Mapping[str, Any], conn_id: str | None = None) -> dict[str, Any]:
     """Write the latest publication of `dataset` as train/valid JSONL beside its data.parquet."""
-    from ..published import latest
-    from ..storage import read_table, write_text
+    from pipespec.tasklib.published import latest
+    from pipespec.tasklib.storage import read_table, write_text
 
     published = latest(dataset, conn_id)
     if published is None:
@@ -178,7 +178,7 @@ def finetune_config(model: Mapping[str, Any], *, train_path: str, valid_path: st
 
 def model_tag(base_model: str, pipeline: str, run_id: str) -> str:
     """`<base model>:<pipeline>-<run hash>`: one adapter per training run, as in the seed."""
-    from .kubernetes import dns_label
+    from pipespec.tasklib.compute.kubernetes import dns_label
 
     return f"{base_model}:{dns_label(pipeline, 40)}-{hashlib.sha256(run_id.encode()).hexdigest()[:8]}"
 

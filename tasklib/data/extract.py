@@ -11,14 +11,14 @@ Incremental contract (`only_new`), shared with the publish step:
 - `data.publish` copies each source's `watermark` from this step's output into
   the manifest, as `manifest["sources"][<name>]["watermark"]`;
 - the next `only_new` extract reads the last publication under `publishes`
-  (`tasklib.published.latest`) and reads only files modified strictly after
+  (`pipespec.tasklib.published.latest`) and reads only files modified strictly after
   that watermark; with no publication yet, it reads everything. Files that
   were modified while a run was extracting, within the same second as its
   newest file, may be read by neither run (S3 times have second precision).
 SQL sources are not incremental here: their query filters on
-`{{ data_interval_start }}` / `{{ data_interval_end }}` (tasklib.data.sql_render).
+`{{ data_interval_start }}` / `{{ data_interval_end }}` (pipespec.tasklib.data.sql_render).
 
-Memory: inputs are read in bounded chunks (tasklib.data.readers). Files of one
+Memory: inputs are read in bounded chunks (pipespec.tasklib.data.readers). Files of one
 source may differ in columns, so chunks are first spooled to a local temporary
 directory (Parquet inputs are read in place) while their schemas are unified by
 column name; a second pass casts each chunk to that schema and streams it into
@@ -26,7 +26,7 @@ the output. Missing columns become nulls, nulls and numeric widening are
 reconciled, and any other type conflict is an error naming both files.
 
 Confinement (DESIGN.md 4b): a local source reads only inside its spec's folder and the
-platform's data roots, with every file's symlinks resolved first (tasklib.storage.confine);
+platform's data roots, with every file's symlinks resolved first (pipespec.tasklib.storage.confine);
 files are named in messages as the spec names them (`data/raw/x.csv`), never by where they
 resolve to. The IR cache could carry an absolute path or `..`, so the check-time rule is
 applied here again.
@@ -43,10 +43,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from .. import storage
-from ..context import RunContext
-from .readers import BadRows, parquet_file, read_csv, read_cursor, read_jsonl, without_values
-from .sql_render import render_query
+from pipespec.tasklib import storage
+from pipespec.tasklib.context import RunContext
+from pipespec.tasklib.data.readers import BadRows, parquet_file, read_csv, read_cursor, read_jsonl, without_values
+from pipespec.tasklib.data.sql_render import render_query
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +55,10 @@ SUFFIXES = {"jsonl": (".jsonl", ".ndjson", ".jsonl.gz", ".ndjson.gz"), "csv": ("
 
 
 def extract(ctx: RunContext, *, pipeline: str, spec_dir: str, publishes: str, source: dict) -> dict[str, Any]:
+    """Read one source (local files under `spec_dir`, S3, Snowflake or any common-sql database) into
+    Parquet; `only_new` sources read what changed since this pipeline's last publication of `publishes`.
+
+    Returns the data's reference (storage.Ref as a dict) with `files`, `new_files` and `watermark`."""
     name, kind = source["name"], source["type"]
     bad_rows = BadRows(source.get("on_bad_rows", "fail"))
     output = storage.work_uri(ctx, pipeline, f"{name}.parquet")
@@ -84,7 +88,7 @@ class _File:
 
 def _read_files(source: dict, spec_dir: str, pipeline: str, publishes: str, pieces: "_Pieces",
                 bad_rows: BadRows) -> dict:
-    from schemas.data_access import data_uri_problem, local_path_problem
+    from pipespec.schemas.data_access import data_uri_problem, local_path_problem
 
     if source["type"] == "s3":
         location, problem, roots = source["uri"], data_uri_problem(source["uri"]), []
@@ -110,7 +114,7 @@ def _request_timeout_s(source: dict) -> float:
     (which Airflow retries) instead of hanging past it."""
     if not source.get("timeout"):
         return storage.REQUEST_TIMEOUT_S
-    from schemas.models.common import parse_duration
+    from pipespec.schemas.models.common import parse_duration
 
     return min(storage.REQUEST_TIMEOUT_S, parse_duration(source["timeout"]))
 
@@ -167,7 +171,7 @@ def _utc(moment: datetime) -> datetime:
 
 
 def _previous_watermark(publishes: str, pipeline: str, name: str) -> datetime | None:
-    from ..published import latest_of
+    from pipespec.tasklib.published import latest_of
 
     previous = latest_of(publishes, pipeline)  # never another pipeline's watermarks
     mark = previous.manifest.get("sources", {}).get(name, {}).get("watermark") if previous else None

@@ -25,17 +25,19 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-from tasklib import storage
-from tasklib.context import RunContext
+from pipespec.tasklib import storage
+from pipespec.tasklib.context import RunContext
 
-from .transform import require_columns
+from pipespec.tasklib.data.transform import require_columns
 
 SOURCE_COLUMN = "_source"
 _ROW = "__pipespec_row"
 
 
-def join(ctx: RunContext, *, pipeline: str, spec_dir: str, publishes: str,
-         join: dict[str, Any], refs: Any) -> dict[str, Any]:
+def join(ctx: RunContext, *, pipeline: str, join: dict[str, Any], refs: Any) -> dict[str, Any]:
+    """Union or key-join every source's output (`refs`, one per mapped source) into one Parquet file.
+
+    Returns the joined dataset's reference (storage.Ref as a dict) with per-source `sources` counts."""
     arrived = [dict(ref) for ref in refs]  # may be Airflow's lazy sequence of mapped outputs: iterate once
     if not arrived:
         raise ValueError("join: no sources arrived (every mapped transform was skipped?)")
@@ -52,7 +54,7 @@ def join(ctx: RunContext, *, pipeline: str, spec_dir: str, publishes: str,
     for name, ref in zip(names, arrived):
         with storage.open_parquet(ref) as file:
             rows[name] = file.metadata.num_rows
-            schemas.append(file.schema_arrow.remove_metadata())
+            pipespec.schemas.append(file.schema_arrow.remove_metadata())
     if kind == "union":
         schema, batches = union(arrived, names, schemas)
         written = storage.write_batches(batches, schema, output)

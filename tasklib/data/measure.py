@@ -16,15 +16,18 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from ..context import RunContext
-from ..published import latest, latest_of
-from ..storage import filesystem, iter_batches, open_parquet
+from pipespec.tasklib.context import RunContext
+from pipespec.tasklib.published import latest, latest_of
+from pipespec.tasklib.storage import filesystem, iter_batches, open_parquet
 
 LINEAGE_COLUMNS = {"_source"}  # added by the join; not part of a record's identity
 
 
-def measure(ctx: RunContext, *, pipeline: str, spec_dir: str, publishes: str, threshold: dict,
+def measure(ctx: RunContext, *, pipeline: str, publishes: str, threshold: dict,
             quality: dict | None, drift: dict | None, dataset: dict) -> dict[str, Any]:
+    """Count records and new records, check quality and drift against the last publication.
+
+    Returns {"rows", "new_rows", "passed", "reason", ...the quality and drift figures}."""
     previous = latest_of(publishes, pipeline)  # its own last publication, never another pipeline's
     with open_parquet(dataset) as file:
         rows = file.metadata.num_rows
@@ -42,7 +45,8 @@ def measure(ctx: RunContext, *, pipeline: str, spec_dir: str, publishes: str, th
     }
 
 
-def gate(ctx: RunContext, *, pipeline: str, spec_dir: str, publishes: str, measurement: dict) -> dict[str, str]:
+def gate(ctx: RunContext, *, measurement: dict) -> dict[str, str]:
+    """The branch after `measure`: {"decision": "pass" | "blocked", "reason"}."""
     return {"decision": "pass" if measurement["passed"] else "blocked", "reason": measurement["reason"]}
 
 
@@ -65,7 +69,7 @@ def _identity_columns(file: Any) -> list[str]:
 def _row_hashes(file: Any) -> Any:
     import numpy as np
 
-    from .row_hash import row_hashes
+    from pipespec.tasklib.data.row_hash import row_hashes
 
     columns = _identity_columns(file)
     return np.concatenate([np.empty(0, dtype=np.uint64)]

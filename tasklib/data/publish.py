@@ -2,7 +2,7 @@
 
 The joined data is copied into `<publishes>/runs/<pipeline>/<run>/` (byte for byte,
 streamed: the bytes and sha256 a rewrite would give, see storage.copy_parquet),
-the manifest written beside it, and only then `_LATEST` is switched (see tasklib.published). The
+the manifest written beside it, and only then `_LATEST` is switched (see pipespec.tasklib.published). The
 manifest records which sources contributed what (with their watermarks, so the
 next `only_new` extract knows where to start), the gate's numbers, and the run:
 training attaches it to the model, so anyone can tell which data trained which
@@ -15,13 +15,17 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Any
 
-from ..context import RunContext
-from ..published import latest_of, mark_latest, run_prefix, write_manifest
-from ..storage import copy_parquet
+from pipespec.tasklib.context import RunContext
+from pipespec.tasklib.published import latest_of, mark_latest, run_prefix, write_manifest
+from pipespec.tasklib.storage import copy_parquet
 
 
-def publish(ctx: RunContext, *, pipeline: str, spec_dir: str, publishes: str, spec_hash: str, dataset: dict,
+def publish(ctx: RunContext, *, pipeline: str, publishes: str, spec_hash: str, dataset: dict,
             measurement: dict) -> dict[str, Any]:
+    """Copy the joined data under `<publishes>/runs/<pipeline>/<run>/` with its manifest, then point
+    `_LATEST` at it (readers never see a half-written publication).
+
+    Returns the publication's {"uri", "rows", ...}."""
     latest_of(publishes, pipeline)  # one producer per Asset
     prefix = run_prefix(publishes, ctx.run_key, pipeline)
     data = copy_parquet(dataset, f"{prefix}/data.parquet")

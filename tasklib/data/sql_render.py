@@ -1,7 +1,7 @@
 """Fill a source's SQL with the run's data interval, and nothing else.
 
 The query names the interval with two placeholders, `{{ data_interval_start }}` and
-`{{ data_interval_end }}`, replaced as text (schemas.data_access: no template engine runs on a
+`{{ data_interval_end }}`, replaced as text (pipespec.schemas.data_access: no template engine runs on a
 spec's query). Values are printed as Airflow prints them (`2026-01-01 00:00:00+00:00`: a space,
 not `T`, so they also compare right against text timestamps, e.g. in SQLite). Any other template
 syntax — `{{ var.value.x }}`, `{% for %}`, a typo — is an error, never a silent empty string.
@@ -9,9 +9,9 @@ syntax — `{{ var.value.x }}`, `{% for %}`, a typo — is an error, never a sil
 
 from __future__ import annotations
 
-from schemas.data_access import QUERY_PLACEHOLDERS, fill_query, query_placeholders, query_problem
+from pipespec.schemas.data_access import QUERY_PLACEHOLDERS, fill_query, query_placeholders, query_problem
 
-from ..context import RunContext
+from pipespec.tasklib.context import RunContext
 
 
 def render_query(query: str, ctx: RunContext, source: str) -> str:

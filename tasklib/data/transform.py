@@ -18,7 +18,7 @@ import logging
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
-from tasklib.context import RunContext
+from pipespec.tasklib.context import RunContext
 
 log = logging.getLogger(__name__)
 
@@ -34,11 +34,13 @@ WHITESPACE_RUN = rf"[ {_OTHER_SPACE}]{{2,}}|[{_OTHER_SPACE}]"
 STREAMED = ("drop_empty", "select", "rename", "filter", "normalize_text", "redact_pii")
 
 
-def transform(ctx: RunContext, *, pipeline: str, spec_dir: str, publishes: str,
-              transform: dict[str, Any], ref: dict[str, Any]) -> dict[str, Any]:
+def transform(ctx: RunContext, *, pipeline: str, transform: dict[str, Any], ref: dict[str, Any]) -> dict[str, Any]:
+    """Apply one transform (dedupe, filter, redact_pii, ...) to one source's output (`ref`).
+
+    Returns the transformed data's reference (storage.Ref as a dict), named by its source."""
     import pyarrow as pa
 
-    from tasklib import storage
+    from pipespec.tasklib import storage
 
     if len(transform) != 1 or next(iter(transform)) not in TRANSFORMS:
         raise ValueError(f"unknown transform {transform!r}; transforms: {', '.join(TRANSFORMS)}")
@@ -70,7 +72,7 @@ def take_rows(file: Any, rows: Any) -> Iterator[Any]:
     """The rows numbered `rows` (ascending, 0-based) of the file, one batch at a time."""
     import numpy as np
 
-    from tasklib import storage
+    from pipespec.tasklib import storage
 
     start = 0
     for batch in storage.iter_batches(file):
@@ -126,9 +128,9 @@ def dedupe(file: Any, args: dict[str, Any], source: str) -> Any:
     """
     import numpy as np
 
-    from tasklib import storage
+    from pipespec.tasklib import storage
 
-    from .row_hash import exactly_comparable, row_hashes
+    from pipespec.tasklib.data.row_hash import exactly_comparable, row_hashes
 
     keys = list(dict.fromkeys(args["key"]))
     schema = file.schema_arrow
@@ -152,7 +154,7 @@ def _repeats_equal_their_firsts(file: Any, keys: list[str], first_of: Any) -> bo
     import numpy as np
     import pyarrow as pa
 
-    from tasklib import storage
+    from pipespec.tasklib import storage
 
     repeats = np.flatnonzero(first_of != np.arange(len(first_of)))
     if len(repeats) == 0:
@@ -225,7 +227,7 @@ def rename(table: Any, mapping: dict[str, str], source: str) -> Any:
 
 
 def filter_rows(table: Any, text: str, source: str) -> Any:
-    from . import expressions
+    from pipespec.schemas import expressions
 
     try:
         # Language first (so `__import__` is refused as such), then names, then types against the data.
@@ -251,7 +253,7 @@ def normalize_text(table: Any, args: dict[str, Any], source: str) -> Any:
 
 
 def redact_pii(table: Any, columns: list[str], source: str) -> Any:
-    from . import pii
+    from pipespec.tasklib.data import pii
 
     for column in _text_columns(table, columns, source=source, what="transform `redact_pii`"):
         table = _replace(table, column, pii.redact(table.column(column)))

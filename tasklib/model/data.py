@@ -1,7 +1,7 @@
 """The rows a model trains and is judged on.
 
 - The training data is the last complete publication of the dataset Asset
-  (`tasklib.published`), never a half-written one.
+  (`pipespec.tasklib.published`), never a half-written one.
 - Rows missing a feature or the label are dropped (and counted in the log).
 - The holdout is either a fixed set (`evaluate.holdout`: a published Asset, a
   Parquet file or a folder of them) or a split of the dataset by a salted hash
@@ -43,8 +43,8 @@ class Holdout:
 
 def load_published(dataset: str, conn_id: str | None = None) -> tuple[Any, dict[str, Any]]:
     """(table, manifest) of the last publication of `dataset`; a clear error if there is none."""
-    from ..published import latest
-    from ..storage import read_table
+    from pipespec.tasklib.published import latest
+    from pipespec.tasklib.storage import read_table
 
     published = latest(dataset, conn_id)
     if published is None:
@@ -59,8 +59,8 @@ def read_holdout(uri: str, conn_id: str | None = None) -> Any:
     import pyarrow.dataset as ds
     from pyarrow import fs
 
-    from ..published import latest
-    from ..storage import filesystem, read_table
+    from pipespec.tasklib.published import latest
+    from pipespec.tasklib.storage import filesystem, read_table
 
     published = latest(uri, conn_id)
     if published is not None:

@@ -11,7 +11,7 @@ are also logged on the challenger's MLflow run (`holdout_<metric>`).
 The champion is whatever version `alias` names: the alias serving and inference
 load (`rollout.target.alias`), so a custom alias is compared against, not around.
 The result also carries what promotion needs to decide again if that alias moved
-in the meantime (see tasklib.rollout.stages.promote): the rule (`min_improvement`)
+in the meantime (see pipespec.tasklib.rollout.stages.promote): the rule (`min_improvement`)
 and the job that scores the challenger against another version on the same kind
 of holdout (`rescore_job`).
 """
@@ -23,7 +23,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, Literal
 
-from ..context import RunContext
+from pipespec.tasklib.context import RunContext
 
 log = logging.getLogger(__name__)
 
@@ -31,12 +31,16 @@ log = logging.getLogger(__name__)
 def evaluate(ctx: RunContext, *, pipeline: str, metric: str, direction: Literal["max", "min"],
              holdout: str | None, holdout_fraction: float, dataset: str, model: dict[str, Any],
              trained: dict[str, Any], alias: str = "champion", min_improvement: float = 0.0) -> dict[str, Any]:
+    """Score the challenger and the serving `alias`'s version on one holdout with `metric`.
+
+    Returns {"challenger", "champion" (None without one), "champion_version", "metric", "direction",
+    "alias", "min_improvement", ...} for `decide`, the rollout stages and the report."""
     import pyarrow.parquet as pq
 
-    from schemas.catalog import metrics_for
+    from pipespec.schemas.catalog import metrics_for
 
-    from . import keras_models, runner
-    from .data import holdout_data
+    from pipespec.tasklib.model import keras_models, runner
+    from pipespec.tasklib.model.data import holdout_data
 
     if metric not in metrics_for(model["type"]):
         raise ValueError(f"evaluate.metric `{metric}` does not apply to `{model['type']}`; "
@@ -61,7 +65,7 @@ def evaluate(ctx: RunContext, *, pipeline: str, metric: str, direction: Literal[
 def rescore(rescore_job: dict[str, Any], champion_version: str) -> dict[str, Any]:
     """Score the challenger of `rescore_job` (an evaluate result's) and `champion_version` on one
     holdout drawn the way evaluate drew it; the result has evaluate's form."""
-    from . import runner
+    from pipespec.tasklib.model import runner
 
     with tempfile.TemporaryDirectory(prefix="pipespec-rescore-") as workdir:
         return runner.run("evaluate", {**rescore_job, "champion_version": champion_version}, Path(workdir),
@@ -77,9 +81,9 @@ def score_versions(job: dict[str, Any]) -> dict[str, Any]:
     """
     import pyarrow.parquet as pq
 
-    from ..storage import table_hash
-    from . import registry
-    from .data import holdout_data
+    from pipespec.tasklib.storage import table_hash
+    from pipespec.tasklib.model import registry
+    from pipespec.tasklib.model.data import holdout_data
 
     pipeline, metric, model = job["pipeline"], job["metric"], job["model"]
     if job.get("holdout_path"):
@@ -111,7 +115,7 @@ def score_versions(job: dict[str, Any]) -> dict[str, Any]:
 
 def _score_version(pipeline: str, version: str, table: Any, model: dict[str, Any], metric: str,
                    directory: Path) -> dict[str, float | None]:
-    from . import keras_models, registry
+    from pipespec.tasklib.model import keras_models, registry
 
     loaded = keras_models.load(registry.download(pipeline, version, directory))
     if loaded.meta["label"] != model["label"]:
@@ -123,7 +127,7 @@ def _score_version(pipeline: str, version: str, table: Any, model: dict[str, Any
 
 def score_prediction(loaded: Any, prediction: Any, truth: list, required: str | None = None) -> dict[str, float | None]:
     """Every metric of the model's task for one prediction (`required` must be defined)."""
-    from . import metrics
+    from pipespec.tasklib.model import metrics
 
     task = loaded.meta["task"]
     if task == "classification":
@@ -135,7 +139,7 @@ def score_prediction(loaded: Any, prediction: Any, truth: list, required: str | 
 
 
 def _log_holdout_scores(pipeline: str, version: str, scores: dict[str, float | None]) -> None:
-    from . import registry
+    from pipespec.tasklib.model import registry
 
     mlflow = registry.client()
     run_id = mlflow.get_model_version(pipeline, version).run_id

@@ -24,9 +24,9 @@ from typing import Any
 
 import numpy as np
 
-from schemas.catalog import MODEL_TYPES
+from pipespec.schemas.catalog import MODEL_TYPES
 
-from .metrics import label_order_key
+from pipespec.tasklib.model.metrics import label_order_key
 
 _COMMON = {"epochs": 5, "batch_size": 32, "seed": 42, "learning_rate": 0.01}
 DEFAULTS: dict[str, dict[str, Any]] = {

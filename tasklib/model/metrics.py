@@ -1,4 +1,4 @@
-"""The metrics a spec can name (`schemas.catalog.METRICS`), in plain numpy.
+"""The metrics a spec can name (`pipespec.schemas.catalog.METRICS`), in plain numpy.
 
 Classification metrics take true and predicted labels (any hashable values:
 strings, ints, bools). Binary metrics (`precision`, `recall`, `f1`) need a

@@ -1,7 +1,7 @@
 """The process that trains and evaluates models, so TensorFlow never loads in a worker.
 
-    python -m tasklib.model.runner train    --params-json '{...}' [--result-file PATH]
-    python -m tasklib.model.runner evaluate --params-file job.json [--result-file PATH]
+    python -m pipespec.tasklib.model.runner train    --params-json '{...}' [--result-file PATH]
+    python -m pipespec.tasklib.model.runner evaluate --params-file job.json [--result-file PATH]
 
 The same command is the entry point of every compute backend: a local worker
 starts it as a subprocess (`run` below), a Kubernetes pod or an Anyscale job
@@ -32,8 +32,8 @@ from typing import Any
 RESULT_MARKER = "PIPESPEC_RESULT "
 ERROR_MARKER = "PIPESPEC_ERROR "
 COMMANDS = {
-    "train": "tasklib.model.train:fit_and_register",
-    "evaluate": "tasklib.model.evaluate:score_versions",
+    "train": "pipespec.tasklib.model.train:fit_and_register",
+    "evaluate": "pipespec.tasklib.model.evaluate:score_versions",
 }
 TAIL_LINES = 20
 
@@ -49,7 +49,7 @@ class ProcessFailed(RuntimeError):
 def command_line(command: str, params: dict[str, Any], result_file: str | None = None,
                  python: str = "python") -> list[str]:
     """The argv that runs `command` with `params` (a pod's or a job's entrypoint)."""
-    argv = [python, "-m", "tasklib.model.runner", command, "--params-json", json.dumps(params, default=str)]
+    argv = [python, "-m", "pipespec.tasklib.model.runner", command, "--params-json", json.dumps(params, default=str)]
     return argv + (["--result-file", result_file] if result_file else [])
 
 
@@ -57,7 +57,7 @@ def run(command: str, params: dict[str, Any], workdir: Path, what: str) -> dict[
     """Run `command` in a fresh Python process; stream its output to the log; return its result."""
     job, result = workdir / f"{command}-params.json", workdir / f"{command}-result.json"
     job.write_text(json.dumps(params, default=str))  # a file: a manifest can outgrow a command-line argument
-    spawn([sys.executable, "-m", "tasklib.model.runner", command, "--params-file", str(job),
+    spawn([sys.executable, "-m", "pipespec.tasklib.model.runner", command, "--params-file", str(job),
            "--result-file", str(result)], what)
     return json.loads(result.read_text())
 
@@ -83,7 +83,9 @@ def spawn(argv: list[str], what: str) -> None:
 
 def _child_env() -> dict[str, str]:
     env = dict(os.environ)
-    root = str(Path(__file__).resolve().parents[2])  # the directory holding `tasklib`
+    import pipespec
+
+    root = str(Path(pipespec.__file__).resolve().parents[1])  # the directory holding the `pipespec` package
     env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
     env["PYTHONUNBUFFERED"] = "1"  # lines reach the task log as they happen
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ info and warnings are noise in task logs
@@ -114,7 +116,7 @@ def _error_of(tail: collections.deque[str]) -> str:
 # --- the process side ---------------------------------------------------------------
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m tasklib.model.runner", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m pipespec.tasklib.model.runner", description=__doc__.split("\n")[0])
     parser.add_argument("command", choices=sorted(COMMANDS))
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--params-json", help="the step's params as a JSON object")

@@ -21,7 +21,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from ..context import RunContext
+from pipespec.tasklib.context import RunContext
 
 log = logging.getLogger(__name__)
 
@@ -35,8 +35,8 @@ def train(ctx: RunContext, *, pipeline: str, dataset: str, model: dict[str, Any]
     """Train locally in a subprocess. `holdout`/`holdout_fraction` must match the evaluate section."""
     import pyarrow.parquet as pq
 
-    from . import keras_models, runner
-    from .data import training_data
+    from pipespec.tasklib.model import keras_models, runner
+    from pipespec.tasklib.model.data import training_data
 
     backend = compute.get("backend", "local")
     if backend != "local":
@@ -59,7 +59,7 @@ def train(ctx: RunContext, *, pipeline: str, dataset: str, model: dict[str, Any]
 def job_params(run_id: str, dag_id: str, *, pipeline: str, dataset: str, model: dict[str, Any],
                holdout: str | None = None, holdout_fraction: float = HOLDOUT_FRACTION,
                spec_hash: str | None = None) -> dict[str, Any]:
-    """The params of `python -m tasklib.model.runner train`, for any compute backend.
+    """The params of `python -m pipespec.tasklib.model.runner train`, for any compute backend.
 
     With only these, the process reads the published dataset itself (a pod or a
     job); the local step adds `train_path`, `holdout_rows` and `manifest`.
@@ -75,8 +75,8 @@ def fit_and_register(job: dict[str, Any]) -> dict[str, Any]:
     """
     import pyarrow.parquet as pq
 
-    from . import keras_models, registry
-    from .data import training_data
+    from pipespec.tasklib.model import keras_models, registry
+    from pipespec.tasklib.model.data import training_data
 
     model, pipeline = job["model"], job["pipeline"]
     if job.get("train_path"):
@@ -97,8 +97,8 @@ def fit_and_register(job: dict[str, Any]) -> dict[str, Any]:
 
 def _fit_and_log(job: dict[str, Any], params: dict[str, Any], table: Any, tags: dict[str, str]) -> dict[str, str]:
     """Train, score the training rows, and register the model directory as a new version."""
-    from . import keras_models, registry
-    from .evaluate import score_prediction
+    from pipespec.tasklib.model import keras_models, registry
+    from pipespec.tasklib.model.evaluate import score_prediction
 
     model = job["model"]
     network, classes, meta = keras_models.fit(model, params, table)
@@ -153,7 +153,7 @@ def manifest_tag(manifest: dict[str, Any], limit: int = MANIFEST_TAG_LIMIT) -> s
 def _registered_by_earlier_try(pipeline: str, train_key: str) -> dict[str, str] | None:
     from mlflow.exceptions import MlflowException
 
-    from . import registry
+    from pipespec.tasklib.model import registry
 
     try:
         found = registry.client().search_model_versions(

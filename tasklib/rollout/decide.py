@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Literal
 
-from ..context import RunContext
+from pipespec.tasklib.context import RunContext
 
 
-def decide(ctx: RunContext, *, pipeline: str, scores: dict, direction: Literal["max", "min"],
+def decide(ctx: RunContext, *, scores: dict, direction: Literal["max", "min"],
            floor: float | None, min_improvement: float) -> dict:
     """`scores` holds `challenger` and `champion` (None when there is no champion yet) on one holdout."""
     challenger, champion = scores["challenger"], scores.get("champion")

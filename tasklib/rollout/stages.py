@@ -25,7 +25,7 @@ fails, without retries) unless it still wins. Rollback moves the alias under the
 same lock.
 
 For `anyscale_service` and `kubernetes` targets each stage also sends the
-deployment request (built by `tasklib.rollout.targets`) *before* recording the
+deployment request (built by `pipespec.tasklib.rollout.targets`) *before* recording the
 version in the registry, so the registry never names a version the target
 refused. Rollback deploys the champion it ends with, which takes canary traffic
 away from a failed challenger.
@@ -36,12 +36,12 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from ..context import RunContext
-from ..errors import PermanentFailure
-from ..guard import enforce_target
-from ..model import registry
-from . import decide
-from .targets import SERVICE_ROLLOUT_TIMEOUT_S
+from pipespec.tasklib.context import RunContext
+from pipespec.tasklib.errors import PermanentFailure
+from pipespec.tasklib.guard import enforce_target
+from pipespec.tasklib.model import registry
+from pipespec.tasklib.rollout import decide
+from pipespec.tasklib.rollout.targets import SERVICE_ROLLOUT_TIMEOUT_S
 
 log = logging.getLogger(__name__)
 
@@ -187,7 +187,7 @@ def _before_move(pipeline: str, current: str | None) -> None:
 def redecide(ctx: RunContext, pipeline: str, scores: dict, current: str | None) -> dict:
     """decide() again, with `current` as the champion: its score on the very holdout the challenger was
     scored on (recorded by its own evaluation), else both scored afresh on one holdout."""
-    from ..model import evaluate
+    from pipespec.tasklib.model import evaluate
 
     challenger, champion = scores["challenger"], None
     if current is not None:
@@ -200,7 +200,7 @@ def redecide(ctx: RunContext, pipeline: str, scores: dict, current: str | None) 
                                   "cannot be repeated to compare with it"}
             fresh = evaluate.rescore(scores["rescore_job"], current)
             challenger, champion = fresh["challenger"], fresh["champion"]
-    return decide.decide(ctx, pipeline=pipeline, scores={"challenger": challenger, "champion": champion},
+    return decide.decide(ctx, scores={"challenger": challenger, "champion": champion},
                          direction=scores["direction"], floor=None,  # the floor was met at decide
                          min_improvement=float(scores.get("min_improvement") or 0.0))
 
@@ -293,7 +293,7 @@ def _fmt(value: Any) -> str:
 
 # --- serving targets ----------------------------------------------------------
 
-# Our stage names → the request builders' (tasklib.rollout.targets) stage names.
+# Our stage names → the request builders' (pipespec.tasklib.rollout.targets) stage names.
 TARGET_STAGES = {"shadow": "shadow", "canary": "canary", "promote": "full", "rollback": "rollback"}
 # Version tags a train step may set that targets need (llm_finetune: the adapter to serve).
 VERSION_INFO_TAGS = ("image", "base_model", "lora_storage_uri", "model_tag")
@@ -316,7 +316,7 @@ def _deploy(ctx: RunContext, stage: str, pipeline: str, target: dict, version: s
 
 
 def version_info(pipeline: str, version: str) -> dict:
-    """What a target needs to know about the version it serves (see tasklib.rollout.targets)."""
+    """What a target needs to know about the version it serves (see pipespec.tasklib.rollout.targets)."""
     model_version = registry.client().get_model_version(pipeline, version)
     info = {"pipeline": pipeline, "version": version, "run_id": model_version.run_id,
             "source": model_version.source, "model_uri": f"models:/{pipeline}/{version}"}
@@ -331,7 +331,7 @@ def version_info(pipeline: str, version: str) -> dict:
 def _rollout_anyscale_service(ctx: RunContext, stage: str, target: dict, info: dict, percent: int | None) -> str:
     from anyscale_provider.operators.anyscale import RolloutAnyscaleService
 
-    from .targets import anyscale_service_kwargs
+    from pipespec.tasklib.rollout.targets import anyscale_service_kwargs
 
     kwargs = anyscale_service_kwargs(stage, target, info, percent=percent)
     # The operator runs inside this task, not as a task of its own: no XCom push.
@@ -344,7 +344,7 @@ def _apply_kubernetes_patches(stage: str, target: dict, info: dict, percent: int
     from airflow.providers.cncf.kubernetes.hooks.kubernetes import KubernetesHook
     from kubernetes.client.exceptions import ApiException
 
-    from .targets import TRACK_LABEL, clone_deployment, kubernetes_deployment_patch
+    from pipespec.tasklib.rollout.targets import TRACK_LABEL, clone_deployment, kubernetes_deployment_patch
 
     namespace = target.get("namespace") or "default"
     apps = KubernetesHook(conn_id=target.get("conn_id") or "kubernetes_default").apps_v1_client

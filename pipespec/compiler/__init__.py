@@ -1,0 +1,1 @@
+"""spec -> IR: a frozen, JSON-serialisable graph of registered steps. No Airflow."""

@@ -1,0 +1,291 @@
+"""Spec → IR. Decides the shape of every DAG; knows nothing about Airflow.
+
+DESIGN.md section 3: `<pipeline>__data`, `<pipeline>__train`,
+`<pipeline>__inference`, wired by Assets.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Any
+
+from pipespec import __version__
+from pipespec.schemas.catalog import METRICS
+from pipespec.schemas.assets import data_trigger, inference_trigger, model_asset, train_dataset, train_trigger
+from pipespec.compiler.docs import dag_doc
+from pipespec.compiler.ir import Alert, Dag, Mapping, Pipeline, Retry, Schedule, Task
+from pipespec.schemas.models import PipelineSpec
+from pipespec.schemas.models.common import AllOf, AnyOf, Trigger, parse_duration
+from pipespec.schemas.models.operations import RetryPolicy
+from pipespec.schemas.models.rollout import Approval, ApprovalArgs, Canary, Full, Shadow
+
+CALLBACK_EVENTS = ("failure", "retry")
+
+
+def spec_hash(files: list[Path]) -> str:
+    digest = hashlib.sha256(__version__.encode())
+    for file in files:
+        digest.update(file.name.encode())  # not the absolute path: the same spec hashes alike in any checkout
+        digest.update(file.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def compile_checked(checked) -> Pipeline:
+    """Compile a spec that `check_file` accepted; local paths resolve against its absolute directory,
+    since workers do not share the parser's working directory."""
+    return compile_spec(checked.spec, checked.display, spec_hash(checked.files), str(checked.file.resolve().parent))
+
+
+def compile_spec(spec: PipelineSpec, spec_file: str, content_hash: str, spec_dir: str | None = None) -> Pipeline:
+    dags = []
+    if spec.data:
+        dags.append(_data_dag(spec, spec_file, spec_dir or str(Path(spec_file).parent), content_hash))
+    if spec.train:
+        dags.append(_train_dag(spec, spec_file, content_hash))
+    if spec.inference:
+        dags.append(_inference_dag(spec, spec_file))
+    return Pipeline(spec.pipeline, spec_file, content_hash, tuple(dags))
+
+
+# --- shared ---------------------------------------------------------------
+
+def _retry(spec: PipelineSpec, section: str | None = None) -> Retry:
+    base = spec.retries
+    over = getattr(base.overrides, section) if section else None
+    over = over or RetryPolicy()
+    delay = over.delay or base.delay
+    max_delay = over.max_delay or base.max_delay
+    return Retry(
+        count=base.count if over.count is None else over.count,
+        delay_s=parse_duration(delay),
+        exponential=(over.backoff or base.backoff) == "exponential",
+        max_delay_s=parse_duration(max_delay) if max_delay else None,
+    )
+
+
+def _schedule(trigger: Trigger | None) -> Schedule:
+    """One meaning per form; semantics.schedules_have_one_meaning has refused every other combination."""
+    if trigger is None:
+        return Schedule("none")
+    if trigger.cron is not None and trigger.assets is None and trigger.or_cron is None:
+        return Schedule("cron", cron=trigger.cron)
+    if trigger.assets is not None and trigger.cron is None:
+        assets = _asset_expr(trigger.assets)
+        if trigger.or_cron:
+            return Schedule("assets_or_cron", cron=trigger.or_cron, assets=assets)
+        return Schedule("assets", assets=assets)
+    raise ValueError(f"schedule {trigger.model_dump(exclude_none=True)} has no single meaning")
+
+
+def _asset_expr(expr: Any) -> Any:
+    if isinstance(expr, str):
+        return expr
+    if isinstance(expr, list):
+        return expr[0] if len(expr) == 1 and isinstance(expr[0], str) else {"all": [_asset_expr(e) for e in expr]}
+    if isinstance(expr, AllOf):
+        return {"all": [_asset_expr(e) for e in expr.all]}
+    if isinstance(expr, AnyOf):
+        return {"any": [_asset_expr(e) for e in expr.any]}
+    raise TypeError(f"unexpected asset expression {expr!r}")
+
+
+def _alerts(spec: PipelineSpec) -> tuple[Alert, ...]:
+    out = []
+    for alert in spec.alerts:
+        for channel in ("slack", "email", "webhook"):
+            settings = getattr(alert, channel)
+            if settings is not None:
+                out.append(Alert(tuple(alert.on), channel, settings.model_dump()))
+    return tuple(out)
+
+
+def _notify(spec: PipelineSpec, event: str, upstream: tuple[str, ...], inputs: dict[str, str]) -> list[Task]:
+    """An explicit alert task for `event`, only when some alert subscribes to it."""
+    channels = [a for a in _alerts(spec) if event in a.events]
+    if not channels:
+        return []
+    params = {"pipeline": spec.pipeline, "event": event,
+              "channels": [a.target() for a in channels]}
+    return [Task(f"notify_{event}", "alert.notify", params, inputs, upstream, doc=f"Send the `{event}` alert.")]
+
+
+def _dag(spec: PipelineSpec, suffix: str, schedule: Schedule, spec_file: str, tasks: list[Task],
+         description: str) -> Dag:
+    dag_id = f"{spec.pipeline}__{suffix}"
+    ids = [t.task_id for t in tasks]
+    if len(set(ids)) != len(ids):  # Airflow would refuse the whole DAG file; semantics.py must have refused first
+        raise ValueError(f"{dag_id}: task ids clash: {sorted({i for i in ids if ids.count(i) > 1})}")
+    return Dag(
+        dag_id=dag_id, schedule=schedule, description=description,
+        doc_md=dag_doc(spec, suffix, spec_file), owner=spec.owner,
+        tags=tuple(dict.fromkeys(("pipespec", *spec.tags, suffix))),
+        retry=_retry(spec), alerts=tuple(a for a in _alerts(spec) if set(a.events) & set(CALLBACK_EVENTS)),
+        tasks=tuple(tasks),
+    )
+
+
+# --- data -----------------------------------------------------------------
+
+def _data_dag(spec: PipelineSpec, spec_file: str, spec_dir: str, content_hash: str) -> Dag:
+    data = spec.data
+    assert data is not None
+    retry = _retry(spec, "data")
+    # Each step gets exactly the params its signature declares (tests/project/test_step_signatures.py).
+    pipeline, publishes = spec.pipeline, data.publishes
+    sources = tuple(s.model_dump() for s in data.sources)
+    timeouts = [parse_duration(s.timeout) for s in data.sources if s.timeout]
+    # Mapped instances share one execution timeout: the longest any source asks for.
+    tasks = [Task("extract", "data.extract", {"pipeline": pipeline, "spec_dir": spec_dir, "publishes": publishes},
+                  mapping=Mapping("source", items=sources, label="name"),
+                  retry=retry, timeout_s=max(timeouts) if timeouts else None,
+                  doc="Read each source into Parquet; one mapped instance per source.")]
+    previous = "extract"
+    for index, transform in enumerate(data.transforms, start=1):
+        name = next(iter(type(transform).model_fields))  # each transform model has exactly one key
+        task_id = f"transform_{index}_{name}"
+        tasks.append(Task(task_id, "data.transform", {"pipeline": pipeline, "transform": transform.model_dump(mode="json")},
+                          upstream=(previous,), mapping=Mapping("ref", over=previous, label="source"),
+                          retry=retry, doc=f"`{name}` on every source; one mapped instance per source."))
+        previous = task_id
+    tasks.append(Task("join", "data.join", {"pipeline": pipeline, "join": data.join.model_dump()}, {"refs": previous},
+                      (previous,), retry=retry, doc=f"{data.join.type} of all sources."))
+    tasks.append(Task("measure", "data.measure", {
+        "pipeline": pipeline, "publishes": publishes, "threshold": data.threshold.model_dump(),
+        "quality": data.quality.model_dump() if data.quality else None,
+        "drift": data.drift.model_dump() if data.drift else None,
+    }, {"dataset": "join"}, ("join",), retry=retry, doc="Count records, new records, quality and drift."))
+    blocked = _notify(spec, "gate_blocked", ("gate",), {"details": "measure"})
+    branches = {"pass": "publish", **({"blocked": blocked[0].task_id} if blocked else {})}
+    tasks.append(Task("gate", "data.gate", {}, {"measurement": "measure"}, ("measure",), kind="branch",
+                      branches=branches, retry=retry,
+                      doc="Publish only when the threshold and quality gates pass; otherwise skip (not fail)."))
+    tasks.append(Task("publish", "data.publish", {"pipeline": pipeline, "publishes": publishes, "spec_hash": content_hash},
+                      {"dataset": "join", "measurement": "measure"}, ("gate",),
+                      outlets=(data.publishes,), retry=retry, doc=f"Move the data into `{data.publishes}`."))
+    tasks += blocked
+    return _dag(spec, "data", _schedule(data_trigger(spec)), spec_file, tasks,
+                f"Curate data for {spec.pipeline}; publish {data.publishes} when the gate passes.")
+
+
+# --- train ----------------------------------------------------------------
+
+_KIND_BY_BACKEND = {"local": "python", "kubernetes": "kubernetes_pod", "anyscale": "anyscale_job"}
+
+
+def _train_dag(spec: PipelineSpec, spec_file: str, content_hash: str) -> Dag:
+    train = spec.train
+    assert train is not None
+    base = {"pipeline": spec.pipeline}
+    model_uri = model_asset(spec)
+    evaluate = spec.evaluate
+    tasks = [Task("train", "model.train", {
+        **base, "dataset": train_dataset(spec), "model": train.model.model_dump(),
+        "compute": train.compute.model_dump(), "spec_hash": content_hash,
+        # Training must hold out exactly the rows evaluation scores on.
+        "holdout": evaluate.holdout if evaluate else None,
+        "holdout_fraction": evaluate.holdout_fraction if evaluate else 0.2,
+    }, kind=_KIND_BY_BACKEND[train.compute.backend], retry=_retry(spec, "train"),  # type: ignore[arg-type]
+        doc=f"Train a `{train.model.type}` challenger on {train.compute.backend} compute.")]
+    if evaluate is None:
+        # Train-only pipelines register the model and make it champion directly.
+        tasks.append(Task("promote", "rollout.promote", {**base, "target": {"type": "registry_alias", "alias": "champion"}},
+                          {"trained": "train"}, ("train",), outlets=(model_uri,), retry=_retry(spec, "rollout"),  # type: ignore[arg-type]
+                          doc="Register the model as champion."))
+        tasks += _notify(spec, "promoted", ("promote",), {"trained": "train"})
+    else:
+        tasks += _evaluate_and_rollout(spec, base, model_uri)  # type: ignore[arg-type]
+    return _dag(spec, "train", _schedule(train_trigger(spec)), spec_file, tasks,
+                f"Train, evaluate and roll out {spec.pipeline} (champion/challenger).")
+
+
+def _evaluate_and_rollout(spec: PipelineSpec, base: dict, model_uri: str) -> list[Task]:
+    evaluate, rollout = spec.evaluate, spec.rollout
+    assert evaluate is not None and spec.train is not None
+    direction = evaluate.direction or METRICS[evaluate.metric].direction
+    tasks = [Task("evaluate", "model.evaluate", {
+        **base, "metric": evaluate.metric, "direction": direction, "holdout": evaluate.holdout,
+        "holdout_fraction": evaluate.holdout_fraction, "dataset": train_dataset(spec),
+        "model": spec.train.model.model_dump(),
+        # The champion is what serving loads; promotion re-decides with the same rule if it moved.
+        "alias": _serving_alias(spec), "min_improvement": rollout.min_improvement if rollout else 0.0,
+    }, {"trained": "train"}, ("train",), retry=_retry(spec, "evaluate"),
+        doc=f"Score challenger and champion on the same holdout ({evaluate.metric}).")]
+    stages = rollout.stages if rollout else [Full()]
+    target = (rollout.target.model_dump() if rollout else {"type": "registry_alias", "alias": "champion"})
+    rollout_retry = _retry(spec, "rollout")
+    stage_tasks = [_stage_task(stage, base, target, rollout_retry, model_uri) for stage in stages]
+    stage_ids = [t.task_id for t in stage_tasks]
+    tasks.append(Task("decide", "rollout.decide", {
+        "direction": direction, "floor": evaluate.floor,
+        "min_improvement": rollout.min_improvement if rollout else 0.0,
+    }, {"scores": "evaluate"}, ("evaluate",), kind="branch",
+        branches={"promote": stage_ids[0], "reject": "reject"}, retry=rollout_retry,
+        doc="Promote when the challenger clears the floor and beats the champion; else reject."))
+    previous = "decide"
+    for stage in stage_tasks:
+        tasks.append(Task(**{**stage.__dict__, "upstream": (previous,), "inputs": {"scores": "evaluate"}}))
+        previous = stage.task_id
+    tasks.append(Task("reject", "rollout.reject", {**base, "target": target}, {"scores": "evaluate"}, ("decide",),
+                      retry=rollout_retry, doc="Keep the champion; retire the challenger."))
+    # No data inputs: an input edge from `evaluate` would make a failed evaluation trigger a rollback.
+    tasks.append(Task("rollback", "rollout.rollback", {**base, "target": target}, {},
+                      tuple(stage_ids), trigger_rule="one_failed", retry=rollout_retry,
+                      doc="A stage failed: restore the previous champion."))
+    tasks += _notify(spec, "rolled_back", ("rollback",), {"details": "rollback"})
+    tasks.append(Task("report", "report.write", {**base, "metric": evaluate.metric}, {"scores": "evaluate"},
+                      (stage_ids[-1], "reject"), trigger_rule="none_failed_min_one_success", retry=rollout_retry,
+                      doc="Write the training report (metrics, champion vs challenger)."))
+    # After the report, so the alert links to it; each runs only on its own path.
+    report_inputs = {"scores": "evaluate", "report": "report"}
+    tasks += _notify(spec, "promoted", (stage_ids[-1], "report"), report_inputs)
+    tasks += _notify(spec, "rejected", ("reject", "report"), report_inputs)
+    return tasks
+
+
+def _stage_task(stage: Any, base: dict, target: dict, retry: Retry, model_uri: str) -> Task:
+    if isinstance(stage, Shadow):
+        args = stage.shadow.model_dump() if stage.shadow else {}
+        return Task("shadow", "rollout.shadow", {**base, "target": target, **args}, retry=retry,
+                    doc="Deploy the challenger with no traffic.")
+    if isinstance(stage, Canary):
+        percent = stage.canary.percent
+        return Task(f"canary_{percent}", "rollout.canary", {**base, "target": target, **stage.canary.model_dump()},
+                    retry=retry, doc=f"Send {percent}% of traffic to the challenger; roll back if the guard trips.")
+    if isinstance(stage, Approval):
+        args = (stage.approval or ApprovalArgs()).model_dump()
+        return Task("approval", "rollout.approval", {**base, **args}, kind="approval", retry=Retry(0, 0, False, None),
+                    doc="A person approves the rollout in the Airflow UI.")
+    assert isinstance(stage, Full)
+    return Task("promote", "rollout.promote", {**base, "target": target}, retry=retry, outlets=(model_uri,),
+                doc="Move the champion alias to the challenger (atomic).")
+
+
+# --- inference --------------------------------------------------------------
+
+def _serving_alias(spec: PipelineSpec) -> str:
+    """The registry alias inference loads and promotion moves."""
+    return spec.rollout.target.alias if spec.rollout and spec.rollout.target.type == "registry_alias" else "champion"
+
+
+def _inference_dag(spec: PipelineSpec, spec_file: str) -> Dag:
+    inference = spec.inference
+    assert inference is not None
+    retry = _retry(spec, "inference")
+    alias = _serving_alias(spec)
+    base = {"pipeline": spec.pipeline}
+    tasks = [
+        Task("load_champion", "inference.load_champion", {**base, "alias": alias}, retry=retry,
+             doc=f"Resolve the `{alias}` model version; fail clearly if there is none."),
+        Task("plan_shards", "inference.plan_shards", {"input": inference.input, "format": inference.format,
+                                                       "shard_size": inference.shard_size},
+             retry=retry, doc=f"Split the input into shards of {inference.shard_size} rows."),
+        Task("predict", "inference.predict", base, {"model": "load_champion"},
+             ("load_champion", "plan_shards"), mapping=Mapping("shard", over="plan_shards", label="label"),
+             retry=retry, doc="Predict one shard; one mapped instance per shard."),
+        Task("publish_predictions", "inference.publish", {**base, "output": inference.output},
+             {"shards": "predict"}, ("predict",), outlets=(inference.output,), retry=retry,
+             doc=f"Publish predictions to `{inference.output}`."),
+    ]
+    return _dag(spec, "inference", _schedule(inference_trigger(spec)), spec_file, tasks,
+                f"Batch predictions for {spec.pipeline} with the champion model.")

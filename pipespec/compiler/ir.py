@@ -1,0 +1,125 @@
+"""The intermediate representation: a frozen, JSON-serialisable graph of steps.
+
+Produced from a spec by `pipespec.compiler.compile`, consumed by the renderer (the only
+code that knows Airflow), by `pipespec graph`/`diff`/`export`, and cached on
+disk by content hash so DAG parsing stays cheap.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+IR_VERSION = 1
+
+# How the renderer builds a task. One generic builder per kind, never per step.
+TaskKind = Literal["python", "branch", "approval", "kubernetes_pod", "anyscale_job"]
+TriggerRule = Literal["all_success", "none_failed_min_one_success", "one_failed", "all_done", "none_failed"]
+Events = Literal["failure", "retry", "gate_blocked", "promoted", "rejected", "rolled_back"]
+
+
+@dataclass(frozen=True)
+class Retry:
+    count: int
+    delay_s: int
+    exponential: bool
+    max_delay_s: int | None
+
+
+@dataclass(frozen=True)
+class Mapping:
+    """Dynamic task mapping: one task instance per item.
+
+    `over` is the upstream task whose list output is mapped, or None when the
+    items are static (`items`). `label` is the key of an item shown as the
+    map index in the UI (the source name, the shard range).
+    """
+
+    arg: str
+    over: str | None = None
+    items: tuple[Any, ...] = ()
+    label: str = "name"
+
+
+@dataclass(frozen=True)
+class Task:
+    task_id: str
+    step: str  # a name registered in tasklib; never a dotted import path from YAML
+    params: dict[str, Any] = field(default_factory=dict)
+    inputs: dict[str, str] = field(default_factory=dict)  # step argument -> upstream task id (its output)
+    upstream: tuple[str, ...] = ()
+    kind: TaskKind = "python"
+    trigger_rule: TriggerRule = "all_success"
+    mapping: Mapping | None = None
+    branches: dict[str, str] = field(default_factory=dict)  # decision -> downstream task id, for kind=branch
+    retry: Retry | None = None  # None: the DAG's default
+    timeout_s: int | None = None  # execution timeout; a timed-out try is retried like a failed one
+    outlets: tuple[str, ...] = ()
+    doc: str = ""
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """`kind`: none | cron | assets | assets_or_cron. `assets` is a URI or {"all"|"any": [...]}."""
+
+    kind: Literal["none", "cron", "assets", "assets_or_cron"]
+    cron: str | None = None
+    assets: Any = None
+
+
+@dataclass(frozen=True)
+class Alert:
+    events: tuple[str, ...]
+    channel: Literal["slack", "email", "webhook"]
+    settings: dict[str, Any]
+
+    def target(self) -> dict[str, Any]:
+        """What pipespec.tasklib.alerts.send takes. `kind`, not `channel`: Slack settings have a `channel` of their own."""
+        return {"kind": self.channel, **self.settings}
+
+
+@dataclass(frozen=True)
+class Dag:
+    dag_id: str
+    schedule: Schedule
+    description: str
+    doc_md: str
+    owner: str
+    tags: tuple[str, ...]
+    retry: Retry
+    alerts: tuple[Alert, ...]  # failure/retry alerts become callbacks; others are explicit tasks
+    tasks: tuple[Task, ...]
+
+    def task(self, task_id: str) -> Task:
+        return next(t for t in self.tasks if t.task_id == task_id)
+
+
+@dataclass(frozen=True)
+class Pipeline:
+    name: str
+    spec_file: str
+    spec_hash: str
+    dags: tuple[Dag, ...]
+
+    def to_json(self) -> dict:
+        return {"ir_version": IR_VERSION, **asdict(self)}
+
+    @classmethod
+    def from_json(cls, data: dict) -> "Pipeline":
+        def retry(value: dict | None) -> Retry | None:
+            return Retry(**value) if value else None
+
+        def task(value: dict) -> Task:
+            mapping = value["mapping"]
+            return Task(**{**value, "upstream": tuple(value["upstream"]), "outlets": tuple(value["outlets"]),
+                           "retry": retry(value["retry"]),
+                           "mapping": Mapping(**{**mapping, "items": tuple(mapping["items"])}) if mapping else None})
+
+        def dag(value: dict) -> Dag:
+            return Dag(**{**value, "schedule": Schedule(**value["schedule"]), "tags": tuple(value["tags"]),
+                          "retry": retry(value["retry"]),
+                          "alerts": tuple(Alert(**{**a, "events": tuple(a["events"])}) for a in value["alerts"]),
+                          "tasks": tuple(task(t) for t in value["tasks"])})
+
+        body = {k: v for k, v in data.items() if k != "ir_version"}
+        return cls(**{**body, "dags": tuple(dag(d) for d in body["dags"])})

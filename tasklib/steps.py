@@ -1,0 +1,63 @@
+"""The vetted steps. A spec can only run what is registered here, by name;
+YAML never names an import path.
+
+Steps are imported lazily (by dotted path held in this module, not in YAML) so
+that listing or checking steps never imports pyarrow, TensorFlow or MLflow.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from typing import Any
+
+Step = Callable[..., Any]
+
+STEPS: dict[str, str] = {
+    "data.extract": "pipespec.tasklib.data.extract:extract",
+    "data.transform": "pipespec.tasklib.data.transform:transform",
+    "data.join": "pipespec.tasklib.data.join:join",
+    "data.measure": "pipespec.tasklib.data.measure:measure",
+    "data.gate": "pipespec.tasklib.data.measure:gate",
+    "data.publish": "pipespec.tasklib.data.publish:publish",
+    "model.train": "pipespec.tasklib.model.train:train",
+    "model.evaluate": "pipespec.tasklib.model.evaluate:evaluate",
+    "rollout.decide": "pipespec.tasklib.rollout.decide:decide",
+    "rollout.shadow": "pipespec.tasklib.rollout.stages:shadow",
+    "rollout.canary": "pipespec.tasklib.rollout.stages:canary",
+    "rollout.promote": "pipespec.tasklib.rollout.stages:promote",
+    "rollout.reject": "pipespec.tasklib.rollout.stages:reject",
+    "rollout.rollback": "pipespec.tasklib.rollout.stages:rollback",
+    "report.write": "pipespec.tasklib.report:write",
+    "alert.notify": "pipespec.tasklib.alerts:notify",
+    "inference.load_champion": "pipespec.tasklib.inference:load_champion",
+    "inference.plan_shards": "pipespec.tasklib.inference:plan_shards",
+    "inference.predict": "pipespec.tasklib.inference:predict",
+    "inference.publish": "pipespec.tasklib.inference:publish",
+}
+
+_overrides: dict[str, Step] = {}
+
+
+class UnknownStep(LookupError):
+    pass
+
+
+def resolve(name: str) -> Step:
+    if name in _overrides:
+        return _overrides[name]
+    try:
+        module, _, attr = STEPS[name].partition(":")
+    except KeyError:
+        raise UnknownStep(f"no step `{name}` in the task library") from None
+    return getattr(importlib.import_module(module), attr)
+
+
+def override(name: str, step: Step | None) -> None:
+    """Swap a step's implementation (tests, local experiments); None restores it."""
+    if name not in STEPS:
+        raise UnknownStep(f"no step `{name}` in the task library")
+    if step is None:
+        _overrides.pop(name, None)
+    else:
+        _overrides[name] = step
