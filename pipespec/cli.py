@@ -82,7 +82,8 @@ def _check(args: argparse.Namespace) -> int:
     from pipespec.schemas.repo import check_repo
 
     files, problems = discover(args.paths)
-    policy, policy_problems = _policy(args.policy, args.paths)
+    roots = _specs_roots(args.paths, files)
+    policy, policy_problems = _policy(args.policy, args.paths + sorted(set(roots.values())))
     # A path that does not exist or a broken policy is a usage error: nothing is checked. A refused
     # spec (a symlink out of the tree) is a finding like any other; the rest are still checked.
     usage = [d for d in problems if d.code == "usage"] + policy_problems
@@ -92,14 +93,32 @@ def _check(args: argparse.Namespace) -> int:
     # Every checked tree stays alive until the repo checks: full GC passes would rescan them all
     # (about a third of the time on 1,000 specs). A short-lived command needs no cycle collection.
     gc.disable()
-    roots = [p for p in args.paths if p.is_dir()]  # a directory given is the specs folder of what it holds
-    checked = [check_file(f, policy, next((r for r in roots if f.resolve().is_relative_to(r.resolve())), None))
-               for f in files]
+    checked = [check_file(f, policy, roots[f]) for f in files]
     # A broken template is reported once, not once per spec that extends it.
-    found = dict.fromkeys(problems + [d for c in checked for d in c.diagnostics] + check_repo(checked))
+    found = dict.fromkeys(problems + [d for c in checked for d in c.diagnostics]
+                          + check_repo(checked, _context(args.paths, files, roots, checked)))
     diagnostics = sorted(found, key=sort_key)
     print(report.REPORTERS[args.format](diagnostics, len(files)))
     return 1 if any(d.severity == "error" for d in diagnostics) else 0
+
+
+def _specs_roots(paths: list[Path], files: list[Path]) -> dict[Path, Path]:
+    """Each file's specs folder: a directory given is the one of what it holds; a file named on its own
+    lies in the specs folder around it (pipespec.schemas.check.specs_root)."""
+    from pipespec.schemas.check import specs_root
+
+    given = [p.resolve() for p in paths if p.is_dir()]
+    return {f: next((d for d in given if f.resolve().is_relative_to(d)), None) or specs_root(f) for f in files}
+
+
+def _context(paths: list[Path], files: list[Path], roots: dict[Path, Path], checked: list) -> list:
+    """The other specs of the specs folders around files named on their own (the pre-commit hook passes
+    only the changed ones): their names and Assets take part in the repository rules, unreported."""
+    from pipespec.schemas.context import context_facts
+
+    given = {p.resolve() for p in paths if p.is_dir()}
+    alone = {roots[c.file] for c in checked if c.spec is not None and roots[c.file] not in given}
+    return context_facts(alone, files) if alone else []
 
 
 def _policy(path: Path | None, spec_paths: list[Path]):

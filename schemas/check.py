@@ -74,11 +74,52 @@ def check_file(path: Path, policy: Policy | None = None, specs_folder: Path | No
     return result
 
 
+SPECS_DIR = "pipelines"  # the specs folder `check`, the DAG loader and the pre-commit hook default to
+
+
 def specs_root(path: Path) -> Path:
-    """The specs folder around `path`: the outermost ancestor that holds `templates/`, else its folder."""
+    """The specs folder around the spec file `path`: what the policy's `spec_paths` are relative to and
+    what `pipespec check FILE` reads for the repository rules.
+
+    Looking up from the file's folder, never above the repository (the nearest folder with `.git`): the
+    outermost folder that holds `templates/`, else the outermost folder named `pipelines`, else the
+    file's own folder. Outside a git repository nothing says where the project ends: the nearest folder
+    that holds `templates/` (where `extends` looks) or is named `pipelines` counts, with the unbroken
+    run of such folders right above it, so a stray `/tmp/templates` far above a project's own specs
+    folder does not make all of /tmp the specs folder."""
     folder = path.resolve().parent
-    found = [p for p in (folder, *folder.parents) if (p / TEMPLATES_DIR).is_dir()]
-    return found[-1] if found else folder
+    ancestors = _in_repository(folder) or _marked_run(folder)
+    for marks in (_holds_templates, lambda p: p.name == SPECS_DIR):
+        found = [p for p in ancestors if marks(p)]
+        if found:
+            return found[-1]
+    return folder
+
+
+def _holds_templates(folder: Path) -> bool:
+    return (folder / TEMPLATES_DIR).is_dir()
+
+
+def _in_repository(folder: Path) -> list[Path]:
+    """`folder` and its ancestors up to the repository root; empty outside a git repository."""
+    ancestors = []
+    for candidate in (folder, *folder.parents):
+        ancestors.append(candidate)
+        if (candidate / ".git").exists():
+            return ancestors
+    return []
+
+
+def _marked_run(folder: Path) -> list[Path]:
+    """`folder` and its ancestors up to the nearest specs-like folder and the unbroken run of them above it."""
+    marked = [_holds_templates(p) or p.name == SPECS_DIR for p in (folder, *folder.parents)]
+    ancestors = [folder, *folder.parents]
+    if True not in marked:
+        return [folder]
+    end = marked.index(True)
+    while end + 1 < len(marked) and marked[end + 1]:
+        end += 1
+    return ancestors[:end + 1]
 
 
 def _check(path: Path, policy: Policy | None, specs_folder: Path | None) -> CheckedSpec:
