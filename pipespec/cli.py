@@ -13,6 +13,9 @@ examples:
   pipespec check                          check every spec under pipelines/
   pipespec check pipelines/x.yaml --format github
   pipespec check --policy /etc/pipespec/policy.yaml
+  pipespec init my-pipelines             a team repository of specs that works at once
+  pipespec templates                      the shipped templates, name@version and what each is for
+  pipespec new churn_eu --from pipespec:tabular@1
   pipespec new churn_eu --from templates/tabular.yaml
   pipespec schema                         regenerate schemas/pipeline.schema.json
   pipespec reference                      regenerate docs/spec-reference.md
@@ -45,8 +48,17 @@ def main(argv: list[str] | None = None) -> int:
 
     new = commands.add_parser("new", help="start a spec from a template")
     new.add_argument("name")
-    new.add_argument("--from", dest="template", required=True, help="template path, e.g. templates/text_classifier.yaml")
+    new.add_argument("--from", dest="template", required=True,
+                     help="a shipped template, e.g. pipespec:tabular@1 (a bare name pins the latest), "
+                          "or a team template path, e.g. templates/text_classifier.yaml")
     new.add_argument("--dir", type=Path, default=Path("pipelines"))
+
+    init = commands.add_parser("init", help="create a team repository of specs (CI, pre-commit, editor, DAG file)")
+    init.add_argument("directory", nargs="?", type=Path, default=Path("."), metavar="DIR")
+    init.add_argument("--force", action="store_true", help="overwrite files that exist (default: keep them)")
+
+    listing = commands.add_parser("templates", help="list the shipped templates (and the team's, under --dir)")
+    listing.add_argument("--dir", type=Path, default=Path("pipelines"), help="specs folder (default: pipelines)")
 
     graph = commands.add_parser("graph", help="draw a spec's DAGs and their Asset wiring (Mermaid or DOT)")
     graph.add_argument("spec", type=Path)
@@ -71,7 +83,8 @@ def main(argv: list[str] | None = None) -> int:
     up.add_argument("--port", type=int, default=8080)
 
     args = parser.parse_args(argv)
-    handler = {"check": _check, "schema": _schema, "reference": _reference, "new": _new, "graph": _graph,
+    handler = {"check": _check, "schema": _schema, "reference": _reference, "new": _new, "init": _init,
+               "templates": _templates, "graph": _graph,
                "diff": _diff, "export": _export, "run": _run, "up": _up}[args.command]
     return handler(args)
 
@@ -184,6 +197,34 @@ def _new(args: argparse.Namespace) -> int:
         print(f"pipespec new: {exc}", file=sys.stderr)
         return 2
     print(f"wrote {path}; edit it, then run `pipespec check {path}`")
+    return 0
+
+
+def _init(args: argparse.Namespace) -> int:
+    from pipespec.local.scaffold import ScaffoldError, init_repo
+
+    try:
+        result = init_repo(args.directory, args.force)
+    except (ScaffoldError, OSError) as exc:
+        print(f"pipespec init: {exc}", file=sys.stderr)
+        return 2
+    for path in result.written:
+        print(f"wrote {path}")
+    for path in result.kept:
+        print(f"kept {path} (it exists; --force overwrites it)")
+    print(f"next: cd {args.directory}; pipespec check; pre-commit install; see README.md")
+    return 0
+
+
+def _templates(args: argparse.Namespace) -> int:
+    from pipespec.schemas.shipped import describe, shipped_templates
+
+    # One line each, named as `extends:` and `new --from` take them.
+    for template in shipped_templates():
+        print(f"{template.ref:<30} {template.description()}")
+    team = args.dir / "templates"
+    for path in sorted(team.glob("*.y*ml")) if team.is_dir() else ():
+        print(f"{'templates/' + path.name:<30} {describe(path)}")
     return 0
 
 

@@ -1,4 +1,11 @@
-"""`extends:` — specs inherit from templates under `templates/`.
+"""`extends:` — specs inherit from templates: the team's under `templates/`, or pipespec's shipped ones.
+
+- `extends: templates/base.yaml` names a team template, a file under the `templates/` directory
+  beside the specs; a team template can itself extend a shipped one.
+- `extends: pipespec:tabular@1` names version 1 of the shipped template `tabular` (list them with
+  `pipespec templates`). A released version never changes: a new version is a new file, so a spec
+  compiles the same until it changes its pin. The version is required: an unpinned name would let
+  a pipespec upgrade change what a spec compiles to without a line of the spec changing.
 
 Merge rules (also in the README):
 - mappings merge key by key, the extending file wins;
@@ -6,7 +13,8 @@ Merge rules (also in the README):
 - `key+: [...]` appends to the inherited list instead (`tags+: [nlp]`);
 - `key: null` removes an inherited key (`inference: null`).
 Several parents merge left to right, then the spec on top. Every merged value
-keeps the `Loc` of the file that supplied it, so errors point into templates.
+keeps the `Loc` of the file that supplied it, so errors point into templates,
+shipped ones included (the installed file's path).
 """
 
 from __future__ import annotations
@@ -16,6 +24,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from pipespec.schemas.diagnostics import Diagnostic, Loc, SpecError
+from pipespec.schemas import shipped
 from pipespec.schemas.discover import TEMPLATES_DIR, escapes, templates_home, within
 from pipespec.schemas.yamlload import Node, load_file
 
@@ -56,7 +65,7 @@ class _Resolver:
         for entry, parent_file in self._parents(extends, file):
             if parent_file in chain or parent_file == file:
                 trail = (*chain, file)
-                cycle = " → ".join(p.name for p in (*trail[trail.index(parent_file):], parent_file))
+                cycle = " → ".join(_label(p) for p in (*trail[trail.index(parent_file):], parent_file))
                 raise _at(entry.loc, f"`extends` makes a cycle: {cycle}",
                           "a template cannot extend itself, directly or not")
             parent, parent_files, parent_height = self._template(entry, parent_file, (*chain, file))
@@ -100,15 +109,21 @@ class _Resolver:
         return self.done[path]
 
     def _target(self, entry: Node, file: Path) -> Path:
-        """The real path of the template `entry` names: lexically under `templates/`, and really
-        inside the spec tree (no symlink out of it, at any level)."""
+        """The real path of the template `entry` names: a shipped one in the package's templates
+        directory, or a team one lexically under `templates/` and really inside the spec tree
+        (no symlink out of it, at any level)."""
         if not isinstance(entry.value, str) or not entry.value.strip():
             raise _at(entry.loc, "`extends` takes a template path or a list of them",
-                      "for example `extends: templates/text_classifier.yaml`")
+                      "for example `extends: templates/text_classifier.yaml` or `extends: pipespec:tabular@1`")
         # The OS refuses these while resolving (NUL, names over NAME_MAX): say so, never crash.
         if any(ord(c) < 32 for c in entry.value) or any(len(part.encode()) > 255 for part in entry.value.split("/")):
             raise _at(entry.loc, "this `extends` path has control characters or a name over 255 bytes",
                       "name a template file under `templates/`, e.g. `extends: templates/base.yaml`")
+        if shipped.is_ref(entry.value):
+            return _shipped_target(entry)
+        if shipped.is_shipped(file):  # a released template must not depend on what a repository holds
+            raise _at(entry.loc, "a shipped template can extend only shipped templates (`pipespec:<name>@<version>`)",
+                      "this is a pipespec bug, please report it")
         if self.home is None:
             raise _at(entry.loc, f"no `{TEMPLATES_DIR}/` directory found above {file.name}",
                       f"put templates in a `{TEMPLATES_DIR}/` directory next to the specs")
@@ -129,6 +144,26 @@ class _Resolver:
             raise _at(entry.loc, f"template `{entry.value}` not found",
                       f"available: {', '.join(available)}" if available else "create the template first")
         return candidate
+
+
+def _shipped_target(entry: Node) -> Path:
+    """The real path of the shipped template `entry` names; it must really be in the package."""
+    try:
+        found = shipped.lookup(entry.value)
+    except shipped.TemplateRefError as exc:
+        raise _at(entry.loc, exc.message, exc.hint) from None
+    root = shipped.shipped_root().resolve()
+    if not within(found.path, root):  # a symlink planted in the package must not lead elsewhere
+        raise SpecError(escapes(entry.loc.file, entry.loc.line, entry.loc.col, f"`{entry.value}`",
+                                f"pipespec/{shipped.PACKAGE_DIR}", code="extends"))
+    return found.path.resolve()
+
+
+def _label(path: Path) -> str:
+    """How a template is named in a message: shipped ones by reference (all are called v<N>.yaml)."""
+    if shipped.is_shipped(path) and path.parent.parent == shipped.shipped_root().resolve():
+        return f"{shipped.PREFIX}{path.parent.name}@{path.stem.removeprefix('v')}"
+    return path.name
 
 
 _parsed: dict[tuple, Node] = {}  # templates are shared by many specs: parse each version once
