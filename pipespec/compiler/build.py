@@ -32,6 +32,7 @@ from pipespec.schemas.diagnostics import Diagnostic
 from pipespec.schemas.discover import TEMPLATES_DIR, discover, templates_home
 from pipespec.compiler.ir import IR_VERSION, Pipeline
 from pipespec.schemas.producers import clashes
+from pipespec.schemas.shipped import shipped_root
 from pipespec.schemas.yamlload import MAX_BYTES
 
 POLICY_ENV = "PIPESPEC_POLICY"  # pipespec.schemas.policy.POLICY_ENV; not imported: that module needs pydantic
@@ -179,14 +180,16 @@ def _read_entry(entry: Path, spec: Path, digests: dict[str, str]) -> Pipeline | 
 
 
 def _files_match(listed: dict, spec: Path, digests: dict[str, str]) -> bool:
-    """Every listed file is the spec or lies in its spec tree, and still has the listed digest.
-    Nothing outside the tree is opened: the entry does not choose what the loader reads."""
+    """Every listed file is the spec or lies in its spec tree or the shipped templates, and still has
+    the listed digest. Nothing else is opened: the entry does not choose what the loader reads."""
     home: Path | None = None
+    shipped = shipped_root().resolve()
     for name, expected in listed.items():
         path = Path(name)
         if path != spec:
             home = home or templates_home(spec)
-            if not (home and path.is_relative_to(home) and os.path.realpath(name) == name):
+            inside = (home is not None and path.is_relative_to(home)) or path.is_relative_to(shipped)
+            if not (inside and os.path.realpath(name) == name):
                 return False
         if not (isinstance(expected, str) and _digest(path, digests) == expected):
             return False

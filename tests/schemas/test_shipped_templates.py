@@ -181,9 +181,6 @@ def test_the_ir_cache_lists_shipped_templates_and_an_edit_invalidates_it(tmp_pat
     assert "0.95" in json.dumps(rebuilt.to_json()) and "0.95" not in json.dumps(pipeline.to_json())
 
 
-@pytest.mark.xfail(strict=True, reason="pipespec/compiler/build.py _files_match accepts only files inside the "
-                                       "spec tree, so an entry naming a shipped template is never reused; "
-                                       "remove this mark when it accepts shipped_root() too")
 def test_a_warm_cache_is_reused_for_a_spec_that_extends_a_shipped_template(tmp_path, monkeypatch):
     pipelines, cache = tmp_path / "pipelines", tmp_path / "cache"
     write(pipelines / "p.yaml", spec("p", "pipespec:tabular@1"))
