@@ -14,7 +14,8 @@ def build_schema() -> dict:
     properties = schema["properties"]
     # `extends` is resolved before validation, but editors see it in the file.
     properties["extends"] = {
-        "description": "Template(s) under templates/ to inherit from; this file's values win.",
+        "description": "Template(s) to inherit from, this file's values win: a team template path "
+                       "(`templates/x.yaml`) or a shipped one pinned as `pipespec:<name>@<version>`.",
         "anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}],
     }
     # `key+:` appends to an inherited list; allow it for the list-valued keys editors autocomplete.
