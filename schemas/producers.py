@@ -3,7 +3,7 @@
 A second producer would overwrite the first's runs, `_LATEST` and watermarks; an Asset nested in
 another's prefix (`s3://b/churn/` and `s3://b/churn/runs/x`) puts files inside it, where a
 recursive reader of the outer Asset picks them up. Used by `pipespec check` (pipespec.schemas.repo) and by
-the DAG loader (pipespec.schemas.compiler... build), so it stays free of pydantic and Airflow.
+the DAG loader (pipespec.compiler.build), so it stays free of pydantic and Airflow.
 """
 
 from __future__ import annotations

@@ -54,7 +54,7 @@ def join(ctx: RunContext, *, pipeline: str, join: dict[str, Any], refs: Any) -> 
     for name, ref in zip(names, arrived):
         with storage.open_parquet(ref) as file:
             rows[name] = file.metadata.num_rows
-            pipespec.schemas.append(file.schema_arrow.remove_metadata())
+            schemas.append(file.schema_arrow.remove_metadata())
     if kind == "union":
         schema, batches = union(arrived, names, schemas)
         written = storage.write_batches(batches, schema, output)
