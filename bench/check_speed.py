@@ -124,7 +124,7 @@ def make_sources(i: int, rng: random.Random) -> list[dict]:
                       "only_new": rng.random() < 0.5}
         else:
             source = {"name": name, "type": "sql", "conn_id": f"db_{rng.randint(1, 9)}",
-                      "query": f"select id, f0, f1, text, label from events_{i} where day = '{{{{ ds }}}}'"}
+                      "query": f"select id, f0, f1, text, label from events_{i} where day = '{{{{ data_interval_start }}}}'"}
         if rng.random() < 0.2:
             source["timeout"] = rng.choice(["90s", "10m", "1h30m"])
         sources.append(source)
