@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from pipespec.schemas.diagnostics import Path
+from pipespec.schemas.diagnostics import YamlPath
 from pipespec.schemas.models import PipelineSpec
 from pipespec.schemas.models.common import MANUAL, AllOf, AnyOf, Trigger
 
@@ -47,8 +47,8 @@ def inference_trigger(spec: PipelineSpec) -> Trigger | None:
     return trigger(spec.inference.schedule, model_asset(spec)) if spec.inference else None
 
 
-def produced(spec: PipelineSpec) -> list[tuple[str, Path]]:
-    out: list[tuple[str, Path]] = []
+def produced(spec: PipelineSpec) -> list[tuple[str, YamlPath]]:
+    out: list[tuple[str, YamlPath]] = []
     if spec.data:
         out.append((spec.data.publishes, ("data", "publishes")))
     if spec.train:
@@ -58,9 +58,9 @@ def produced(spec: PipelineSpec) -> list[tuple[str, Path]]:
     return out
 
 
-def consumed(spec: PipelineSpec) -> list[tuple[str, Path]]:
+def consumed(spec: PipelineSpec) -> list[tuple[str, YamlPath]]:
     """Assets named in schedules, with the YAML path of the schedule that names them."""
-    out: list[tuple[str, Path]] = []
+    out: list[tuple[str, YamlPath]] = []
     for section in ("data", "train", "inference"):
         body = getattr(spec, section)
         written = trigger(body.schedule) if body else None

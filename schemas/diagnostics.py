@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Literal, NamedTuple
 
-Path = tuple[str | int, ...]
+YamlPath = tuple[str | int, ...]
 
 
 class Loc(NamedTuple):
@@ -49,7 +49,7 @@ class SpecError(Exception):
         self.diagnostic = diagnostic
 
 
-def format_path(path: Path) -> str:
+def format_path(path: YamlPath) -> str:
     out = ""
     for part in path:
         if isinstance(part, int):
@@ -59,5 +59,5 @@ def format_path(path: Path) -> str:
     return out
 
 
-def at(loc: Loc, path: Path, message: str, hint: str = "", code: str = "spec", **kw) -> Diagnostic:
+def at(loc: Loc, path: YamlPath, message: str, hint: str = "", code: str = "spec", **kw) -> Diagnostic:
     return Diagnostic(loc.file, loc.line, loc.col, format_path(path), message, hint, code, **kw)

@@ -10,11 +10,11 @@ from typing import Any, Union
 from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 
-from pipespec.schemas.diagnostics import Loc, Path
+from pipespec.schemas.diagnostics import Loc, YamlPath
 from pipespec.schemas.yamlload import Node
 
 
-def locate(root: Node, loc: tuple) -> tuple[Node, Path, bool]:
+def locate(root: Node, loc: tuple) -> tuple[Node, YamlPath, bool]:
     """Deepest node along `loc`; returns (node, data path, whether the whole loc exists).
 
     Elements that are not keys or indexes of the data (union tags such as
@@ -38,7 +38,7 @@ def key_loc(node: Node) -> Loc:
     return node.key_loc or node.loc
 
 
-def field_at(model: type[BaseModel], path: Path, data: Any) -> tuple[type[BaseModel] | None, FieldInfo | None]:
+def field_at(model: type[BaseModel], path: YamlPath, data: Any) -> tuple[type[BaseModel] | None, FieldInfo | None]:
     """The model that owns the last element of `path`, and that element's field."""
     annotation: Any = model
     owner, info = None, None
@@ -62,7 +62,7 @@ def field_at(model: type[BaseModel], path: Path, data: Any) -> tuple[type[BaseMo
     return owner, info
 
 
-def allowed_keys(model: type[BaseModel], path: Path, data: Any) -> list[str]:
+def allowed_keys(model: type[BaseModel], path: YamlPath, data: Any) -> list[str]:
     """Keys accepted by the model at `path` (the path of the mapping itself)."""
     annotation: Any = model
     for part in path:  # through fields, list items and dict values alike

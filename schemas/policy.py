@@ -42,7 +42,7 @@ from urllib.parse import unquote, urlsplit
 from pydantic import Field, ValidationError
 
 from pipespec.schemas.diagnostics import Diagnostic, SpecError, format_path
-from pipespec.schemas.diagnostics import Path as DataPath
+from pipespec.schemas.diagnostics import YamlPath
 from pipespec.schemas.models.common import Duration, StrictModel, parse_duration
 from pipespec.schemas.models.train import Quantity, parse_quantity
 from pipespec.schemas.validation_errors import from_validation_error
@@ -172,7 +172,7 @@ def _load_cached(location: str, mtime_ns: int, size: int) -> Policy:
 class Violation:
     """A spec setting the policy refuses, at its path in the spec."""
 
-    path: DataPath
+    path: YamlPath
     message: str
     hint: str
     key: bool = False  # the mapping key at `path` is the problem (an env name), not its value
@@ -204,11 +204,11 @@ class TeamRules:
         return None, f"built-in limits.{name}"
 
 
-def _refuse(path: DataPath, message: str, rule: str, advice: str, key: bool = False) -> Violation:
+def _refuse(path: YamlPath, message: str, rule: str, advice: str, key: bool = False) -> Violation:
     return Violation(path, message, f"{advice}; policy rule `{rule}`", key)
 
 
-def _allowed(rules: TeamRules, name: str, value: str, what: str, path: DataPath) -> Iterator[Violation]:
+def _allowed(rules: TeamRules, name: str, value: str, what: str, path: YamlPath) -> Iterator[Violation]:
     allowed, rule = rules.allowlist(name)
     if allowed is not None and value not in allowed:
         yield _refuse(path, f"{what} `{value}` is not allowed for this team", rule,
@@ -221,17 +221,17 @@ def _listing(values: list[str]) -> str:
 
 # --- single settings (also used by the steps at run time) -----------------------------------
 
-def check_conn_id(policy: Policy | None, team: str | None, conn_id: str, path: DataPath = ()) -> list[Violation]:
+def check_conn_id(policy: Policy | None, team: str | None, conn_id: str, path: YamlPath = ()) -> list[Violation]:
     return list(_allowed(TeamRules(policy, team), "conn_ids", conn_id, "connection", path))
 
 
-def check_uri(policy: Policy | None, team: str | None, uri: str, path: DataPath = ()) -> list[Violation]:
+def check_uri(policy: Policy | None, team: str | None, uri: str, path: YamlPath = ()) -> list[Violation]:
     """May `team` read or write `uri`? Its bucket or a prefix (on a path boundary) must be allowed,
     and `.`/`..` segments, which would walk out of an allowed prefix, are refused."""
     return list(_uri(TeamRules(policy, team), uri, path))
 
 
-def _uri(rules: TeamRules, uri: str, path: DataPath) -> Iterator[Violation]:
+def _uri(rules: TeamRules, uri: str, path: YamlPath) -> Iterator[Violation]:
     parts = urlsplit(uri)
     segments = unquote(parts.path).replace("\\", "/").split("/")
     if any(s in (".", "..") for s in segments):
@@ -277,11 +277,11 @@ def image_name(image: str) -> str | None:
     return f"{domain.lower()}/{repository}"
 
 
-def check_image(policy: Policy | None, team: str | None, image: str, path: DataPath = ()) -> list[Violation]:
+def check_image(policy: Policy | None, team: str | None, image: str, path: YamlPath = ()) -> list[Violation]:
     return list(_image(TeamRules(policy, team), image, path))
 
 
-def _image(rules: TeamRules, image: str, path: DataPath) -> Iterator[Violation]:
+def _image(rules: TeamRules, image: str, path: YamlPath) -> Iterator[Violation]:
     match, name = _IMAGE.match(image), image_name(image)
     if match is None or name is None:
         yield _refuse(path, f"`{image}` is not an image reference", "built-in images",
@@ -305,7 +305,7 @@ def _image_prefixes(allowed: list[str]) -> Iterator[str]:
         yield f"{first.lower()}/{rest}".rstrip("/") if is_domain else f"docker.io/{first}/{rest}".rstrip("/")
 
 
-def check_requirement(text: str, path: DataPath = ()) -> list[Violation]:
+def check_requirement(text: str, path: YamlPath = ()) -> list[Violation]:
     """A `requirements` entry must be a plain PEP 508 requirement: no pip options, no URLs or local files."""
     from packaging.requirements import InvalidRequirement, Requirement
 
@@ -323,7 +323,7 @@ def check_requirement(text: str, path: DataPath = ()) -> list[Violation]:
     return []
 
 
-def check_env_name(name: str, path: DataPath = ()) -> list[Violation]:
+def check_env_name(name: str, path: YamlPath = ()) -> list[Violation]:
     upper = name.upper()
     if not _ENV_NAME.match(name):
         return [_refuse(path, f"`{name}` is not an environment variable name", "built-in env",
@@ -339,7 +339,7 @@ def check_env_name(name: str, path: DataPath = ()) -> list[Violation]:
 
 def check_train(policy: Policy | None, team: str | None, compute: Mapping[str, Any],
                 model: Mapping[str, Any] | None = None, dataset: str | None = None,
-                path: DataPath = ("train",)) -> list[Violation]:
+                path: YamlPath = ("train",)) -> list[Violation]:
     """Everything a `train` task asks for: its compute, the data it reads and where it writes.
 
     Plain mappings in (a spec's model_dump or a task's params), so check time and run time agree.
@@ -360,7 +360,7 @@ def check_train(policy: Policy | None, team: str | None, compute: Mapping[str, A
     return out
 
 
-def _kubernetes(rules: TeamRules, compute: Mapping[str, Any], at: DataPath) -> Iterator[Violation]:
+def _kubernetes(rules: TeamRules, compute: Mapping[str, Any], at: YamlPath) -> Iterator[Violation]:
     yield from _image(rules, compute["image"], (*at, "image"))
     yield from _namespace(rules, compute.get("namespace") or "default", (*at, "namespace"))
     yield from _allowed(rules, "conn_ids", compute.get("conn_id") or "kubernetes_default", "connection",
@@ -395,7 +395,7 @@ def _kubernetes(rules: TeamRules, compute: Mapping[str, Any], at: DataPath) -> I
     yield from _timeout(rules, compute.get("startup_timeout"), (*at, "startup_timeout"))
 
 
-def _namespace(rules: TeamRules, namespace: str, path: DataPath) -> Iterator[Violation]:
+def _namespace(rules: TeamRules, namespace: str, path: YamlPath) -> Iterator[Violation]:
     allowed, rule = rules.allowlist("namespaces")
     if allowed is None and namespace in SYSTEM_NAMESPACES:
         yield _refuse(path, f"namespace `{namespace}` belongs to Kubernetes itself", rule,
@@ -404,7 +404,7 @@ def _namespace(rules: TeamRules, namespace: str, path: DataPath) -> Iterator[Vio
         yield from _allowed(rules, "namespaces", namespace, "namespace", path)
 
 
-def _quantity(rules: TeamRules, limit: str, amount: str, path: DataPath) -> Iterator[Violation]:
+def _quantity(rules: TeamRules, limit: str, amount: str, path: YamlPath) -> Iterator[Violation]:
     most, rule = rules.limit(limit)
     if most is None:
         return
@@ -416,19 +416,19 @@ def _quantity(rules: TeamRules, limit: str, amount: str, path: DataPath) -> Iter
         yield _refuse(path, f"`{amount}` is more than this team may request", rule, f"at most `{most}`")
 
 
-def _timeout(rules: TeamRules, duration: str | None, path: DataPath) -> Iterator[Violation]:
+def _timeout(rules: TeamRules, duration: str | None, path: YamlPath) -> Iterator[Violation]:
     most, rule = rules.limit("max_timeout")
     if most is not None and duration and parse_duration(duration) > parse_duration(most):
         yield _refuse(path, f"timeout `{duration}` is longer than this team may set", rule, f"at most `{most}`")
 
 
-def _retries(rules: TeamRules, count: int | None, path: DataPath) -> Iterator[Violation]:
+def _retries(rules: TeamRules, count: int | None, path: YamlPath) -> Iterator[Violation]:
     most, rule = rules.limit("max_retries")
     if most is not None and count is not None and count > most:
         yield _refuse(path, f"{count} retries is more than this team may set", rule, f"at most {most}")
 
 
-def _anyscale(rules: TeamRules, compute: Mapping[str, Any], at: DataPath) -> Iterator[Violation]:
+def _anyscale(rules: TeamRules, compute: Mapping[str, Any], at: YamlPath) -> Iterator[Violation]:
     if compute.get("image_uri"):
         yield from _image(rules, compute["image_uri"], (*at, "image_uri"))
     # A containerfile is a path on the worker that the SDK reads and builds from: it would read the
@@ -459,7 +459,7 @@ def _anyscale(rules: TeamRules, compute: Mapping[str, Any], at: DataPath) -> Ite
 # --- a whole spec ---------------------------------------------------------------------------
 
 def check_target(policy: Policy | None, team: str | None, target: Mapping[str, Any],
-                 path: DataPath = ("rollout", "target")) -> list[Violation]:
+                 path: YamlPath = ("rollout", "target")) -> list[Violation]:
     """A serving target: the namespace and image of a Deployment, the image and compute config of a Service."""
     rules = TeamRules(policy, team)
     out: list[Violation] = []
@@ -507,7 +507,7 @@ def check_spec(policy: Policy | None, spec: Mapping[str, Any], spec_path: str | 
     return out
 
 
-def _spec_uris(spec: Mapping[str, Any]) -> Iterator[tuple[DataPath, str]]:
+def _spec_uris(spec: Mapping[str, Any]) -> Iterator[tuple[YamlPath, str]]:
     """The URIs a spec reads or writes besides training's (local paths are the data root's business)."""
     data = spec.get("data") or {}
     for index, source in enumerate(data.get("sources") or []):
@@ -524,7 +524,7 @@ def _spec_uris(spec: Mapping[str, Any]) -> Iterator[tuple[DataPath, str]]:
         yield ("external_assets", index), uri
 
 
-def _conn_ids(value: Any, path: DataPath) -> Iterator[tuple[DataPath, str]]:
+def _conn_ids(value: Any, path: YamlPath) -> Iterator[tuple[YamlPath, str]]:
     if isinstance(value, Mapping):
         for key, item in value.items():
             if key == "conn_id" and isinstance(item, str):

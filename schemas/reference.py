@@ -263,8 +263,11 @@ def default_text(info: FieldInfo) -> str:
 # --- the walk ----------------------------------------------------------------------------------
 
 @dataclass
-class Node:
-    """A model or a named union with models among its members: one section of the reference."""
+class TypeEntry:
+    """A model or a named union with models among its members: one section of the reference.
+
+    Named apart from `yamlload.Node` (a YAML value with its position): this is a type the
+    reference documents, with the YAML paths where it is used."""
 
     name: str
     model: type[BaseModel] | None = None
@@ -279,10 +282,10 @@ class _Walk:
     recursive type (an Asset expression inside an Asset expression) is recorded once."""
 
     def __init__(self) -> None:
-        self.nodes: dict[str, Node] = {}
+        self.nodes: dict[str, TypeEntry] = {}
 
     def node(self, name: str, path: str, tag: str | None = None, **kind: Any) -> None:
-        node = self.nodes.setdefault(name, Node(name, **kind))
+        node = self.nodes.setdefault(name, TypeEntry(name, **kind))
         if path and path not in node.paths:
             node.paths.append(path)
             node.sections.add(re.split(r"[.\[]", path)[0])
@@ -324,7 +327,7 @@ def _tag(model: type[BaseModel], discriminator: str) -> str:
     return f"{discriminator}: {typing.get_args(model.model_fields[discriminator].annotation)[0]}"
 
 
-def walk() -> dict[str, Node]:
+def walk() -> dict[str, TypeEntry]:
     """Every model and named union reachable from `PipelineSpec`, in first-seen order."""
     w = _Walk()
     w.model(PipelineSpec, "")
@@ -348,7 +351,7 @@ def _where(paths: list[str], tags: dict[str, str] | None = None, limit: int = 6)
     return shown + (f" and {len(paths) - limit} more" if len(paths) > limit else "")
 
 
-def _model_section(node: Node) -> list[str]:
+def _model_section(node: TypeEntry) -> list[str]:
     model = node.model
     assert model is not None
     out = [f"### {node.name}", ""]
@@ -365,7 +368,7 @@ def _model_section(node: Node) -> list[str]:
     return out + table(["field", "type", "default", "description"], rows) + [""]
 
 
-def _union_section(node: Node) -> list[str]:
+def _union_section(node: TypeEntry) -> list[str]:
     tp, meta = node.union
     discriminator = next((m.discriminator for m in meta if isinstance(m, Discriminator)), None)
     how = f", chosen by `{discriminator}`" if isinstance(discriminator, str) else ""
@@ -381,7 +384,7 @@ def _union_section(node: Node) -> list[str]:
     return out + [""]
 
 
-def _groups(nodes: dict[str, Node]) -> list[tuple[str, list[Node]]]:
+def _groups(nodes: dict[str, TypeEntry]) -> list[tuple[str, list[TypeEntry]]]:
     """Root first, then one group per top-level section in spec order, then what sections share."""
     root = nodes[PipelineSpec.__name__]
     groups = [("Pipeline (root)", [root])]
@@ -395,12 +398,12 @@ def _groups(nodes: dict[str, Node]) -> list[tuple[str, list[Node]]]:
     return groups
 
 
-def _field_paths(nodes: dict[str, Node], ref: str) -> list[str]:
+def _field_paths(nodes: dict[str, TypeEntry], ref: str) -> list[str]:
     model, name = ref.split(".")
     return [f"{p}.{name}" for p in nodes[model].paths]
 
 
-def _short_forms(nodes: dict[str, Node]) -> list[str]:
+def _short_forms(nodes: dict[str, TypeEntry]) -> list[str]:
     rows = []
     for form in SHORT_FORMS:
         where = [p for ref in form.fields for p in _field_paths(nodes, ref)]

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from pipespec.schemas.assets import consumed, produced
 from pipespec.schemas.check import CheckedSpec
-from pipespec.schemas.diagnostics import Diagnostic, Path
+from pipespec.schemas.diagnostics import Diagnostic, YamlPath
 from pipespec.schemas.models import PipelineSpec
 from pipespec.schemas.producers import clashes
 
@@ -24,8 +24,8 @@ class SpecFacts:
 
     display: str
     pipeline: str
-    produced: tuple[tuple[str, Path], ...]
-    consumed: tuple[tuple[str, Path], ...]
+    produced: tuple[tuple[str, YamlPath], ...]
+    consumed: tuple[tuple[str, YamlPath], ...]
     external: frozenset[str]
 
     @classmethod

@@ -41,7 +41,7 @@ from detect_secrets.plugins.high_entropy_strings import Base64HighEntropyString
 from detect_secrets.plugins.ip_public import IPPublicDetector
 from detect_secrets.plugins.keyword import CONFIG_DENYLIST_REGEX_TO_GROUP, DENYLIST, KeywordDetector
 
-from pipespec.schemas.diagnostics import Diagnostic, Loc, Path, at
+from pipespec.schemas.diagnostics import Diagnostic, Loc, YamlPath, at
 from pipespec.schemas.yamlload import Node
 
 _HINT = "store credentials in an Airflow connection and reference it with `conn_id` (or a secrets backend)"
@@ -198,7 +198,7 @@ def is_credential_name(key: str) -> bool:
 class _Text(NamedTuple):
     text: str
     loc: Loc
-    path: Path
+    path: YamlPath
     is_key: bool
 
 
@@ -228,7 +228,7 @@ def find_secrets(root: Node) -> list[Diagnostic]:
     return sorted(found, key=lambda d: (d.line, d.col))
 
 
-def _walk(node: Node, path: Path, fresh: list[_Text]) -> Iterator[Diagnostic]:
+def _walk(node: Node, path: YamlPath, fresh: list[_Text]) -> Iterator[Diagnostic]:
     """Findings by key name; the strings not yet known to be clean go to `fresh`."""
     if isinstance(node.value, dict):
         for key, child in node.value.items():

@@ -11,12 +11,12 @@ from collections.abc import Callable, Iterator
 from pipespec.schemas.assets import train_dataset
 from pipespec.schemas.models.common import MANUAL, Trigger
 from pipespec.schemas.catalog import METRICS, MODEL_TYPES, metrics_for
-from pipespec.schemas.diagnostics import Path
+from pipespec.schemas.diagnostics import YamlPath
 from pipespec.schemas.models import PipelineSpec
 from pipespec.schemas.models.rollout import Approval, Canary, Full, Shadow
 from pipespec.schemas.validation_errors import did_you_mean
 
-Finding = tuple[Path, str, str]
+Finding = tuple[YamlPath, str, str]
 Check = Callable[[PipelineSpec], Iterator[Finding]]
 CHECKS: list[Check] = []
 
