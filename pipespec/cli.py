@@ -28,6 +28,7 @@ examples:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run the `pipespec` command; its exit code."""
     parser = argparse.ArgumentParser(prog="pipespec", description="Production ML pipelines on Airflow, from YAML.",
                                      epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")

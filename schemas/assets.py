@@ -15,12 +15,14 @@ from pipespec.schemas.models.common import MANUAL, AllOf, AnyOf, Trigger
 
 
 def model_asset(spec: PipelineSpec) -> str | None:
+    """The model Asset a train section publishes (default `model://<pipeline>`); None without one."""
     if spec.train is None:
         return None
     return spec.train.publishes or f"model://{spec.pipeline}"
 
 
 def train_dataset(spec: PipelineSpec) -> str | None:
+    """The Asset training reads (default `data.publishes`); None without training or data."""
     if spec.train is None:
         return None
     return spec.train.dataset or (spec.data.publishes if spec.data else None)
@@ -36,18 +38,22 @@ def trigger(schedule: Trigger | str | None, default: str | None = None) -> Trigg
 
 
 def data_trigger(spec: PipelineSpec) -> Trigger | None:
+    """When the data DAG runs; None without a data section."""
     return trigger(spec.data.schedule) if spec.data else None
 
 
 def train_trigger(spec: PipelineSpec) -> Trigger | None:
+    """When the train DAG runs (default: when its dataset updates); None without training."""
     return trigger(spec.train.schedule, train_dataset(spec)) if spec.train else None
 
 
 def inference_trigger(spec: PipelineSpec) -> Trigger | None:
+    """When the inference DAG runs (default: when the model updates); None without inference."""
     return trigger(spec.inference.schedule, model_asset(spec)) if spec.inference else None
 
 
 def produced(spec: PipelineSpec) -> list[tuple[str, YamlPath]]:
+    """(Asset URI, YAML path) of every Asset the spec publishes."""
     out: list[tuple[str, YamlPath]] = []
     if spec.data:
         out.append((spec.data.publishes, ("data", "publishes")))
@@ -72,6 +78,7 @@ def consumed(spec: PipelineSpec) -> list[tuple[str, YamlPath]]:
 
 
 def asset_uris(expr) -> Iterator[str]:
+    """Every URI in an Asset expression (a URI, a list, `all` or `any`), depth first."""
     if isinstance(expr, str):
         yield expr
     elif isinstance(expr, list):

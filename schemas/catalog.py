@@ -15,6 +15,8 @@ Direction = Literal["max", "min"]
 
 @dataclass(frozen=True)
 class ModelType:
+    """A trainable model type: its task, the backends that can train it, a one-line description."""
+
     task: Task
     backends: frozenset[str]  # compute backends that can train it
     description: str
@@ -41,6 +43,8 @@ MODEL_TYPES: dict[str, ModelType] = {
 
 @dataclass(frozen=True)
 class Metric:
+    """A metric: which way is better, and the tasks it applies to."""
+
     direction: Direction
     tasks: frozenset[str]
 
@@ -62,5 +66,6 @@ METRICS: dict[str, Metric] = {
 
 
 def metrics_for(model_type: str) -> list[str]:
+    """The metrics that apply to a model type's task, sorted."""
     task = MODEL_TYPES[model_type].task
     return sorted(name for name, metric in METRICS.items() if task in metric.tasks)

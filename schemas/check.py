@@ -28,6 +28,8 @@ from pipespec.schemas.yamlload import Node, load_file
 
 @dataclass
 class CheckedSpec:
+    """One checked file: the spec (None when it has errors), its YAML tree and its diagnostics."""
+
     file: Path
     display: str
     is_template: bool
@@ -61,6 +63,7 @@ def _display(path: str, cwd: str) -> str:
 
 
 def is_template(path: Path) -> bool:
+    """Whether a file lies directly in a `templates/` folder."""
     return path.resolve().parent.name == TEMPLATES_DIR
 
 
@@ -159,4 +162,5 @@ def _check(path: Path, policy: Policy | None, specs_folder: Path | None) -> Chec
 
 
 def sort_key(d: Diagnostic) -> tuple:
+    """Diagnostics order: file, line, column, message."""
     return (d.file, d.line, d.col, d.message)

@@ -26,6 +26,7 @@ _ITEM = re.compile(r"^(\*|[a-z0-9]+(?:-[a-z0-9]+)?)(?:/([0-9]+))?$")
 
 
 def validate_cron(expr: str) -> str:
+    """The expression, or ValueError saying which field or preset is wrong."""
     if expr.startswith("@"):
         if expr in UNSUPPORTED:
             raise ValueError(UNSUPPORTED[expr])

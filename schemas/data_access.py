@@ -66,6 +66,7 @@ def data_uri_problem(uri: str) -> str | None:
 
 
 def check_local_path(path: str) -> str:
+    """The path, or ValueError when the data-access rules refuse it."""
     problem = local_path_problem(path)
     if problem:
         raise ValueError(problem)
@@ -73,6 +74,7 @@ def check_local_path(path: str) -> str:
 
 
 def check_data_uri(uri: str) -> str:
+    """The URI, or ValueError when the data-access rules refuse it."""
     problem = data_uri_problem(uri)
     if problem:
         raise ValueError(problem)
@@ -98,4 +100,5 @@ def fill_query(query: str, values: dict[str, str]) -> str:
 
 
 def query_placeholders(query: str) -> set[str]:
+    """The `{{ name }}` placeholders a query uses."""
     return set(_PLACEHOLDER.findall(query))

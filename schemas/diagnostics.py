@@ -23,6 +23,8 @@ class Loc(NamedTuple):
 
 @dataclass(frozen=True, slots=True)
 class Diagnostic:
+    """One finding: where it is (file, line, column, YAML path), what is wrong and how to fix it."""
+
     file: str
     line: int
     col: int
@@ -50,6 +52,7 @@ class SpecError(Exception):
 
 
 def format_path(path: YamlPath) -> str:
+    """A YAML path as text: `data.sources[1].uri`."""
     out = ""
     for part in path:
         if isinstance(part, int):
@@ -60,4 +63,5 @@ def format_path(path: YamlPath) -> str:
 
 
 def at(loc: Loc, path: YamlPath, message: str, hint: str = "", code: str = "spec", **kw) -> Diagnostic:
+    """A Diagnostic at a YAML position."""
     return Diagnostic(loc.file, loc.line, loc.col, format_path(path), message, hint, code, **kw)

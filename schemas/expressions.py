@@ -72,6 +72,8 @@ _REFUSED = {
 
 @dataclass(frozen=True)
 class Problem:
+    """Why an expression is refused, and where."""
+
     message: str
     line: int  # 1-based
     column: int  # 1-based, in characters

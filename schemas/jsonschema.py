@@ -10,6 +10,7 @@ SCHEMA_ID = "https://pipespec.dev/schemas/pipeline.schema.json"
 
 
 def build_schema() -> dict:
+    """The spec's JSON Schema, with what only editors see: `extends` and `key+:` appends."""
     schema = PipelineSpec.model_json_schema(mode="validation")
     properties = schema["properties"]
     # `extends` is resolved before validation, but editors see it in the file.
@@ -24,4 +25,5 @@ def build_schema() -> dict:
 
 
 def render_schema() -> str:
+    """The JSON Schema as the text of schemas/pipeline.schema.json."""
     return json.dumps(build_schema(), indent=2, sort_keys=True) + "\n"

@@ -35,6 +35,7 @@ def locate(root: Node, loc: tuple) -> tuple[Node, YamlPath, bool]:
 
 
 def key_loc(node: Node) -> Loc:
+    """Where a mapping value's key is written; the value's own position when it has no key."""
     return node.key_loc or node.loc
 
 

@@ -74,6 +74,8 @@ _IMAGE = re.compile(rf"^(?:(?P<domain>{_DOMAIN})/)?(?P<path>{_COMPONENT}(?:/{_CO
 
 
 class Limits(StrictModel):
+    """Upper bounds on what one task may ask for."""
+
     max_cpu: Quantity | None = Field(None, description="Most CPUs one training pod may request (`8`, `500m`).")
     max_memory: Quantity | None = Field(None, description="Most memory one training pod may request (`32Gi`).")
     max_gpus: int | None = Field(None, ge=0, description="Most GPUs one training pod may request.")
@@ -104,6 +106,8 @@ class Rules(StrictModel):
 
 
 class Policy(StrictModel):
+    """A policy file: default rules and per-team replacements."""
+
     default: Rules = Field(default_factory=Rules, description="Rules for every team.")
     teams: dict[str, Rules] = Field(default_factory=dict, description="Per spec `owner`: fields that replace "
                                                                       "`default`'s.")
@@ -222,6 +226,7 @@ def _listing(values: list[str]) -> str:
 # --- single settings (also used by the steps at run time) -----------------------------------
 
 def check_conn_id(policy: Policy | None, team: str | None, conn_id: str, path: YamlPath = ()) -> list[Violation]:
+    """Violations for an Airflow connection the team may not use."""
     return list(_allowed(TeamRules(policy, team), "conn_ids", conn_id, "connection", path))
 
 
@@ -278,6 +283,7 @@ def image_name(image: str) -> str | None:
 
 
 def check_image(policy: Policy | None, team: str | None, image: str, path: YamlPath = ()) -> list[Violation]:
+    """Violations for an image that is unpinned or from a registry the team may not use."""
     return list(_image(TeamRules(policy, team), image, path))
 
 
@@ -324,6 +330,7 @@ def check_requirement(text: str, path: YamlPath = ()) -> list[Violation]:
 
 
 def check_env_name(name: str, path: YamlPath = ()) -> list[Violation]:
+    """Violations for an `env` name that is malformed or reserved for the platform."""
     upper = name.upper()
     if not _ENV_NAME.match(name):
         return [_refuse(path, f"`{name}` is not an environment variable name", "built-in env",

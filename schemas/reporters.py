@@ -39,12 +39,14 @@ def text(diagnostics: list[Diagnostic], checked_files: int, *, excerpts: bool = 
 
 
 def as_json(diagnostics: list[Diagnostic], checked_files: int) -> str:
+    """The diagnostics as a JSON report with counts, secrets redacted."""
     diagnostics = redact(diagnostics)
     return json.dumps({"checked_files": checked_files, "errors": sum(d.severity == "error" for d in diagnostics),
                        "diagnostics": [d.to_json() for d in diagnostics]}, indent=2)
 
 
 def github(diagnostics: list[Diagnostic], checked_files: int) -> str:
+    """The diagnostics as GitHub Actions annotations, one per line, secrets redacted."""
     def escape(value: str, prop: bool = False) -> str:
         value = value.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
         return value.replace(":", "%3A").replace(",", "%2C") if prop else value

@@ -187,6 +187,7 @@ def words(key: str) -> str:
 
 @lru_cache(maxsize=8192)  # specs share most of their key names
 def is_credential_name(key: str) -> bool:
+    """Whether a key names a credential (`password`, `api_key`, ...), not a setting about one."""
     name = words(key)
     return bool(_NAME_ANYWHERE.search(name)
                 or (_NAME_LAST.search(name) and not _TOKENIZER_SETTING.search(name)))
@@ -208,6 +209,7 @@ _CLEAN_MAX, _CLEAN_LEN = 100_000, 256
 
 
 def find_secrets(root: Node) -> list[Diagnostic]:
+    """A Diagnostic for every credential-looking key or value in the YAML tree."""
     fresh: list[_Text] = []
     found = list(_walk(root, (), fresh))
     # One pass per rule over all new strings; per-string checks only for the rules that matched.

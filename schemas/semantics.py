@@ -22,16 +22,19 @@ CHECKS: list[Check] = []
 
 
 def check(fn: Check) -> Check:
+    """Register a cross-field check (a decorator)."""
     CHECKS.append(fn)
     return fn
 
 
 def run_checks(spec: PipelineSpec) -> list[Finding]:
+    """Every finding of every registered check, in registration order."""
     return [finding for fn in CHECKS for finding in fn(spec)]
 
 
 @check
 def sections_need_their_inputs(spec: PipelineSpec) -> Iterator[Finding]:
+    """Each section has the section it reads from, and the pipeline runs something."""
     if spec.train and train_dataset(spec) is None:
         yield ("train",), "`train` has no data to train on", "add a `data:` section, or set `train.dataset` to an Asset"
     for section, needs in (("evaluate", "train"), ("rollout", "evaluate"), ("inference", "train")):
@@ -43,6 +46,7 @@ def sections_need_their_inputs(spec: PipelineSpec) -> Iterator[Finding]:
 
 @check
 def metric_suits_model(spec: PipelineSpec) -> Iterator[Finding]:
+    """The metric exists, applies to the model type, and its direction and floor make sense."""
     if not spec.evaluate:
         return
     metric = spec.evaluate.metric
@@ -68,6 +72,7 @@ def metric_suits_model(spec: PipelineSpec) -> Iterator[Finding]:
 
 @check
 def compute_can_train_model(spec: PipelineSpec) -> Iterator[Finding]:
+    """The compute backend can train the model type."""
     if not spec.train:
         return
     model_type, backend = spec.train.model.type, spec.train.compute.backend
@@ -79,6 +84,7 @@ def compute_can_train_model(spec: PipelineSpec) -> Iterator[Finding]:
 
 @check
 def target_matches_compute(spec: PipelineSpec) -> Iterator[Finding]:
+    """The rollout target can serve what the compute backend trains."""
     if not (spec.rollout and spec.train):
         return
     target, backend = spec.rollout.target.type, spec.train.compute.backend
@@ -92,6 +98,7 @@ def target_matches_compute(spec: PipelineSpec) -> Iterator[Finding]:
 
 @check
 def anyscale_service_knows_what_to_serve(spec: PipelineSpec) -> Iterator[Finding]:
+    """An Anyscale Service for a non-LLM model lists its applications."""
     if not (spec.rollout and spec.train) or spec.rollout.target.type != "anyscale_service":
         return
     if spec.train.model.type != "llm_finetune" and not spec.rollout.target.applications:
@@ -101,6 +108,7 @@ def anyscale_service_knows_what_to_serve(spec: PipelineSpec) -> Iterator[Finding
 
 @check
 def filters_are_valid_expressions(spec: PipelineSpec) -> Iterator[Finding]:
+    """Every `filter:` is an expression the filter step accepts."""
     # The expression checker is standard-library only: the same rules the filter step enforces.
     from pipespec.schemas.expressions import check_expression
 
@@ -116,6 +124,7 @@ def filters_are_valid_expressions(spec: PipelineSpec) -> Iterator[Finding]:
 
 @check
 def stages_in_order(spec: PipelineSpec) -> Iterator[Finding]:
+    """Rollout stages come in order, once each, canaries growing, `full` last."""
     if not spec.rollout:
         return
     stages = spec.rollout.stages
@@ -151,6 +160,7 @@ def _name(stage: object) -> str:
 
 @check
 def join_has_keys(spec: PipelineSpec) -> Iterator[Finding]:
+    """Key joins have keys and two sources; unions have no keys."""
     if not spec.data:
         return
     join = spec.data.join
@@ -164,6 +174,7 @@ def join_has_keys(spec: PipelineSpec) -> Iterator[Finding]:
 
 @check
 def source_names_unique(spec: PipelineSpec) -> Iterator[Finding]:
+    """No two sources share a name."""
     if not spec.data:
         return
     seen: set[str] = set()
@@ -176,6 +187,7 @@ def source_names_unique(spec: PipelineSpec) -> Iterator[Finding]:
 
 @check
 def schedules_have_one_meaning(spec: PipelineSpec) -> Iterator[Finding]:
+    """Each schedule is a cron, Assets, or Assets-or-cron, never ambiguous."""
     for section in ("data", "train", "inference"):
         body = getattr(spec, section)
         schedule = body.schedule if body else None
@@ -200,6 +212,7 @@ def schedules_have_one_meaning(spec: PipelineSpec) -> Iterator[Finding]:
 
 @check
 def alerts_can_fire(spec: PipelineSpec) -> Iterator[Finding]:
+    """Every alert event is one the spec's sections can emit."""
     # What emits each event (compile.py): every train DAG promotes (directly when there is no `evaluate`),
     # `decide` rejects and `rollback` rolls back whenever there is an `evaluate`, the gate blocks in `data`.
     needs = {"promoted": "train", "rejected": "evaluate", "rolled_back": "evaluate", "gate_blocked": "data"}
@@ -213,6 +226,7 @@ def alerts_can_fire(spec: PipelineSpec) -> Iterator[Finding]:
 
 @check
 def overrides_name_present_sections(spec: PipelineSpec) -> Iterator[Finding]:
+    """Retry overrides name only sections the spec has."""
     for section in type(spec.retries.overrides).model_fields:
         if getattr(spec.retries.overrides, section) is not None and getattr(spec, section) is None:
             yield (("retries", "overrides", section), f"override for `{section}`, which this spec does not have",
@@ -221,6 +235,7 @@ def overrides_name_present_sections(spec: PipelineSpec) -> Iterator[Finding]:
 
 @check
 def backoff_settings_agree(spec: PipelineSpec) -> Iterator[Finding]:
+    """`max_delay` comes only with exponential backoff."""
     if spec.retries.max_delay and spec.retries.backoff != "exponential":
         yield ("retries", "max_delay"), "`max_delay` only applies to exponential backoff", \
             "set `backoff: exponential` or remove `max_delay`"

@@ -30,6 +30,8 @@ class TemplateRefError(ValueError):
 
 @dataclass(frozen=True)
 class Shipped:
+    """One version of a shipped template."""
+
     name: str
     version: int
     path: Path

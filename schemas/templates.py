@@ -183,6 +183,7 @@ def _too_deep(loc: Loc) -> SpecError:
 
 
 def merge(base: Node, over: Node) -> Node:
+    """`over` on top of `base`: mappings merge key by key, `key+:` appends, `key: null` removes, the rest replaces."""
     if not (isinstance(base.value, dict) and isinstance(over.value, dict)):
         return over
     out = dict(base.value)

@@ -22,6 +22,7 @@ _KIND = {
 
 
 def did_you_mean(word: str, options: list[str]) -> str:
+    """A hint naming the closest option, or listing them all."""
     close = difflib.get_close_matches(str(word), options, n=1, cutoff=0.6)
     if close:
         return f"did you mean `{close[0]}`?"
@@ -32,6 +33,7 @@ _HIDDEN = "a value that looks like a secret (not shown)"
 
 
 def quote(value: Any) -> str:
+    """A value in backticks, shortened, or hidden when it looks like a secret."""
     text = str(value)
     if looks_like_secret(text):  # even a prefix of a secret must not be echoed
         return _HIDDEN
@@ -39,6 +41,7 @@ def quote(value: Any) -> str:
 
 
 def describe(value: Any) -> str:
+    """What a value is, in words for a message (`a list`, `nothing (null)`), never a secret."""
     if value is None:
         return "nothing (null)"
     if isinstance(value, bool):
@@ -56,6 +59,7 @@ def describe(value: Any) -> str:
 
 def from_validation_error(exc: ValidationError, root: Node, model: type[BaseModel],
                           ignore_missing: bool = False) -> list[Diagnostic]:
+    """One Diagnostic per distinct pydantic error, placed on the YAML it is about."""
     data = root.to_plain()
     out: list[Diagnostic] = []
     seen: set[tuple] = set()

@@ -95,6 +95,7 @@ def load_file(path: Path, display: str | None = None, max_bytes: int = MAX_BYTES
 
 
 def load_bytes(raw: bytes, name: str, max_bytes: int = MAX_BYTES) -> Node:
+    """The YAML tree of a file's bytes; SpecError for oversized, binary or non-UTF-8 input."""
     if len(raw) > max_bytes:
         raise _error(name, 1, 1, f"file is {len(raw):,} bytes; specs are limited to {max_bytes:,} bytes",
                      "split the pipeline, or move data out of the spec and reference it by URI")
@@ -112,6 +113,7 @@ def load_bytes(raw: bytes, name: str, max_bytes: int = MAX_BYTES) -> Node:
 
 
 def load_text(text: str, name: str) -> Node:
+    """The YAML tree of one document, which must be a mapping; SpecError otherwise."""
     loader = _SpecLoader(text)
     try:
         root = _Builder(loader, name).document()

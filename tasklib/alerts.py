@@ -22,6 +22,7 @@ TIMEOUT_S = 10
 
 
 def message(pipeline: str, event: str, dag_id: str, run_id: str, details: dict[str, Any]) -> dict[str, Any]:
+    """The alert payload every channel formats: text, a link to the run, and the details."""
     base_url = os.environ.get("AIRFLOW__API__BASE_URL", "http://localhost:8080").rstrip("/")
     link = f"{base_url}/dags/{dag_id}/runs/{urllib.parse.quote(run_id, safe='')}" if run_id else base_url
     facts = ", ".join(f"{k}={v}" for k, v in details.items() if v not in (None, "", [], {}))

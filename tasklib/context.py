@@ -7,6 +7,8 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class RunContext:
+    """The run a step is part of: ids, try, dates and the owning team."""
+
     dag_id: str
     task_id: str
     run_id: str

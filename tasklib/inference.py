@@ -138,6 +138,7 @@ def model_meta(run_id: str) -> dict:
 
 
 def model_cache_root() -> Path:
+    """Where downloaded models are cached (`$PIPESPEC_MODEL_CACHE` or a temp folder)."""
     return Path(os.environ.get("PIPESPEC_MODEL_CACHE") or Path(tempfile.gettempdir()) / "pipespec-models")
 
 
@@ -233,6 +234,7 @@ def _matches(name: str, format: str) -> bool:
 
 
 def count_rows(uri: str, format: str) -> int:
+    """The number of rows in an input file of this format."""
     filesystem_, path = storage.filesystem(uri)
     if format == "parquet":
         import pyarrow.parquet as pq

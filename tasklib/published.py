@@ -30,6 +30,8 @@ LATEST = "_LATEST"
 
 @dataclass(frozen=True)
 class Published:
+    """A published dataset: its data and manifest."""
+
     data: Ref
     manifest: dict[str, Any]
 
@@ -43,10 +45,12 @@ def run_prefix(uri: str, run_key: str, pipeline: str | None = None) -> str:
 
 
 def mark_latest(uri: str, prefix: str, conn_id: str | None = None) -> None:
+    """Write `<uri>/_LATEST` naming `prefix` (a run's directory): the one readers see from now on."""
     write_text(f"{uri.rstrip('/')}/{LATEST}", prefix, conn_id)
 
 
 def write_manifest(prefix: str, manifest: dict[str, Any], conn_id: str | None = None) -> None:
+    """Write `manifest.json` under a run's prefix."""
     write_text(f"{prefix}/manifest.json", json.dumps(manifest, indent=2, sort_keys=True, default=str), conn_id)
 
 

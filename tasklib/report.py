@@ -88,6 +88,7 @@ def rollout_outcome(pipeline: str, scores: dict) -> dict:
 
 
 def summary(metric: str, scores: dict, outcome: dict) -> str:
+    """One line: the metric for challenger and champion, the improvement and the outcome."""
     challenger, champion = scores.get("challenger"), scores.get("champion")
     text = f"{metric}: challenger {_fmt(challenger)}"
     if champion is not None:
@@ -98,6 +99,7 @@ def summary(metric: str, scores: dict, outcome: dict) -> str:
 
 
 def render_markdown(pipeline: str, metric: str, scores: dict, rows: list[dict], outcome: dict) -> str:
+    """The report as Markdown."""
     lines = [f"# Training report: {pipeline}", "",
              f"Challenger version {scores.get('challenger_version', '?')} vs champion version "
              f"{scores.get('champion_version') or '(none)'}, on {scores.get('holdout_rows', '?')} holdout rows.", "",
@@ -114,6 +116,7 @@ def render_markdown(pipeline: str, metric: str, scores: dict, rows: list[dict], 
 
 
 def render_html(pipeline: str, metric: str, scores: dict, rows: list[dict], outcome: dict) -> str:
+    """The report as a standalone HTML page."""
     e = html.escape
     body_rows = "\n".join(
         f"<tr><td>{'<b>' + e(r['metric']) + '</b>' if r['metric'] == metric else e(r['metric'])}</td>"

@@ -40,10 +40,11 @@ _overrides: dict[str, Step] = {}
 
 
 class UnknownStep(LookupError):
-    pass
+    """No step of that name is registered."""
 
 
 def resolve(name: str) -> Step:
+    """The step registered under `name`; UnknownStep if there is none."""
     if name in _overrides:
         return _overrides[name]
     try:

@@ -49,6 +49,7 @@ class Ref:
 
 
 def storage_root() -> Path | None:
+    """`$PIPESPEC_STORAGE_ROOT` as a path; None when unset."""
     root = os.environ.get("PIPESPEC_STORAGE_ROOT")
     return Path(root) if root else None
 
@@ -187,6 +188,7 @@ def _connection_or_none(conn_id: str) -> Any:
 
 
 def write_table(table: Any, uri: str, conn_id: str | None = None, source: str = "") -> Ref:
+    """Write an Arrow table as Parquet at `uri`; its Ref."""
     return write_batches(iter(table.to_batches()), table.schema, uri, conn_id, source)
 
 
@@ -333,6 +335,7 @@ def open_parquet(ref: Ref | dict, conn_id: str | None = None) -> Any:
 
 
 def read_table(ref: Ref | dict, conn_id: str | None = None) -> Any:
+    """The Arrow table a Ref points at."""
     import pyarrow.parquet as pq
 
     ref = ref if isinstance(ref, Ref) else Ref.from_dict(ref)
@@ -341,11 +344,13 @@ def read_table(ref: Ref | dict, conn_id: str | None = None) -> Any:
 
 
 def write_text(uri: str, text: str, conn_id: str | None = None) -> None:
+    """Write text at `uri`, atomically."""
     with _atomic_output(uri, conn_id) as handle:
         handle.write(text.encode())
 
 
 def read_text(uri: str, conn_id: str | None = None) -> str | None:
+    """The text at `uri`; None when there is no file."""
     from pyarrow import fs
 
     filesystem_, path = filesystem(uri, conn_id)

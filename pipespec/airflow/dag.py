@@ -31,10 +31,12 @@ COMPUTE_BUILDERS = {
 
 
 def render_pipeline(pipeline: ir.Pipeline) -> list[DAG]:
+    """The Airflow DAGs of a compiled pipeline."""
     return [render_dag(dag) for dag in pipeline.dags]
 
 
 def render_dag(spec: ir.Dag) -> DAG:
+    """One Airflow DAG from its IR."""
     with DAG(
         dag_id=spec.dag_id,
         schedule=_schedule(spec.schedule),

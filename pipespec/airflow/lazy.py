@@ -25,6 +25,8 @@ OPERATORS = {
 
 
 class LazyOperator(SpecValuesAreData, BaseOperator):
+    """Builds a heavy provider's operator only when the task runs, then executes it."""
+
     ui_color = "#e8f0fe"
 
     def __init__(self, *, operator: str, builder: str, step_params: dict, **kwargs: Any) -> None:

@@ -47,6 +47,7 @@ def load_project(project: Path, namespace: dict[str, Any]) -> list[str]:
 
 
 def load_dags(pipelines_dir: Path, namespace: dict[str, Any], cache_dir: Path | None = None) -> list[str]:
+    """Put every pipeline's DAGs, and a placeholder per broken spec, into `namespace`; the DAG ids."""
     # Building thousands of tasks triggers full collections over Airflow's large heap (~10% of a
     # parse at N=100, see bench/dagbag_load.py); nothing here makes reference cycles worth collecting.
     collecting = gc.isenabled()
@@ -124,6 +125,7 @@ def placeholder_id(file: str, taken: Collection[str] = ()) -> str:
 
 
 def placeholder_dag(broken: BrokenSpec, taken: Collection[str] = ()) -> DAG:
+    """A paused DAG that shows a broken spec's diagnostics in the Airflow UI."""
     report = _report(broken)
     first = broken.diagnostics[0].message if broken.diagnostics else ""
     with DAG(

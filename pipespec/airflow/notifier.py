@@ -11,6 +11,8 @@ from pipespec.airflow.step_operators import SpecValuesAreData
 
 
 class PipespecNotifier(SpecValuesAreData, BaseNotifier):
+    """Sends a failure or retry alert to the spec's channels."""
+
     template_fields = ()  # channels and messages come from the spec: data, never Jinja
 
     def __init__(self, *, pipeline: str, event: str, channels: list[dict]) -> None:

@@ -36,17 +36,23 @@ class SpecValuesAreData:
 
 
 class StepOperator(SpecValuesAreData, _PythonDecoratedOperator):
+    """The TaskFlow operator a step runs in."""
+
     custom_operator_name = "@pipespec.step"
 
 
 class BranchStepOperator(SpecValuesAreData, _BranchPythonDecoratedOperator):
+    """The TaskFlow branch operator a deciding step runs in."""
+
     custom_operator_name = "@pipespec.branch"
 
 
 def step_task(python_callable: Any, **kwargs: Any) -> Any:
+    """A TaskFlow task that runs `python_callable` in a StepOperator."""
     return task_decorator_factory(python_callable=python_callable, decorated_operator_class=StepOperator, **kwargs)
 
 
 def branch_step_task(python_callable: Any, **kwargs: Any) -> Any:
+    """A TaskFlow branch task that runs `python_callable` in a BranchStepOperator."""
     return task_decorator_factory(python_callable=python_callable, decorated_operator_class=BranchStepOperator,
                                   **kwargs)

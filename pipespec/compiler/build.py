@@ -40,17 +40,22 @@ POLICY_ENV = "PIPESPEC_POLICY"  # pipespec.schemas.policy.POLICY_ENV; not import
 
 @dataclass
 class BrokenSpec:
+    """A spec that did not compile, with why."""
+
     file: str
     diagnostics: list[Diagnostic]
 
 
 @dataclass
 class RepoBuild:
+    """What a directory of specs compiles to: pipelines, and the specs that broke."""
+
     pipelines: list[Pipeline] = field(default_factory=list)
     broken: list[BrokenSpec] = field(default_factory=list)
 
 
 def build_repo(root: Path, cache_dir: Path | None = None) -> RepoBuild:
+    """Compile every spec under `root` (templates excepted), from the cache where it is current."""
     files, problems = discover([root])
     result = RepoBuild(broken=[BrokenSpec(d.file, [d]) for d in problems])
     digests: dict[str, str] = {}  # one hash per file per parse: many specs share a template

@@ -24,6 +24,7 @@ CALLBACK_EVENTS = ("failure", "retry")
 
 
 def spec_hash(files: list[Path]) -> str:
+    """A short hash of the spec's files and the pipespec version: what the DAGs are built from."""
     digest = hashlib.sha256(__version__.encode())
     for file in files:
         digest.update(file.name.encode())  # not the absolute path: the same spec hashes alike in any checkout
@@ -38,6 +39,7 @@ def compile_checked(checked) -> Pipeline:
 
 
 def compile_spec(spec: PipelineSpec, spec_file: str, content_hash: str, spec_dir: str | None = None) -> Pipeline:
+    """The IR of a validated spec: its data, train and inference DAGs."""
     dags = []
     if spec.data:
         dags.append(_data_dag(spec, spec_file, spec_dir or str(Path(spec_file).parent), content_hash))

@@ -181,6 +181,7 @@ class Snapshot(dict[str, Pipeline]):
 
 
 def repo_root(start: Path) -> Path:
+    """The top of the git repository holding `start`."""
     return Path(_git(start, "rev-parse", "--show-toplevel", what=f"not a git repository: {start}").decode().strip())
 
 

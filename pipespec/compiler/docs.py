@@ -7,6 +7,7 @@ from pipespec.schemas.models import PipelineSpec
 
 
 def dag_doc(spec: PipelineSpec, suffix: str, spec_file: str) -> str:
+    """The Markdown the Airflow UI shows for one DAG of the spec."""
     lines = [f"# {spec.pipeline} · {suffix}", "", spec.description or "_No description._", "",
              f"- **Owner:** {spec.owner}", f"- **Spec:** `{spec_file}`",
              f"- **Tags:** {', '.join(spec.tags) or '-'}", ""]

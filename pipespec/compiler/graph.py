@@ -18,6 +18,7 @@ from pipespec.compiler.ir import Dag, Mapping, Pipeline, Schedule, Task
 # --- words shared with `pipespec diff` -------------------------------------------
 
 def describe_schedule(schedule: Schedule) -> str:
+    """A schedule in words: `manual`, `cron ...`, `assets: ...`."""
     if schedule.kind == "none":
         return "manual"  # no schedule: runs only when triggered
     if schedule.kind == "cron":
@@ -29,6 +30,7 @@ def describe_schedule(schedule: Schedule) -> str:
 
 
 def describe_assets(expr: Any) -> str:
+    """An Asset expression as text: `all(a, any(b, c))`."""
     if isinstance(expr, str):
         return expr
     (op, items), = expr.items()  # the IR keeps exactly one of all/any per level
@@ -36,6 +38,7 @@ def describe_assets(expr: Any) -> str:
 
 
 def asset_uris(expr: Any) -> Iterator[str]:
+    """Every URI in an IR Asset expression, depth first."""
     if isinstance(expr, str):
         yield expr
     elif isinstance(expr, dict):
@@ -45,10 +48,12 @@ def asset_uris(expr: Any) -> Iterator[str]:
 
 
 def item_label(item: Any, key: str) -> str:
+    """The label of one mapped item: its `key` field, or the item itself."""
     return str(item.get(key, item)) if isinstance(item, dict) else str(item)
 
 
 def describe_mapping(mapping: Mapping | None) -> str:
+    """How a task is mapped, in words."""
     if mapping is None:
         return "not mapped"
     if mapping.over is not None:
@@ -177,6 +182,7 @@ def _mermaid_node(node: _Node, indent: str) -> str:
 
 
 def to_mermaid(pipeline: Pipeline) -> str:
+    """The pipeline as a Mermaid flowchart: one subgraph per DAG, Assets between them."""
     graph = _build(pipeline)
     out = ["flowchart LR"]
     for cluster in graph.clusters:
@@ -209,6 +215,7 @@ def _dot_node(node: _Node, indent: str) -> str:
 
 
 def to_dot(pipeline: Pipeline) -> str:
+    """The pipeline as a Graphviz DOT digraph: one cluster per DAG, Assets between them."""
     graph = _build(pipeline)
     out = [f"digraph {_dot_text(graph.name)} {{", "  rankdir=LR;", "  compound=true;",
            '  node [fontname="Helvetica"];']

@@ -20,6 +20,8 @@ Events = Literal["failure", "retry", "gate_blocked", "promoted", "rejected", "ro
 
 @dataclass(frozen=True)
 class Retry:
+    """How a task is retried: count, delay, backoff."""
+
     count: int
     delay_s: int
     exponential: bool
@@ -43,6 +45,8 @@ class Mapping:
 
 @dataclass(frozen=True)
 class Task:
+    """One task: the registered step it runs, its params, inputs and place in the DAG."""
+
     task_id: str
     step: str  # a name registered in tasklib; never a dotted import path from YAML
     params: dict[str, Any] = field(default_factory=dict)
@@ -69,6 +73,8 @@ class Schedule:
 
 @dataclass(frozen=True)
 class Alert:
+    """Which events go to one channel, and its settings."""
+
     events: tuple[str, ...]
     channel: Literal["slack", "email", "webhook"]
     settings: dict[str, Any]
@@ -80,6 +86,8 @@ class Alert:
 
 @dataclass(frozen=True)
 class Dag:
+    """One DAG: schedule, documentation, defaults and tasks."""
+
     dag_id: str
     schedule: Schedule
     description: str
@@ -96,6 +104,8 @@ class Dag:
 
 @dataclass(frozen=True)
 class Pipeline:
+    """What one spec compiles to: its DAGs, and the hash of the files they came from."""
+
     name: str
     spec_file: str
     spec_hash: str

@@ -27,10 +27,12 @@ SPEC = "user_feedback.yaml"
 
 
 def say(message: str = "") -> None:
+    """Print a line at once."""
     print(message, flush=True)
 
 
 def main() -> None:
+    """Run the demo end to end in a fresh workspace."""
     started = time.perf_counter()
     workspace = fresh_workspace()
     configure(pipelines=workspace / "pipelines")

@@ -17,6 +17,8 @@ EMITTER = {"data": "publish", "train": "promote"}
 
 @dataclass
 class DagOutcome:
+    """How one DAG run ended: state, time, task states and the outputs worth showing."""
+
     dag_id: str
     state: str
     seconds: float
@@ -25,6 +27,7 @@ class DagOutcome:
 
 
 def run_pipeline(spec: Path, until: str = "inference", echo: Callable[[str], None] = print) -> list[DagOutcome]:
+    """Check a spec, then run its DAGs in order up to `until`, each with `dag.test()`."""
     from pipespec.schemas.check import check_file
 
     from pipespec.airflow.loader import load_dags

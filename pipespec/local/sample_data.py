@@ -46,6 +46,7 @@ SWAP = {"billing": "shipping", "shipping": "billing", "returns": "quality", "qua
 
 def feedback_rows(count: int, seed: int, noise: float = 0.0, start_day: int = 1, mixed: float = 0.5,
                   coded: float = 0.5) -> list[dict]:
+    """Seeded user-feedback rows (text, label, ts); `noise` is the share of swapped labels."""
     rng = random.Random(seed)
     labels = sorted(INTENTS)
     rows = []
@@ -66,6 +67,7 @@ def feedback_rows(count: int, seed: int, noise: float = 0.0, start_day: int = 1,
 
 
 def write_jsonl(rows: list[dict], path: Path) -> Path:
+    """Write rows as JSON lines; the path."""
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("".join(json.dumps(row) + "\n" for row in rows))
     return path

@@ -22,7 +22,7 @@ FIRST_TEMPLATE = "pipespec:tabular@1"
 
 
 class ScaffoldError(Exception):
-    pass
+    """`new` or `init` cannot proceed; the message says why."""
 
 
 def new_spec(name: str, template: str, directory: Path) -> Path:
@@ -103,6 +103,8 @@ def _inherited_sections(template: Path) -> set[str]:
 
 @dataclass
 class InitResult:
+    """The files `init` wrote, and those it kept because they existed."""
+
     written: list[Path] = field(default_factory=list)
     kept: list[Path] = field(default_factory=list)  # existed already; `--force` overwrites them
 

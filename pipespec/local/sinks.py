@@ -18,6 +18,8 @@ from typing import Any
 
 @dataclass
 class Received:
+    """One alert a local receiver got."""
+
     channel: str  # slack | webhook | email
     body: dict[str, Any]
 

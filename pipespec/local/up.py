@@ -50,6 +50,7 @@ def _interrupt(signum, frame) -> None:
 
 
 def up(port: int = 8080, echo=_say, ready_timeout_s: int = 240) -> int:
+    """Start a local Airflow on `port` and keep it running until a component exits; the exit code."""
     url = f"http://{LOOPBACK}:{port}"
     env = {**os.environ, "AIRFLOW__API__PORT": str(port), "AIRFLOW__API__BASE_URL": url,
            # The components are started as `airflow ...` by name: they must come from this venv.

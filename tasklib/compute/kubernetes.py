@@ -88,10 +88,12 @@ def runner_job(params: Mapping[str, Any], run: Mapping[str, Any]) -> dict[str, A
 
 
 def to_json(value: Any) -> str:
+    """Compact, key-sorted JSON: the same request serialises the same way."""
     return json.dumps(value, sort_keys=True, separators=(",", ":"))
 
 
 def passthrough_env(names: tuple[str, ...]) -> dict[str, str]:
+    """The set variables among `names`, from this process's environment."""
     return {name: os.environ[name] for name in names if os.environ.get(name)}
 
 

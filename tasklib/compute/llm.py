@@ -119,6 +119,7 @@ def split_records(records: list[dict[str, Any]], valid_fraction: float,
 
 
 def to_jsonl(records: list[dict[str, Any]]) -> str:
+    """Records as JSON lines."""
     return "".join(json.dumps(record, ensure_ascii=False, sort_keys=True) + "\n" for record in records)
 
 
@@ -184,6 +185,7 @@ def model_tag(base_model: str, pipeline: str, run_id: str) -> str:
 
 
 def lora_storage_uri(params: Mapping[str, Any]) -> str:
+    """Where the fine-tuned LoRA weights are written."""
     settings = model_settings(params["model"])
     return (settings["output_uri"] or f"{params['dataset'].rstrip('/')}/_lora").rstrip("/")
 

@@ -141,6 +141,7 @@ def _conform(table: Any, name: str, schema: Any) -> Any:
 # --- inner / left -------------------------------------------------------------
 
 def key_join(tables: list[Any], names: list[str], kind: str, on: list[str]) -> Any:
+    """An inner or left join of the tables on `on`, rows in source order."""
     import numpy as np
     import pyarrow as pa
 

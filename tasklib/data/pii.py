@@ -46,6 +46,7 @@ CARD_LAYOUT = re.compile(
 
 
 def luhn_valid(digits: str) -> bool:
+    """Whether the digits pass the Luhn check, as card numbers do."""
     total = 0
     for position, char in enumerate(reversed(digits)):
         value = int(char) * (2 if position % 2 else 1)
@@ -65,6 +66,7 @@ def _card(match: re.Match) -> str:
 
 
 def redact_cards_in(text: str) -> str:
+    """The text with Luhn-valid card numbers redacted."""
     return CARD_LAYOUT.sub(_card, text)
 
 

@@ -133,6 +133,7 @@ def read_csv(stream: Any, origin: str, bad_rows: BadRows, block_bytes: int = CSV
 
 
 def parquet_file(handle: Any, origin: str) -> Any:
+    """The handle opened as Parquet; ValueError naming `origin` if it is not."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 

@@ -54,6 +54,7 @@ def row_hashes(table: Any, columns: list[str]) -> Any:
 
 
 def column_hashes(values: Any) -> Any:
+    """A uint64 hash per value of a column (nulls hash alike)."""
     import numpy as np
     import pandas as pd
     import pyarrow as pa

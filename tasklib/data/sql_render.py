@@ -15,6 +15,7 @@ from pipespec.tasklib.context import RunContext
 
 
 def render_query(query: str, ctx: RunContext, source: str) -> str:
+    """The query with the run's data interval filled in; ValueError if it cannot be."""
     problem = query_problem(query)
     if problem:
         raise ValueError(f"source `{source}`: {problem}")

@@ -212,11 +212,13 @@ def drop_empty(table: Any, columns: list[str], source: str) -> Any:
 
 
 def select(table: Any, columns: list[str], source: str) -> Any:
+    """The table with only these columns."""
     require_columns(table, columns, source=source, what="transform `select`")
     return table.select(list(dict.fromkeys(columns)))
 
 
 def rename(table: Any, mapping: dict[str, str], source: str) -> Any:
+    """The table with columns renamed; ValueError if two would share a name."""
     require_columns(table, mapping, source=source, what="transform `rename`")
     names = [mapping.get(name, name) for name in table.column_names]
     for name in dict.fromkeys(names):
@@ -227,6 +229,7 @@ def rename(table: Any, mapping: dict[str, str], source: str) -> Any:
 
 
 def filter_rows(table: Any, text: str, source: str) -> Any:
+    """The rows for which the filter expression is true."""
     from pipespec.schemas import expressions
 
     try:
@@ -238,6 +241,7 @@ def filter_rows(table: Any, text: str, source: str) -> Any:
 
 
 def normalize_text(table: Any, args: dict[str, Any], source: str) -> Any:
+    """The table with its text columns lowercased, stripped and whitespace collapsed, as asked."""
     import pyarrow.compute as pc
 
     for column in _text_columns(table, args["columns"], source=source, what="transform `normalize_text`"):
@@ -253,6 +257,7 @@ def normalize_text(table: Any, args: dict[str, Any], source: str) -> Any:
 
 
 def redact_pii(table: Any, columns: list[str], source: str) -> Any:
+    """The table with personal data redacted in these columns."""
     from pipespec.tasklib.data import pii
 
     for column in _text_columns(table, columns, source=source, what="transform `redact_pii`"):

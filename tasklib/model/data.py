@@ -30,6 +30,8 @@ SALT = b"pipespec-holdout-v1"
 
 @dataclass(frozen=True)
 class TrainingData:
+    """The training rows, the holdout size and the manifest they came from."""
+
     train: Any  # pyarrow.Table
     holdout_rows: int
     manifest: dict[str, Any] = field(default_factory=dict)
@@ -37,6 +39,8 @@ class TrainingData:
 
 @dataclass(frozen=True)
 class Holdout:
+    """The rows a model is judged on, and where they came from."""
+
     table: Any  # pyarrow.Table
     source: str  # what it is, for the log and the result
 

@@ -48,6 +48,8 @@ PREDICT_VALUES = 1 << 24
 
 @dataclass(frozen=True)
 class Loaded:
+    """A saved model, loaded: the network, its metadata and class labels."""
+
     model: Any  # keras.Model
     meta: dict[str, Any]
     classes: list  # class labels in output order; [] for regressors
@@ -55,6 +57,8 @@ class Loaded:
 
 @dataclass(frozen=True)
 class Prediction:
+    """Predicted values, and class probabilities for classifiers."""
+
     values: list  # predicted labels (classifiers) or numbers (regressors)
     scores: np.ndarray | None  # class probabilities, one column per class; None for regressors
 
@@ -93,6 +97,7 @@ def resolve_params(model: dict[str, Any]) -> dict[str, Any]:
 
 
 def task_of(model_type: str) -> str:
+    """The task of a model type (`classification`, `regression`, ...)."""
     return MODEL_TYPES[model_type].task
 
 
@@ -267,6 +272,7 @@ def _inputs(meta: dict[str, Any], table: Any) -> dict[str, Any]:
 
 
 def save(network: Any, classes: list, meta: dict[str, Any], directory: Path) -> Path:
+    """Save a network with its labels and metadata to `directory`; the directory."""
     directory.mkdir(parents=True, exist_ok=True)
     network.save(directory / "model.keras")
     if meta["task"] == "classification":
@@ -276,6 +282,7 @@ def save(network: Any, classes: list, meta: dict[str, Any], directory: Path) -> 
 
 
 def load(directory: Path) -> Loaded:
+    """A model saved by `save`; ValueError for another format."""
     import keras
 
     meta = json.loads((directory / "pipespec.json").read_text())

@@ -35,6 +35,7 @@ def _encode(y_true: Sequence, y_pred: Sequence) -> tuple[np.ndarray, np.ndarray,
 
 
 def label_order_key(value: Any) -> tuple:
+    """Sort key for class labels: numbers by value, anything else by text."""
     # Numbers sort as numbers, everything else by text; mixed types never raise.
     if isinstance(value, (bool, int, float, np.number)):
         return (0, float(value), "")
@@ -60,6 +61,7 @@ def _f1_per_label(y_true: Sequence, y_pred: Sequence) -> tuple[np.ndarray, np.nd
 
 
 def accuracy(y_true: Sequence, y_pred: Sequence) -> float:
+    """The share of predictions equal to the truth."""
     true, pred, _ = _encode(y_true, y_pred)
     return float(np.mean(true == pred))
 
@@ -78,16 +80,19 @@ def _binary(y_true: Sequence, y_pred: Sequence, positive: Any, classes: Sequence
 
 
 def precision(y_true: Sequence, y_pred: Sequence, positive: Any = 1, classes: Sequence | None = None) -> float:
+    """Binary precision for the `positive` label; 0 when nothing is predicted positive."""
     tp, predicted, _ = _binary(y_true, y_pred, positive, classes, "precision")
     return tp / predicted if predicted else 0.0
 
 
 def recall(y_true: Sequence, y_pred: Sequence, positive: Any = 1, classes: Sequence | None = None) -> float:
+    """Binary recall for the `positive` label; 0 when nothing is positive."""
     tp, _, actual = _binary(y_true, y_pred, positive, classes, "recall")
     return tp / actual if actual else 0.0
 
 
 def f1(y_true: Sequence, y_pred: Sequence, positive: Any = 1, classes: Sequence | None = None) -> float:
+    """Binary F1 for the `positive` label; 0 when there are no positives."""
     tp, predicted, actual = _binary(y_true, y_pred, positive, classes, "f1")
     return 2 * tp / (predicted + actual) if predicted + actual else 0.0
 
@@ -162,11 +167,13 @@ def _numbers(y_true: Sequence, y_pred: Sequence) -> tuple[np.ndarray, np.ndarray
 
 
 def rmse(y_true: Sequence, y_pred: Sequence) -> float:
+    """Root mean squared error."""
     true, pred = _numbers(y_true, y_pred)
     return float(np.sqrt(np.mean((true - pred) ** 2)))
 
 
 def mae(y_true: Sequence, y_pred: Sequence) -> float:
+    """Mean absolute error."""
     true, pred = _numbers(y_true, y_pred)
     return float(np.mean(np.abs(true - pred)))
 
@@ -258,10 +265,12 @@ def classification_scores(y_true: Sequence, y_pred: Sequence, scores: Any, class
 
 
 def regression_scores(y_true: Sequence, y_pred: Sequence, required: str | None = None) -> dict[str, float | None]:
+    """Every regression metric; None where undefined, except `required`, which raises."""
     return _defined({"rmse": lambda: rmse(y_true, y_pred), "mae": lambda: mae(y_true, y_pred)}, required)
 
 
 def structured_scores(y_true: Sequence, y_pred: Sequence, required: str | None = None) -> dict[str, float | None]:
+    """Every structured-output metric; None where undefined, except `required`, which raises."""
     return _defined({"exact_match": lambda: exact_match(y_true, y_pred),
                      "slot_f1": lambda: slot_f1(y_true, y_pred)}, required)
 

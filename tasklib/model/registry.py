@@ -37,6 +37,7 @@ def _local_root() -> Path:
 
 
 def tracking_uri() -> str:
+    """The MLflow tracking URI: `$MLFLOW_TRACKING_URI`, or a local SQLite file."""
     return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{_local_root() / 'mlflow.db'}"
 
 
@@ -61,6 +62,7 @@ def _experiment(pipeline: str) -> str:
 
 
 def client() -> Any:
+    """An MLflow client for the tracking URI, set as MLflow's default too."""
     import mlflow
     from mlflow import MlflowClient
 
@@ -88,6 +90,7 @@ def register(pipeline: str, model_dir: Path, *, params: dict[str, Any], metrics:
 
 
 def version_for(pipeline: str, alias: str) -> str | None:
+    """The model version an alias points at; None when unset."""
     from mlflow.exceptions import MlflowException
 
     try:
@@ -97,10 +100,12 @@ def version_for(pipeline: str, alias: str) -> str | None:
 
 
 def set_alias(pipeline: str, alias: str, version: str) -> None:
+    """Point an alias at a model version."""
     client().set_registered_model_alias(pipeline, alias, version)
 
 
 def delete_alias(pipeline: str, alias: str) -> None:
+    """Remove an alias; nothing if it is already gone."""
     from mlflow.exceptions import MlflowException
 
     try:
@@ -118,6 +123,7 @@ def download(pipeline: str, version: str, destination: Path) -> Path:
 
 
 def version_tags(pipeline: str, version: str) -> dict[str, str]:
+    """The tags of a model version."""
     return dict(client().get_model_version(pipeline, version).tags)
 
 
@@ -174,6 +180,8 @@ class LeaseTimeout(TimeoutError):
 
 @dataclass(frozen=True)
 class Lease:
+    """A registry lock held by this promoter until it expires."""
+
     name: str
     holder: str
     token: str
@@ -186,6 +194,7 @@ class Lease:
 
 
 def lock_name(pipeline: str, alias: str) -> str:
+    """The name of the registry lock on a pipeline's alias."""
     return f"{pipeline}.{alias}{LOCK_SUFFIX}"
 
 

@@ -116,6 +116,7 @@ def _error_of(tail: collections.deque[str]) -> str:
 # --- the process side ---------------------------------------------------------------
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one command with its params and print its result (or error) as JSON; the exit code."""
     parser = argparse.ArgumentParser(prog="python -m pipespec.tasklib.model.runner", description=__doc__.split("\n")[0])
     parser.add_argument("command", choices=sorted(COMMANDS))
     source = parser.add_mutually_exclusive_group(required=True)

@@ -56,7 +56,7 @@ ROLLOUT_RUN_TAG = "pipespec.rollout_run_id"
 
 
 class NoChallenger(LookupError):
-    pass
+    """No challenger version to roll out."""
 
 
 class CanaryGuardTripped(RuntimeError):
@@ -219,6 +219,7 @@ def canary_metric(pipeline: str, version: str, scores: dict) -> tuple[float | No
 
 
 def check_guard(pipeline: str, version: str, scores: dict, *, max_drop: float) -> dict:
+    """The canary's metric values; CanaryGuardTripped when the challenger drops more than `max_drop`."""
     challenger, champion = canary_metric(pipeline, version, scores)
     result = {"canary_challenger": challenger, "canary_champion": champion}
     if challenger is None or champion is None:
@@ -234,6 +235,7 @@ def check_guard(pipeline: str, version: str, scores: dict, *, max_drop: float) -
 
 
 def rejection_reason(scores: dict) -> str:
+    """Why a challenger was rejected, in words."""
     metric, challenger, champion = scores.get("metric", "metric"), scores.get("challenger"), scores.get("champion")
     text = f"{metric} {_fmt(challenger)}"
     if champion is not None:
@@ -244,12 +246,14 @@ def rejection_reason(scores: dict) -> str:
 # --- helpers ----------------------------------------------------------------
 
 def serving_alias(target: dict) -> str:
+    """The alias that serves for a target: its own for `registry_alias`, else `champion`."""
     if target.get("type") == "registry_alias":
         return str(target.get("alias") or registry.CHAMPION)
     return registry.CHAMPION
 
 
 def previous_alias(alias: str) -> str:
+    """The alias that remembers what `alias` pointed at before, for rollback."""
     return f"previous_{alias}"
 
 

@@ -50,6 +50,7 @@ POLL_INTERVAL_S = 30
 
 
 def canary_percent(stage: str, percent: int | None = None) -> int | None:
+    """The traffic share of a stage: the canary's percent, 0 for shadow, None for the rest."""
     if stage not in STAGES:
         raise ValueError(f"unknown rollout stage `{stage}` (known: {', '.join(STAGES)})")
     if stage == "canary":
