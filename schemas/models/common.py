@@ -31,6 +31,7 @@ MAX_DURATION_DAYS = 365
 
 
 def parse_duration(text: str) -> int:
+    """Seconds in a duration such as `1h30m`; ValueError for anything else."""
     match = _DURATION.match(text)
     if not text or not match:
         raise ValueError("durations look like `90s`, `5m`, `2h`, `1d` or `1h30m`")
@@ -72,10 +73,14 @@ AssetUri = Annotated[str, Field(description=f"Asset URI, e.g. `s3://bucket/curat
 
 
 class AllOf(StrictModel):
+    """`{all: [...]}`: run when every listed Asset has updated."""
+
     all: list["AssetExpr"] = Field(min_length=1, max_length=64, description="Run when every one of these Assets has updated.")
 
 
 class AnyOf(StrictModel):
+    """`{any: [...]}`: run when any listed Asset has updated."""
+
     any: list["AssetExpr"] = Field(min_length=1, max_length=64, description="Run when any one of these Assets has updated.")
 
 

@@ -42,6 +42,8 @@ class _SourceBase(StrictModel):
 
 
 class S3Source(_SourceBase):
+    """Objects under an S3 prefix, read with an Airflow AWS connection."""
+
     type: Literal["s3"]
     uri: Annotated[str, Field(pattern=r"^s3://[a-z0-9][a-z0-9.\-]{1,62}(/.*)?$",
                               description="`s3://bucket/prefix/`: one object or every object under a prefix."),
@@ -52,6 +54,8 @@ class S3Source(_SourceBase):
 
 
 class LocalSource(_SourceBase):
+    """A file or directory, relative to the spec's folder."""
+
     type: Literal["local"]
     path: Annotated[str, _confined(local_path_problem)] = Field(
         description=f"A file or directory: {LOCAL_PATH_HINT}.")
@@ -60,12 +64,16 @@ class LocalSource(_SourceBase):
 
 
 class SnowflakeSource(_SourceBase):
+    """The rows of a Snowflake query."""
+
     type: Literal["snowflake"]
     conn_id: str = Field("snowflake_default")
     query: Query
 
 
 class SqlSource(_SourceBase):
+    """The rows of a query on a common-sql database (SQLite, PostgreSQL, ...)."""
+
     type: Literal["sql"]
     conn_id: str = Field(description="Airflow connection of a common-sql database (SQLite, PostgreSQL, ...).")
     query: Query
@@ -78,10 +86,14 @@ Columns = Annotated[list[str], BeforeValidator(lambda v: [v] if isinstance(v, st
 
 
 class DedupeArgs(StrictModel):
+    """Settings of `dedupe`."""
+
     key: Columns = Field(description="Column(s) that identify a record; the first occurrence is kept.")
 
 
 class NormalizeArgs(StrictModel):
+    """Settings of `normalize_text`: which columns, and what to normalize."""
+
     columns: Columns
     lowercase: bool = True
     strip: bool = True
@@ -89,41 +101,59 @@ class NormalizeArgs(StrictModel):
 
 
 class SampleArgs(StrictModel):
+    """Settings of `sample`: a seeded random fraction of the rows."""
+
     fraction: float = Field(gt=0, le=1)
     seed: int = 0
 
 
 class Dedupe(StrictModel):
+    """Keep the first row of each key."""
+
     dedupe: DedupeArgs
 
 
 class DropEmpty(StrictModel):
+    """Drop rows with a null or blank value in any of the columns."""
+
     drop_empty: Columns = Field(description="Drop rows where any of these columns is null or blank.")
 
 
 class Select(StrictModel):
+    """Keep only these columns, in this order."""
+
     select: Columns
 
 
 class Rename(StrictModel):
+    """Rename columns."""
+
     rename: dict[str, str] = Field(min_length=1, description="old name: new name")
 
 
 class Filter(StrictModel):
+    """Keep the rows for which the expression is true."""
+
     filter: str = Field(description="A safe expression such as `len(text) > 3 and label != 'spam'` (no Python eval).")
 
 
 class NormalizeText(StrictModel):
+    """Lowercase, strip and collapse whitespace in text columns."""
+
     normalize_text: Annotated[NormalizeArgs, BeforeValidator(
         lambda v: {"columns": v} if isinstance(v, (str, list)) else v,
         json_schema_input_type=Union[str, list[str], NormalizeArgs])]
 
 
 class RedactPii(StrictModel):
+    """Replace personal data (emails, phone and card numbers) in text columns."""
+
     redact_pii: Columns = Field(description="Replace emails, phone and card numbers in these columns.")
 
 
 class Sample(StrictModel):
+    """Keep a seeded random fraction of the rows."""
+
     sample: SampleArgs
 
 
@@ -133,6 +163,8 @@ Transform = single_key_union(
 
 
 class Join(StrictModel):
+    """How the per-source tables become one dataset."""
+
     type: Literal["union", "inner", "left"] = Field("union", description="`union` stacks rows; `inner`/`left` join on `on`.")
     on: list[str] = Field(default_factory=list, description="Key columns for `inner` and `left` joins.")
 
@@ -142,22 +174,30 @@ def _join_shorthand(value: Any) -> Any:
 
 
 class Threshold(StrictModel):
+    """How much data the gate needs before it publishes."""
+
     min_records: int = Field(0, ge=0, description="Block when the joined data has fewer rows.")
     min_new_records: int = Field(0, ge=0, description="Block when fewer rows are new since the last published data.")
 
 
 class Range(StrictModel):
+    """Bounds a numeric column's values must lie within."""
+
     min: float | None = None
     max: float | None = None
 
 
 class Quality(StrictModel):
+    """Checks the joined data must pass before it is published."""
+
     required_columns: list[str] = Field(default_factory=list)
     max_null_rate: dict[str, Annotated[float, Field(ge=0, le=1)]] = Field(default_factory=dict)
     ranges: dict[str, Range] = Field(default_factory=dict)
 
 
 class Drift(StrictModel):
+    """Compare the new data with reference data, column by column."""
+
     reference: DataUri | None = Field(
         None, description="Reference data (`s3://bucket/prefix/`); default: the last published data.")
     method: Literal["psi", "ks"] = "psi"
@@ -166,6 +206,8 @@ class Drift(StrictModel):
 
 
 class DataSection(StrictModel):
+    """Extract, transform, join and gate the data, then publish it as an Asset."""
+
     schedule: Schedule | None = Field(None, description="When to look for new data; default: manual.")
     sources: list[Source] = Field(min_length=1, max_length=64, description="One mapped extract task per source.")
     transforms: list[Transform] = Field(default_factory=list, max_length=32, description="Applied in order, mapped over sources (each transform is a task: at most 32 keep the DAG quick to parse).")

@@ -13,6 +13,8 @@ EMAIL = r"^[^@\s]+@[^@\s]+\.[^@\s]+$"
 
 
 class RetryPolicy(StrictModel):
+    """Retry settings for one stage; unset fields keep the pipeline's defaults."""
+
     count: int | None = Field(None, ge=0, le=50, description="Retries after the first try.")
     delay: Duration | None = Field(None, description="Wait before the first retry.")
     backoff: Literal["constant", "exponential"] | None = None
@@ -20,6 +22,8 @@ class RetryPolicy(StrictModel):
 
 
 class RetryOverrides(StrictModel):
+    """Retry settings per stage, over the pipeline's defaults."""
+
     data: RetryPolicy | None = None
     train: RetryPolicy | None = None
     evaluate: RetryPolicy | None = None
@@ -28,6 +32,8 @@ class RetryOverrides(StrictModel):
 
 
 class Retries(StrictModel):
+    """How failed tasks are retried."""
+
     count: int = Field(2, ge=0, le=50)
     delay: Duration = "5m"
     backoff: Literal["constant", "exponential"] = "constant"
@@ -36,21 +42,29 @@ class Retries(StrictModel):
 
 
 class SlackChannel(StrictModel):
+    """Post to a Slack channel through an Airflow Slack connection."""
+
     channel: Annotated[str, Field(pattern=r"^[#@]?[\w.\-]+$")]
     conn_id: str = "slack_default"
 
 
 class EmailChannel(StrictModel):
+    """Send an email through an Airflow SMTP connection."""
+
     to: list[Annotated[str, Field(pattern=EMAIL)]] = Field(min_length=1)
     conn_id: str = "smtp_default"
 
 
 class WebhookChannel(StrictModel):
+    """POST a JSON message through an Airflow HTTP connection."""
+
     conn_id: str = Field(description="HTTP connection whose host is the webhook URL.")
     endpoint: str = ""
 
 
 class Alert(StrictModel):
+    """Who hears about which events: one channel per alert."""
+
     on: list[Event] = Field(min_length=1, description="Events that send this alert.")
     slack: SlackChannel | None = None
     email: Annotated[EmailChannel | None, BeforeValidator(
@@ -67,6 +81,8 @@ class Alert(StrictModel):
 
 
 class InferenceSection(StrictModel):
+    """Batch predictions with the serving model, in mapped shards."""
+
     schedule: Schedule | None = Field(None, description="Default: when the model Asset updates.")
     input: AssetUri
     output: AssetUri

@@ -16,6 +16,8 @@ ParamValue = Union[str, int, float, bool, list[Union[str, int, float, bool]], di
 
 
 class Model(StrictModel):
+    """What to train: a model type from the catalog, its columns and parameters."""
+
     type: ModelTypeName = Field(description="A model type from the task library.")
     label: str = Field("label", description="Target column.")
     features: list[str] = Field(default_factory=lambda: ["text"], description="Input columns.")
@@ -23,6 +25,8 @@ class Model(StrictModel):
 
 
 class LocalCompute(StrictModel):
+    """Train in a process on the Airflow worker."""
+
     backend: Literal["local"]
 
 
@@ -56,12 +60,16 @@ def parse_quantity(text: str) -> Decimal:
 
 
 class Resources(StrictModel):
+    """What a training pod requests."""
+
     cpu: Quantity = "1"
     memory: Quantity = "2Gi"
     gpu: int = Field(0, ge=0)
 
 
 class Toleration(StrictModel):
+    """A Kubernetes toleration for the training pod."""
+
     key: str
     operator: Literal["Equal", "Exists"] = "Equal"
     value: str | None = None
@@ -69,12 +77,16 @@ class Toleration(StrictModel):
 
 
 class Volume(StrictModel):
+    """A PersistentVolumeClaim mounted into the training pod."""
+
     name: str
     claim: str = Field(description="PersistentVolumeClaim name.")
     mount_path: str
 
 
 class KubernetesCompute(StrictModel):
+    """Train in a pod on Kubernetes (KubernetesPodOperator)."""
+
     backend: Literal["kubernetes"]
     image: str = Field(description="Training image, pinned by tag or digest, from a registry the platform policy "
                                    "allows.")
@@ -91,6 +103,8 @@ class KubernetesCompute(StrictModel):
 
 
 class AnyscaleCompute(StrictModel):
+    """Train as an Anyscale job."""
+
     backend: Literal["anyscale"]
     conn_id: str = "anyscale_conn"
     image_uri: str | None = None
@@ -115,6 +129,8 @@ def _default_compute() -> Any:
 
 
 class TrainSection(StrictModel):
+    """Train a challenger model on the published data."""
+
     schedule: Schedule | None = Field(None, description="Default: when `data.publishes` updates.")
     dataset: AssetUri | None = Field(None, description="Training data; default: `data.publishes`.")
     model: Model
@@ -123,6 +139,8 @@ class TrainSection(StrictModel):
 
 
 class EvaluateSection(StrictModel):
+    """Score challenger and champion on the same holdout; decide which serves."""
+
     holdout: AssetUri | None = Field(None, description="Fixed holdout set; default: a seeded split of the training data.")
     holdout_fraction: float = Field(0.2, gt=0, lt=1)
     metric: str = Field(description="The metric that decides; must suit the model type.")
