@@ -90,7 +90,11 @@ def specs_root(path: Path) -> Path:
     that holds `templates/` (where `extends` looks) or is named `pipelines` counts, with the unbroken
     run of such folders right above it, so a stray `/tmp/templates` far above a project's own specs
     folder does not make all of /tmp the specs folder."""
-    folder = path.resolve().parent
+    return _specs_folder_of(path.resolve().parent)
+
+
+@lru_cache(maxsize=256)  # a repository's specs share a few folders; each lookup stats every ancestor
+def _specs_folder_of(folder: Path) -> Path:
     ancestors = _in_repository(folder) or _marked_run(folder)
     for marks in (_holds_templates, lambda p: p.name == SPECS_DIR):
         found = [p for p in ancestors if marks(p)]
