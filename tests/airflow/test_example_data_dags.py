@@ -31,7 +31,7 @@ from tests.support.s3_server import s3_server  # noqa: F401
 
 pytestmark = pytest.mark.slow  # every example's data DAG against S3, PostgreSQL, fakesnow
 
-EXAMPLES = Path(__file__).resolve().parents[2] / "pipelines"
+from tests.support.paths import EXAMPLES  # noqa: E402
 # The buckets the examples read and publish to; a real deployment has them already.
 BUCKETS = ("growth", "forecasting", "xray-images", "content")
 

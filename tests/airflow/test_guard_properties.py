@@ -38,7 +38,7 @@ from pipespec.schemas.check import check_file
 from pipespec.schemas.yamlload import load_file
 from tests.schemas.test_guard_limits import load_like_the_dag_processor
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.support.paths import ROOT  # noqa: E402 - one home for where the checkout is
 SCHEMA = ROOT / "schemas" / "pipeline.schema.json"
 PIPELINES = ROOT / "pipelines"
 VALID = ROOT / "tests" / "cases" / "valid"

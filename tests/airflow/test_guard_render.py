@@ -30,7 +30,7 @@ from pipespec.schemas.check import check_file
 from pipespec.compiler.compile import compile_checked
 from pipespec.schemas.diagnostics import Diagnostic
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.support.paths import ROOT  # noqa: E402 - one home for where the checkout is
 PIPELINES = ROOT / "pipelines"
 VALID = ROOT / "tests" / "cases" / "valid"
 EXAMPLES = sorted(PIPELINES.glob("*.yaml"))

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.support.paths import ROOT  # noqa: E402 - one home for where the checkout is
 EXPECTED_DAGS = {
     "churn__data", "churn__train", "churn__inference", "feedback_llm_finetune__train",
     "genai_content__data", "genai_content__train", "user_feedback__data", "user_feedback__train",

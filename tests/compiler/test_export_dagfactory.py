@@ -30,7 +30,7 @@ os.environ["AIRFLOW__DAG_FACTORY__ENABLE_TELEMETRY"] = "False"
 os.environ["DO_NOT_TRACK"] = "1"
 os.environ["SCARF_NO_ANALYTICS"] = "true"
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.support.paths import ROOT  # noqa: E402 - one home for where the checkout is
 EXAMPLES = build_repo(ROOT / "pipelines")  # skips pipelines/templates/
 RETRY = ir.Retry(2, 60, False, None)
 

@@ -16,7 +16,7 @@ from pipespec.compiler.diff import GitRefError, diff_pipelines, diff_refs, load_
 from pipespec.compiler.graph import describe_schedule, to_dot, to_mermaid
 from pipespec.compiler.ir import Dag, Mapping, Pipeline, Retry, Schedule, Task
 
-REPO = Path(__file__).resolve().parents[2]
+from tests.support.paths import ROOT as REPO  # noqa: E402
 PIPELINES = REPO / "pipelines"
 SPECS = sorted(PIPELINES.glob("*.yaml"))
 

@@ -14,9 +14,9 @@ import pytest
 from pipespec.schemas.check import check_file
 from pipespec.compiler.compile import compile_spec
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.support.paths import ROOT  # noqa: E402 - one home for where the checkout is
 SPECS = sorted((ROOT / "pipelines").glob("*.yaml"))
-SNAPSHOTS = Path(__file__).parents[1] / "snapshots"
+from tests.support.paths import SNAPSHOTS  # noqa: E402
 
 
 def compiled(spec_file: Path) -> dict:

@@ -25,7 +25,7 @@ from tests.support.airflow_server import free_port
 
 pytestmark = pytest.mark.slow  # starts the whole local Airflow twice
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.support.paths import ROOT  # noqa: E402 - one home for where the checkout is
 LOOPBACK = {"127.0.0.1", "::1"}
 
 

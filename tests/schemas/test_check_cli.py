@@ -11,8 +11,9 @@ import pytest
 
 from pipespec.cli import main
 from pipespec.schemas.reporters import text as text_report
+from tests.support.files import write
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.support.paths import ROOT  # noqa: E402 - one home for where the checkout is
 PIPELINES = ROOT / "pipelines"
 CASES = ROOT / "tests" / "cases"
 
@@ -23,14 +24,6 @@ def spec(name: str, body: str = "", publishes: str | None = None) -> str:
     """A small valid spec; `body` adds or overrides sections."""
     data = "" if "data:" in body else f"data:\n  sources:\n{SOURCE}  publishes: {publishes or f's3://bucket/{name}/'}\n"
     return f"pipeline: {name}\n{data}{body}"
-
-
-def write(directory: Path, files: dict[str, str]) -> Path:
-    for name, content in files.items():
-        path = directory / name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(content, encoding="utf-8")
-    return directory
 
 
 def run(capsys, *argv: str) -> tuple[int, str, str]:

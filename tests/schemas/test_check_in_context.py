@@ -19,6 +19,7 @@ import yaml
 from pipespec.cli import main
 from pipespec.schemas.check import specs_root
 from tests.support.paths import EXAMPLES, ROOT
+from tests.support.files import write
 
 SOURCE = "    - {name: raw, type: local, path: data/raw/, format: csv}\n"
 CONSUMER = "feedback_llm_finetune.yaml"  # trains on s3://feedback/curated/, which user_feedback.yaml publishes
@@ -28,14 +29,6 @@ def spec(name: str, publishes: str, schedule: str = "") -> str:
     """A small valid spec; `schedule` is a data schedule such as `{assets: s3://x/}`."""
     when = f"  schedule: {schedule}\n" if schedule else ""
     return f"pipeline: {name}\ndata:\n{when}  sources:\n{SOURCE}  publishes: {publishes}\n"
-
-
-def write(directory: Path, files: dict[str, str]) -> Path:
-    for name, content in files.items():
-        path = directory / name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(content, encoding="utf-8")
-    return directory
 
 
 def check_json(capsys, monkeypatch, cwd: Path, *argv: str) -> tuple[int, list[dict]]:

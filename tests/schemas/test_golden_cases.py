@@ -28,7 +28,7 @@ from pipespec.schemas import reporters as report
 from pipespec.schemas.check import check_file
 from pipespec.schemas.diagnostics import Diagnostic
 
-CASES = Path(__file__).parents[1] / "cases"
+from tests.support.paths import CASES  # noqa: E402
 INVALID = sorted((CASES / "invalid").glob("*.yaml"))
 VALID = sorted((CASES / "valid").glob("*.yaml"))
 

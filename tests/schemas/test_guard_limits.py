@@ -24,7 +24,7 @@ from pipespec.schemas.models.common import MAX_DURATION_DAYS
 
 pytestmark = pytest.mark.airflow  # renders DAGs
 
-CASES = Path(__file__).parents[1] / "cases"
+from tests.support.paths import CASES  # noqa: E402
 VALID = sorted((CASES / "valid").glob("*.yaml"))
 GUARD_INVALID = sorted((CASES / "invalid").glob("guard_limits_*.yaml"))
 

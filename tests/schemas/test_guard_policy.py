@@ -18,7 +18,7 @@ from pipespec.schemas.check import check_file
 from pipespec.cli import main
 from pipespec.schemas.policy import POLICY_ENV, Policy, PolicyFileError, Rules, check_conn_id, check_image, check_uri, load_policy
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.support.paths import ROOT  # noqa: E402 - one home for where the checkout is
 RUN = {"dag_id": "p__train", "task_id": "train", "run_id": "manual__1", "map_index": -1, "try_number": 1,
        "logical_date": None, "data_interval_start": None, "data_interval_end": None, "owner": "team-a"}
 

@@ -21,7 +21,7 @@ from pipespec.schemas.secrets import KEYWORD_ROOTS, find_secrets, is_credential_
 from pipespec.schemas.validation_errors import describe, quote
 from pipespec.schemas.yamlload import load_text
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.support.paths import ROOT  # noqa: E402 - one home for where the checkout is
 GITHUB_PAT = "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"
 SERVICE_ACCOUNT = base64.b64encode(json.dumps({
     "type": "service_account", "project_id": "p-1", "client_email": "x@p-1.iam.gserviceaccount.com",

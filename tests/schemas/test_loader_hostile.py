@@ -15,7 +15,7 @@ import pytest
 from pipespec.schemas.diagnostics import SpecError
 from pipespec.schemas.yamlload import MAX_BYTES, MAX_DEPTH, MAX_NODES, Node, load_bytes, load_file
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.support.paths import ROOT  # noqa: E402 - one home for where the checkout is
 
 
 def error_of(raw: bytes, name: str = "spec.yaml", **kw):

@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from pipespec.schemas.check import CheckedSpec, check_file
 from pipespec.schemas.diagnostics import Diagnostic
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.support.paths import ROOT  # noqa: E402 - one home for where the checkout is
 PIPELINES = ROOT / "pipelines"
 EXAMPLES = {p.name: p.read_text(encoding="utf-8") for p in sorted(PIPELINES.glob("*.yaml"))}
 TEMPLATES = {p.name: p.read_text(encoding="utf-8") for p in sorted((PIPELINES / "templates").glob("*.yaml"))}

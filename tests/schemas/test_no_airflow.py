@@ -9,7 +9,7 @@ import sys
 import textwrap
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.support.paths import ROOT  # noqa: E402 - one home for where the checkout is
 BLOCKED = ("airflow", "tensorflow", "keras", "mlflow")
 
 PRELUDE = textwrap.dedent(f"""

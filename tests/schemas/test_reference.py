@@ -21,7 +21,7 @@ from pipespec.schemas.catalog import METRICS, MODEL_TYPES
 from pipespec.schemas.models import PipelineSpec
 from pipespec.schemas.reference import OUTPUT, SHORT_FORMS, render_reference, type_text
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.support.paths import ROOT  # noqa: E402 - one home for where the checkout is
 REFERENCE = ROOT / OUTPUT
 UNESCAPED_PIPE = re.compile(r"(?<!\\)\|")
 

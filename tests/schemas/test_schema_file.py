@@ -16,7 +16,7 @@ from pipespec.schemas.models import PipelineSpec
 from pipespec.schemas.templates import resolve
 from pipespec.schemas.yamlload import load_file
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.support.paths import ROOT  # noqa: E402 - one home for where the checkout is
 SCHEMA_FILE = ROOT / "schemas" / "pipeline.schema.json"
 PIPELINES = ROOT / "pipelines"
 SPECS = sorted(PIPELINES.glob("*.yaml"))

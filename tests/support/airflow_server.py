@@ -18,7 +18,7 @@ from typing import Any, Iterator
 
 from pipespec.local.processes import stop_airflow
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.support.paths import ROOT  # noqa: E402 - one home for where the checkout is
 USER, PASSWORD = "admin", "pipespec-e2e"
 
 

@@ -29,7 +29,7 @@ from pipespec.tasklib.rollout import targets
 
 pytestmark = pytest.mark.airflow  # Airflow's hooks and connections
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.support.paths import ROOT  # noqa: E402 - one home for where the checkout is
 RUN_ID = "manual__2026-01-05T10:00:00+00:00"
 HOSTILE = "it's \"quoted\" $(touch pwned) `touch pwned` ; touch pwned && echo {{ conn.aws_default.password }}"
 LABEL_VALUE = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?$")
