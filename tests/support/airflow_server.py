@@ -47,6 +47,10 @@ class AirflowServer:
             "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{USER}:admin",
             "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(passwords),
             "AIRFLOW__API__PORT": str(self.port),
+            # Test servers listen on 127.0.0.1 only; the log servers (always on every interface) are not
+            # started: the API server reads the task logs from this machine's files.
+            "AIRFLOW__API__HOST": "127.0.0.1",
+            "AIRFLOW__SCHEDULER__SCHEDULER_HEALTH_CHECK_SERVER_HOST": "127.0.0.1",
             "AIRFLOW__API__BASE_URL": f"http://127.0.0.1:{self.port}",
             "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{self.port}/execution/",
             "AIRFLOW__SCHEDULER__SCHEDULER_IDLE_SLEEP_TIME": "1",
@@ -61,7 +65,8 @@ class AirflowServer:
         subprocess.run([sys.executable, "-m", "airflow", "db", "migrate"], env=self.env, check=True,
                        capture_output=True)
         log = open(self.home / "components.log", "ab")
-        script = (f"airflow api-server --port {self.port} & airflow scheduler & airflow dag-processor & wait")
+        script = (f"airflow api-server --port {self.port} & airflow scheduler --skip-serve-logs & "
+                  "airflow dag-processor & wait")
         self.process = subprocess.Popen(["bash", "-c", script], env=self.env, stdout=log, stderr=subprocess.STDOUT,
                                         start_new_session=True)
         deadline = time.monotonic() + timeout_s
