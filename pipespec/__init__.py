@@ -1,6 +1,6 @@
 """pipespec: production ML pipelines on Apache Airflow 3, from one YAML file.
 
-One import namespace, in layers whose imports point down only (tests/test_layers.py):
+One import namespace, in layers whose imports point down only (tests/project/test_layers.py):
 
     pipespec.schemas    the spec language: load, models, checks, policy, diagnostics, JSON Schema
     pipespec.compiler   spec -> IR (a frozen graph of registered steps), the IR cache, graph, diff

@@ -3,7 +3,7 @@
 Airflow normalises every Asset URI (`airflow.sdk.definitions.asset._sanitize_uri`), then hands it to
 the sanitizer a provider registers for its scheme, and refuses names and URIs over 1,500 characters.
 A URI any of these refuse raises while the DAG file is parsed, so `check` refuses it first.
-tests/test_guard_limits.py compares `normalize` with Airflow's own `Asset(uri).uri`.
+tests/schemas/test_guard_limits.py compares `normalize` with Airflow's own `Asset(uri).uri`.
 """
 
 from __future__ import annotations

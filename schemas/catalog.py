@@ -1,7 +1,7 @@
 """What the task library can train and measure, as data the checker can use
 without importing the library (which would pull in TensorFlow).
 
-`tests/test_catalog.py` keeps this in step with `tasklib`.
+`tests/schemas/test_catalog.py` keeps this in step with `tasklib`.
 """
 
 from __future__ import annotations

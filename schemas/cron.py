@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 # The presets Airflow's cron timetables accept (airflow.sdk.definitions.timetables._cron.CRON_PRESETS,
-# plus croniter's `@annually`); tests/test_guard_limits.py renders each one.
+# plus croniter's `@annually`); tests/schemas/test_guard_limits.py renders each one.
 PRESETS = {"@hourly", "@daily", "@weekly", "@monthly", "@quarterly", "@yearly", "@annually"}
 # Airflow timetables of their own, not crons: a cron timetable refuses them, and neither fits a pipeline.
 UNSUPPORTED = {

@@ -46,7 +46,7 @@ FRIENDLY = {
 
 @dataclass(frozen=True)
 class ShortForm:
-    """A short form a BeforeValidator expands; `tests/test_reference.py` validates both sides."""
+    """A short form a BeforeValidator expands; `tests/schemas/test_reference.py` validates both sides."""
 
     fields: tuple[str, ...]  # "Model.field" that accept it; the "where" column comes from these
     at: tuple[str | int, ...]  # where `short`/`long` sit in a spec (for the test)

@@ -166,15 +166,18 @@ def _label(path: Path) -> str:
     return path.name
 
 
-_parsed: dict[tuple, Node] = {}  # templates are shared by many specs: parse each version once
+# Templates are shared by many specs: parse each once. One entry per template (its latest version),
+# so a long-lived dag-processor does not keep every version it has ever seen.
+_parsed: dict[tuple[str, str], tuple[tuple[int, int], Node]] = {}
 
 
 def _load_template(path: Path, display: str) -> Node:
     stat = path.stat()
-    key = (str(path), display, stat.st_mtime_ns, stat.st_size)
-    if key not in _parsed:
-        _parsed[key] = load_file(path, display)  # merging builds new nodes; cached trees are never mutated
-    return _parsed[key]
+    key, version = (str(path), display), (stat.st_mtime_ns, stat.st_size)
+    cached = _parsed.get(key)
+    if cached is None or cached[0] != version:
+        cached = _parsed[key] = (version, load_file(path, display))  # merging never mutates cached trees
+    return cached[1]
 
 
 def _too_deep(loc: Loc) -> SpecError:

@@ -38,7 +38,7 @@ source: `_yaml.load_yaml_file`, `utils.cast_with_type`, `DagBuilder`):
   every `$` is therefore written as the YAML escape `\\x24` inside a
   double-quoted scalar, which no environment variable can replace.
 
-What cannot be equal (asserted in tests/test_export_dagfactory.py): dag-factory
+What cannot be equal (asserted in tests/compiler/test_export_dagfactory.py): dag-factory
 adds the `dagfactory` tag and appends a "YML DAG" section to `doc_md`; failure
 and retry callbacks are one `PipespecNotifier` instead of a list of one (dag-factory
 rejects a list); `inputs` entries are `UpstreamOutput` objects rather than

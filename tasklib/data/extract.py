@@ -129,8 +129,9 @@ def _list(location: str, spec_dir: str, roots: list[Path], fmt: str, conn_id: st
 
     s3 = location.startswith("s3://")
     where = location if s3 else str(Path(spec_dir, location))
-    allowed = storage.roots_for(where, roots)  # None: real S3, nothing local to confine
-    if not s3:
+    if s3:
+        allowed = storage.roots_for(where, roots)  # None: real S3, nothing local to confine
+    else:
         # A local source reads its spec's folder and the platform's data roots, never pipespec's storage
         # or work areas: those hold every team's Assets (a symlink there would skip the bucket policy).
         allowed = [*roots, *storage.data_roots()]
