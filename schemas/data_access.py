@@ -62,6 +62,8 @@ def data_uri_problem(uri: str) -> str | None:
     segments = unquote(parts.path).replace("\\", "/").split("/")
     if parts.netloc in (".", "..") or any(s in (".", "..") for s in segments):
         return f"`{uri}` has a `.` or `..` segment; name the object or prefix directly"
+    if "" in segments[1:-1]:  # `s3://b//x` is the key of `s3://b/x` to storage, another Asset to Airflow
+        return f"`{uri}` has an empty path segment (`//`); write each `/` once"
     return None
 
 

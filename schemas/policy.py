@@ -485,13 +485,17 @@ def check_target(policy: Policy | None, team: str | None, target: Mapping[str, A
 
 def check_owner(policy: Policy | None, team: str | None, spec_path: str) -> list[Violation]:
     """May a spec at `spec_path` (relative to the specs folder, `/`-separated) name `team` as its owner?
-    Only where the team's `spec_paths` say, when the policy gives the team any."""
-    own = (policy or BUILT_IN).teams.get(team) if team is not None else None
-    if own is None or own.spec_paths is None or any(fnmatch.fnmatchcase(spec_path, p) for p in own.spec_paths):
+    Only where the team's `spec_paths` say. Once any team has `spec_paths`, a team without them can
+    be claimed by no spec: its rights would otherwise be anyone's for the writing of `owner:`."""
+    teams = (policy or BUILT_IN).teams
+    own = teams.get(team) if team is not None else None
+    if own is None or (own.spec_paths is None and not any(t.spec_paths is not None for t in teams.values())):
+        return []
+    if any(fnmatch.fnmatchcase(spec_path, p) for p in own.spec_paths or ()):
         return []
     return [_refuse(("owner",), f"`{spec_path}` may not name team `{team}` as its owner", f"teams.{team}.spec_paths",
-                    f"specs of `{team}` live at {_listing(own.spec_paths)}: move the spec there (its reviewers "
-                    "then approve it) or name your own team")]
+                    f"specs of `{team}` live at {_listing(own.spec_paths or [])}: move the spec there (its "
+                    "reviewers then approve it) or name your own team")]
 
 
 def check_spec(policy: Policy | None, spec: Mapping[str, Any], spec_path: str | None = None) -> list[Violation]:

@@ -12,7 +12,9 @@ import re
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from pipespec.schemas.policy import PolicyFileError, Violation, active_policy, check_conn_id, check_target, check_train, check_uri
+from pipespec.schemas.data_access import data_uri_problem
+from pipespec.schemas.policy import (PolicyFileError, Violation, active_policy, check_conn_id, check_target, check_train,
+                                      check_uri)
 
 from pipespec.tasklib.errors import PermanentFailure
 
@@ -49,6 +51,10 @@ def enforce_params(task_id: str, owner: str | None, params: Mapping[str, Any]) -
             violations += check_conn_id(policy, owner, value, path)
         elif _URI.match(value):
             violations += check_uri(policy, owner, value, path)
+            if not value.startswith("model://") and (problem := data_uri_problem(value)):
+                # The spec-language rule again (s3:// only, no `..` or `//`): a stale cache or a hand-run
+                # DAG must not turn a `file://` URI into a read of the storage or work areas.
+                violations.append(Violation(path, problem, "data lives in `s3://bucket/prefix/`"))
     _refuse(task_id, violations)
 
 

@@ -6,7 +6,8 @@ from typing import Annotated, Literal, Union
 
 from pydantic import BeforeValidator, Field, model_validator
 
-from pipespec.schemas.models.common import AssetUri, Duration, Schedule, StrictModel
+from pipespec.schemas.models.common import Duration, Schedule, StrictModel
+from pipespec.schemas.models.data import DataUri
 
 Event = Literal["failure", "retry", "gate_blocked", "promoted", "rejected", "rolled_back"]
 EMAIL = r"^[^@\s]+@[^@\s]+\.[^@\s]+$"
@@ -84,8 +85,8 @@ class InferenceSection(StrictModel):
     """Batch predictions with the serving model, in mapped shards."""
 
     schedule: Schedule | None = Field(None, description="Default: when the model Asset updates.")
-    input: AssetUri
-    output: AssetUri
+    input: DataUri
+    output: DataUri
     format: Literal["jsonl", "csv", "parquet"] = "parquet"
     shard_size: int = Field(10_000, gt=0, description="Rows per mapped prediction task.")
 

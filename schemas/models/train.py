@@ -10,6 +10,7 @@ from pydantic import AfterValidator, Discriminator, Field
 
 from pipespec.schemas.catalog import MODEL_TYPES
 from pipespec.schemas.models.common import AssetUri, Duration, Schedule, StrictModel
+from pipespec.schemas.models.data import DataUri
 
 ModelTypeName = Literal[tuple(MODEL_TYPES)]  # type: ignore[valid-type]
 ParamValue = Union[str, int, float, bool, list[Union[str, int, float, bool]], dict[str, Union[str, int, float, bool]]]
@@ -132,7 +133,7 @@ class TrainSection(StrictModel):
     """Train a challenger model on the published data."""
 
     schedule: Schedule | None = Field(None, description="Default: when `data.publishes` updates.")
-    dataset: AssetUri | None = Field(None, description="Training data; default: `data.publishes`.")
+    dataset: DataUri | None = Field(None, description="Training data; default: `data.publishes`.")
     model: Model
     compute: Compute = Field(default_factory=_default_compute)
     publishes: AssetUri | None = Field(None, description="Model Asset updated on promotion; default `model://<pipeline>`.")
@@ -141,7 +142,7 @@ class TrainSection(StrictModel):
 class EvaluateSection(StrictModel):
     """Score challenger and champion on the same holdout; decide which serves."""
 
-    holdout: AssetUri | None = Field(None, description="Fixed holdout set; default: a seeded split of the training data.")
+    holdout: DataUri | None = Field(None, description="Fixed holdout set; default: a seeded split of the training data.")
     holdout_fraction: float = Field(0.2, gt=0, lt=1)
     metric: str = Field(description="The metric that decides; must suit the model type.")
     direction: Literal["max", "min"] | None = Field(None, description="Default: the metric's natural direction.")

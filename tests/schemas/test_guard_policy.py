@@ -466,3 +466,32 @@ def test_the_loader_applies_the_owner_rule_under_the_workers_policy(tmp_path, mo
     result = build_repo(specs)
     assert [p.name for p in result.pipelines] == ["churn"]
     assert "may not name team `ml-growth`" in result.broken[0].diagnostics[0].message
+
+
+def test_a_team_without_spec_paths_cannot_be_claimed_once_others_have_them(tmp_path, no_policy_env):
+    """The second review's repro: with `ml-growth` tied to its folder, `ml-platform` (no `spec_paths`,
+    kube-system rights) was anyone's for the writing of `owner: ml-platform`."""
+    from pipespec.cli import main
+
+    policy = write_policy(tmp_path, OWNED.rstrip(" ") + "      ml-platform: {namespaces: [kube-system]}\n")
+    specs = tmp_path / "pipelines"
+    (specs / "attacker").mkdir(parents=True)
+    (specs / "attacker" / "x.yaml").write_text(GROWTH_SPEC.format(name="x").replace("ml-growth", "ml-platform"))
+    assert main(["check", "--policy", str(policy), str(specs)]) == 1
+    assert owner_refused(check_file(specs / "attacker" / "x.yaml", load_policy(policy), specs), "ml-platform")
+
+
+def owner_refused(checked, team: str) -> bool:
+    return any(f"may not name team `{team}` as its owner" in d.message for d in checked.diagnostics)
+
+
+@pytest.mark.airflow
+def test_steps_refuse_non_s3_data_uris_at_run_time(tmp_path, monkeypatch):
+    """A stale cache or a hand-run DAG carrying `file://` or `//` never reaches the storage layer."""
+    from pipespec.tasklib.guard import PolicyRefused, enforce_params
+
+    monkeypatch.delenv(POLICY_ENV, raising=False)
+    for uri in ("file:///tmp/storage/otherbucket/pii/", "s3://shared//growth/churn/", "s3://b/../x"):
+        with pytest.raises(PolicyRefused):
+            enforce_params("plan_shards", "team-a", {"input": uri})
+    enforce_params("plan_shards", "team-a", {"input": "s3://team-a/in/", "publishes": "model://p"})
