@@ -39,6 +39,7 @@ FRIENDLY = {
     "Duration": "duration (`90s`, `5m`, `2h`)",
     "Cron": "cron",
     "AssetUri": "Asset URI",
+    "DataUri": "data URI (`s3://bucket/prefix/`)",
     "ParamValue": "string, number, boolean, or a list or mapping of them",
     "ModelTypeName": "a [model type](#model-types-and-metrics)",
 }

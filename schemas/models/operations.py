@@ -85,8 +85,8 @@ class InferenceSection(StrictModel):
     """Batch predictions with the serving model, in mapped shards."""
 
     schedule: Schedule | None = Field(None, description="Default: when the model Asset updates.")
-    input: DataUri
-    output: DataUri
+    input: DataUri = Field(description="Where new records to score arrive.")
+    output: DataUri = Field(description="Where predictions are published (the predictions Asset).")
     format: Literal["jsonl", "csv", "parquet"] = "parquet"
     shard_size: int = Field(10_000, gt=0, description="Rows per mapped prediction task.")
 

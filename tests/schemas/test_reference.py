@@ -127,7 +127,7 @@ def test_every_field_of_every_model_is_documented(text, model):
     ("TrainSection", "compute", "[Compute](#compute)", "`{backend: local}`"),
     ("Trigger", "cron", "cron", "`null`"),
     ("Trigger", "assets", "[AssetExpr](#assetexpr) or list of [AssetExpr](#assetexpr) (at most 64 items)", "`null`"),
-    ("InferenceSection", "input", "Asset URI", "required"),
+    ("InferenceSection", "input", "data URI (`s3://bucket/prefix/`)", "required"),
     ("PipelineSpec", "description", "string (at most 2000 characters)", '`""`'),
 ])
 def test_rendered_types_and_defaults(text, model, name, kind, default):
