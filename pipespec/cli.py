@@ -141,10 +141,11 @@ def _policy(path: Path | None, spec_paths: list[Path]):
 
     from pipespec.schemas.check import display_name
     from pipespec.schemas.diagnostics import Diagnostic
-    from pipespec.schemas.policy import BUILT_IN, POLICY_ENV, PolicyFileError, load_policy
+    from pipespec.schemas.policy import BUILT_IN, PolicyFileError, load_policy
+    from pipespec.schemas.policy_location import policy_location
 
-    if path is None and os.environ.get(POLICY_ENV, "").strip():
-        path = Path(os.environ[POLICY_ENV].strip())
+    if path is None and policy_location():
+        path = Path(policy_location())
     if path is None:
         return BUILT_IN, []
     display = display_name(path)

@@ -45,10 +45,10 @@ from pipespec.schemas.diagnostics import Diagnostic, SpecError, format_path
 from pipespec.schemas.diagnostics import YamlPath
 from pipespec.schemas.models.common import Duration, StrictModel, parse_duration
 from pipespec.schemas.models.train import Quantity, parse_quantity
+from pipespec.schemas.policy_location import POLICY_ENV, policy_location  # noqa: F401 - POLICY_ENV is part of this interface
 from pipespec.schemas.validation_errors import from_validation_error
 from pipespec.schemas.yamlload import load_file
 
-POLICY_ENV = "PIPESPEC_POLICY"
 
 SYSTEM_NAMESPACES = frozenset({"kube-system", "kube-public", "kube-node-lease"})
 DEFAULT_SERVICE_ACCOUNT = "default"
@@ -153,8 +153,8 @@ def active_policy() -> Policy:
 
     A named file that is missing or invalid raises PolicyFileError: a broken policy refuses, never allows.
     """
-    location = os.environ.get(POLICY_ENV, "").strip()
-    if not location:
+    location = policy_location()
+    if location is None:
         return BUILT_IN
     try:
         stat = os.stat(location)

@@ -31,11 +31,11 @@ from pipespec import __version__
 from pipespec.schemas.diagnostics import Diagnostic
 from pipespec.schemas.discover import TEMPLATES_DIR, discover, templates_home
 from pipespec.compiler.ir import IR_VERSION, Pipeline
+from pipespec.schemas.policy_location import policy_location
 from pipespec.schemas.producers import clashes
 from pipespec.schemas.shipped import shipped_root
 from pipespec.schemas.yamlload import MAX_BYTES
 
-POLICY_ENV = "PIPESPEC_POLICY"  # pipespec.schemas.policy.POLICY_ENV; not imported: that module needs pydantic
 
 
 @dataclass
@@ -143,7 +143,7 @@ def _cache_path(cache_dir: Path, spec: Path, digests: dict[str, str]) -> Path | 
 
 
 def _policy_digest(digests: dict[str, str]) -> str:
-    location = os.environ.get(POLICY_ENV, "").strip()
+    location = policy_location()
     # An unreadable policy makes the checker refuse every spec, so nothing is cached under "-".
     return (_digest(Path(location), digests) or "-") if location else ""
 
