@@ -1,11 +1,13 @@
-"""The metrics a spec can name (`pipespec.schemas.catalog.METRICS`), in plain numpy.
+"""The metrics a spec can name (`pipespec.schemas.catalog.METRICS`), computed by scikit-learn;
+exact match and slot F1 of structured outputs are ours (no library scores them).
 
 Classification metrics take true and predicted labels (any hashable values:
-strings, ints, bools). Binary metrics (`precision`, `recall`, `f1`) need a
-`positive` label; `roc_auc` takes one score column per class. Where a metric is
-undefined for the data (binary precision on three classes, AUC on a holdout
-with a single class) a `ValueError` says why, so a decision is never taken on
-a meaningless number. Structured outputs such as
+strings, ints, bools, even mixed): they are encoded as indices into one sorted
+label list before scikit-learn sees them. Binary metrics (`precision`, `recall`,
+`f1`) need a `positive` label; `roc_auc` takes one score column per class. Where
+a metric is undefined for the data (binary precision on three classes, AUC on a
+holdout with a single class) a `ValueError` says why, so a decision is never
+taken on a meaningless number. Structured outputs such as
 `request_explanation(release_year[2005], rating[excellent])` are parsed
 leniently: a malformed string counts as wrong, it never raises.
 """
@@ -18,6 +20,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
+from sklearn import metrics as sk
 
 # --- classification ------------------------------------------------------------
 
@@ -42,33 +45,15 @@ def label_order_key(value: Any) -> tuple:
     return (1, 0.0, str(value))
 
 
-def _counts(y_true: Sequence, y_pred: Sequence) -> tuple[np.ndarray, np.ndarray, np.ndarray, list]:
-    """Per label: true positives, predicted count, actual count."""
-    true, pred, labels = _encode(y_true, y_pred)
-    size = len(labels)
-    tp = np.bincount(true[true == pred], minlength=size).astype(float)
-    return tp, np.bincount(pred, minlength=size).astype(float), np.bincount(true, minlength=size).astype(float), labels
-
-
-def _ratio(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
-    # 0/0 counts as 0 (a class never predicted has precision 0), like sklearn's zero_division=0.
-    return np.divide(numerator, denominator, out=np.zeros_like(numerator), where=denominator > 0)
-
-
-def _f1_per_label(y_true: Sequence, y_pred: Sequence) -> tuple[np.ndarray, np.ndarray, list]:
-    tp, predicted, actual, labels = _counts(y_true, y_pred)
-    return _ratio(2 * tp, predicted + actual), actual, labels
-
-
 def accuracy(y_true: Sequence, y_pred: Sequence) -> float:
     """The share of predictions equal to the truth."""
     true, pred, _ = _encode(y_true, y_pred)
-    return float(np.mean(true == pred))
+    return float(sk.accuracy_score(true, pred))
 
 
 def _binary(y_true: Sequence, y_pred: Sequence, positive: Any, classes: Sequence | None,
             name: str) -> tuple[float, float, float]:
-    """(true positives, predicted positives, actual positives) for the positive label."""
+    """(precision, recall, F1) of the positive label; ValueError for more than two classes."""
     seen = set(classes) if classes is not None else set(y_true) | set(y_pred)
     if len(seen) > 2:
         raise ValueError(f"`{name}` is a binary metric but there are {len(seen)} classes "
@@ -76,63 +61,44 @@ def _binary(y_true: Sequence, y_pred: Sequence, positive: Any, classes: Sequence
     _encode(y_true, y_pred)  # length checks
     true = np.array([v == positive for v in y_true])
     pred = np.array([v == positive for v in y_pred])
-    return float(np.sum(true & pred)), float(np.sum(pred)), float(np.sum(true))
+    # labels=[True]: defined even when the positive label never occurs (0, as zero_division=0 says).
+    p, r, f, _ = sk.precision_recall_fscore_support(true, pred, labels=[True], average=None, zero_division=0)
+    return float(p[0]), float(r[0]), float(f[0])
 
 
 def precision(y_true: Sequence, y_pred: Sequence, positive: Any = 1, classes: Sequence | None = None) -> float:
     """Binary precision for the `positive` label; 0 when nothing is predicted positive."""
-    tp, predicted, _ = _binary(y_true, y_pred, positive, classes, "precision")
-    return tp / predicted if predicted else 0.0
+    return _binary(y_true, y_pred, positive, classes, "precision")[0]
 
 
 def recall(y_true: Sequence, y_pred: Sequence, positive: Any = 1, classes: Sequence | None = None) -> float:
     """Binary recall for the `positive` label; 0 when nothing is positive."""
-    tp, _, actual = _binary(y_true, y_pred, positive, classes, "recall")
-    return tp / actual if actual else 0.0
+    return _binary(y_true, y_pred, positive, classes, "recall")[1]
 
 
 def f1(y_true: Sequence, y_pred: Sequence, positive: Any = 1, classes: Sequence | None = None) -> float:
     """Binary F1 for the `positive` label; 0 when there are no positives."""
-    tp, predicted, actual = _binary(y_true, y_pred, positive, classes, "f1")
-    return 2 * tp / (predicted + actual) if predicted + actual else 0.0
+    return _binary(y_true, y_pred, positive, classes, "f1")[2]
 
 
 def f1_macro(y_true: Sequence, y_pred: Sequence) -> float:
     """Unweighted mean F1 over every label that is true or predicted somewhere."""
-    per_label, _, _ = _f1_per_label(y_true, y_pred)
-    return float(np.mean(per_label))
+    true, pred, _ = _encode(y_true, y_pred)
+    return float(sk.f1_score(true, pred, average="macro", zero_division=0))
 
 
 def f1_weighted(y_true: Sequence, y_pred: Sequence) -> float:
     """Mean F1 weighted by each label's true count."""
-    per_label, actual, _ = _f1_per_label(y_true, y_pred)
-    return float(np.sum(per_label * actual) / np.sum(actual))
-
-
-def _rank_average(values: np.ndarray) -> np.ndarray:
-    """1-based ranks, ties sharing their average rank (what the Mann-Whitney AUC needs)."""
-    order = np.argsort(values, kind="mergesort")
-    ordered = values[order]
-    starts = np.r_[0, np.flatnonzero(ordered[1:] != ordered[:-1]) + 1]
-    ends = np.r_[starts[1:], len(values)]
-    ranks = np.empty(len(values))
-    for start, end in zip(starts, ends):
-        ranks[order[start:end]] = (start + end + 1) / 2
-    return ranks
-
-
-def _auc(is_positive: np.ndarray, score: np.ndarray) -> float:
-    positives = int(is_positive.sum())
-    negatives = len(is_positive) - positives
-    ranks = _rank_average(score)
-    return float((ranks[is_positive].sum() - positives * (positives + 1) / 2) / (positives * negatives))
+    true, pred, _ = _encode(y_true, y_pred)
+    return float(sk.f1_score(true, pred, average="weighted", zero_division=0))
 
 
 def roc_auc(y_true: Sequence, scores: Any, classes: Sequence, positive: Any = None) -> float:
     """Binary AUC of the positive class's score, or one-vs-rest macro AUC for more classes.
 
     `scores[:, j]` is the score of `classes[j]`. One-vs-rest averages over the
-    classes that have both positive and negative rows in `y_true`.
+    classes that have both positive and negative rows in `y_true` (scikit-learn's
+    multi-class AUC would refuse a holdout that lacks a class).
     """
     scores = np.asarray(scores, dtype=float)
     classes = list(classes)
@@ -144,15 +110,30 @@ def roc_auc(y_true: Sequence, scores: Any, classes: Sequence, positive: Any = No
         is_positive = truth == positive
         if is_positive.all() or not is_positive.any():
             raise ValueError("roc_auc is undefined: the holdout has rows of only one class")
-        return _auc(is_positive, scores[:, classes.index(positive)])
-    aucs = []
-    for j, label in enumerate(classes):
-        is_positive = truth == label
-        if is_positive.any() and not is_positive.all():
-            aucs.append(_auc(is_positive, scores[:, j]))
+        return float(sk.roc_auc_score(is_positive, scores[:, classes.index(positive)]))
+    aucs = [sk.roc_auc_score(truth == label, scores[:, j]) for j, label in enumerate(classes)
+            if (truth == label).any() and not (truth == label).all()]
     if not aucs:
         raise ValueError("roc_auc is undefined: the holdout has rows of only one class")
     return float(np.mean(aucs))
+
+
+def class_report(y_true: Sequence, y_pred: Sequence, classes: Sequence = ()) -> dict[str, Any]:
+    """The confusion matrix and per-class precision, recall, F1 and support, for the report.
+
+    Labels are `classes` (the model's, in output order) followed by any other label
+    seen in the data; `confusion[i][j]` counts rows of label i predicted as label j.
+    Returns {"labels": [str], "confusion": [[int]], "per_class": [{label, precision, recall, f1, support}]}.
+    """
+    true, pred, seen = _encode(y_true, y_pred)
+    order = list(classes) + [label for label in seen if label not in set(classes)]
+    index = [seen.index(label) if label in seen else -1 - i for i, label in enumerate(order)]
+    matrix = sk.confusion_matrix(true, pred, labels=index)
+    p, r, f, support = sk.precision_recall_fscore_support(true, pred, labels=index, average=None, zero_division=0)
+    names = [str(label) for label in order]
+    return {"labels": names, "confusion": matrix.tolist(),
+            "per_class": [{"label": name, "precision": float(p[i]), "recall": float(r[i]), "f1": float(f[i]),
+                           "support": int(support[i])} for i, name in enumerate(names)]}
 
 
 # --- regression ------------------------------------------------------------------
@@ -168,14 +149,12 @@ def _numbers(y_true: Sequence, y_pred: Sequence) -> tuple[np.ndarray, np.ndarray
 
 def rmse(y_true: Sequence, y_pred: Sequence) -> float:
     """Root mean squared error."""
-    true, pred = _numbers(y_true, y_pred)
-    return float(np.sqrt(np.mean((true - pred) ** 2)))
+    return float(sk.root_mean_squared_error(*_numbers(y_true, y_pred)))
 
 
 def mae(y_true: Sequence, y_pred: Sequence) -> float:
     """Mean absolute error."""
-    true, pred = _numbers(y_true, y_pred)
-    return float(np.mean(np.abs(true - pred)))
+    return float(sk.mean_absolute_error(*_numbers(y_true, y_pred)))
 
 
 # --- structured outputs ------------------------------------------------------------
