@@ -15,6 +15,7 @@ bar images (xray_classifier), weekly sales (weekly_retrain; the shipped CSV is
 from __future__ import annotations
 
 import json
+import re
 import random
 import sqlite3
 from pathlib import Path
@@ -151,4 +152,60 @@ def articles(count: int, seed: int, short: float = 0.1) -> list[dict]:
         body = rng.choice(["n/a", "tbd", "draft"]) if rng.random() < short else \
             rng.choice(TONES[tone]).format(thing=rng.choice(THINGS)) + f" (ref {seed}-{i})"
         rows.append({"body": body, "tone": tone})
+    return rows
+
+
+# --- VIGGO-style requests (seed 000): text in, a structured function call out -------------------
+
+# Dialogue acts with their phrasings; each slot name is filled from VIGGO_VALUES.
+VIGGO_ACTS = {
+    "request_explanation": ["What is it about games released in {release_year} that makes you think it's such a "
+                            "{rating} year for video games?",
+                            "Why do you rate {name} as {rating}?"],
+    "give_opinion": ["I think {name} is a {rating} game, especially in {player_perspective} view.",
+                     "{name} from {developer} is honestly {rating}."],
+    "recommend": ["Have you tried {name}? It's a {genres} game you can play on {platforms}.",
+                  "If you like {genres} games, {name} is one to try."],
+    "request": ["Is there a {genres} game on {platforms} that you'd like to play?",
+                "Do you know a {player_perspective} game by {developer} that I could play?"],
+    "confirm": ["So you mean {name}, the one released in {release_year}?",
+                "You're talking about the {developer} game {name}, right?"],
+    "verify_attribute": ["You said you liked {name}; do you usually enjoy games rated {esrb}?",
+                         "Do you generally like {genres} games such as {name}?"],
+    "suggest": ["Do you also like games made by {developer}?",
+                "How about something on {platforms} instead?"],
+    "request_attribute": ["What kind of {player_perspective} games do you enjoy?",
+                          "Which platforms do you usually play {genres} games on?"],
+}
+VIGGO_VALUES = {
+    "name": ["Portal 2", "Half-Life", "Stardew Valley", "Celeste", "Hades", "Doom", "Halo 3", "Minecraft",
+             "Tetris", "Braid", "Bastion", "Limbo", "Fez", "Spelunky", "Terraria", "Undertale", "Journey",
+             "Inside", "Firewatch", "Cuphead", "Ori", "Okami", "Rez", "Quake", "Myst", "Thief", "Outer Wilds",
+             "Dead Cells", "Hollow Knight", "Katamari"],
+    "release_year": [str(year) for year in range(1993, 2021)],
+    "rating": ["poor", "average", "good", "excellent"],
+    "genres": ["puzzle", "platformer", "shooter", "role-playing", "strategy", "simulation", "adventure",
+               "racing"],
+    "platforms": ["PC", "PlayStation", "Xbox", "Nintendo Switch", "mobile"],
+    "developer": ["Valve", "Supergiant", "Nintendo", "Bungie", "Mojang", "id Software", "Playdead",
+                  "ConcernedApe", "Team Cherry", "Thekla"],
+    "esrb": ["E", "E 10+", "T", "M"],
+    "player_perspective": ["first person", "third person", "side view", "bird view"],
+}
+_SLOT_NAME = re.compile(r"\{(\w+)\}")
+
+
+def viggo_rows(count: int, seed: int) -> list[dict]:
+    """Seeded `input` texts with their `output` calls, e.g. `request_explanation(release_year[2005],
+    rating[excellent])`; slots appear in the order the text names them."""
+    rng = random.Random(seed)
+    acts = sorted(VIGGO_ACTS)
+    rows = []
+    for _ in range(count):
+        act = rng.choice(acts)
+        phrasing = rng.choice(VIGGO_ACTS[act])
+        slots = list(dict.fromkeys(_SLOT_NAME.findall(phrasing)))
+        values = {slot: rng.choice(VIGGO_VALUES[slot]) for slot in slots}
+        output = f"{act}({', '.join(f'{slot}[{values[slot]}]' for slot in slots)})"
+        rows.append({"input": phrasing.format(**values), "output": output})
     return rows
