@@ -1,24 +1,31 @@
 """Alerts: Slack, email and webhook, shared by the failure/retry callbacks and
 the explicit alert tasks (gate blocked, promoted, rejected, rolled back).
 
-Endpoints come from Airflow connections (`conn_id`), never from the spec.
+Endpoints come from Airflow connections (`conn_id`), never from the spec, and
+every message leaves through the provider's hook for that connection type, so
+the connection's extras decide transport security, timeouts and retries:
+SMTP (smtp provider: SSL unless `disable_ssl`, STARTTLS unless `disable_tls`,
+`ssl_context`, `timeout`, `retry_limit`, `from_email`), webhook (http provider:
+`timeout`, `verify`, `proxies`, auth and headers from the connection) and Slack
+(slack provider: `timeout`, `base_url`, the SDK's retry handlers). The hooks
+render no Jinja: the alert's text, spec values included, stays data.
 """
 
 from __future__ import annotations
 
+import html
 import json
 import logging
 import os
-import smtplib
 import urllib.parse
-import urllib.request
-from email.message import EmailMessage
 from typing import Any
 
 from pipespec.tasklib.context import RunContext
 
 log = logging.getLogger(__name__)
-TIMEOUT_S = 10
+TIMEOUT_S = 10  # webhook timeout unless the connection's `timeout` extra says otherwise
+WEBHOOK_ATTEMPTS = 3  # connection errors and timeouts are retried, with exponential waits of 1-4 s
+DEFAULT_SENDER = "pipespec@localhost"  # when the SMTP connection has no `from_email` extra
 
 
 def message(pipeline: str, event: str, dag_id: str, run_id: str, details: dict[str, Any]) -> dict[str, Any]:
@@ -61,34 +68,30 @@ def notify(ctx: RunContext, *, pipeline: str, event: str, channels: list[dict], 
     return {"event": event, "reached": reached}
 
 
-def _connection(conn_id: str) -> Any:
-    from airflow.sdk import BaseHook
-
-    return BaseHook.get_connection(conn_id)
-
-
 def _webhook(channel: dict, body: dict) -> None:
-    conn = _connection(channel["conn_id"])
-    scheme = conn.conn_type if conn.conn_type in ("http", "https") else "http"
-    url = f"{scheme}://{conn.host}" + (f":{conn.port}" if conn.port else "") + "/" + channel.get("endpoint", "").lstrip("/")
-    request = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST",
-                                     headers={"Content-Type": "application/json"})
-    with urllib.request.urlopen(request, timeout=TIMEOUT_S) as response:  # noqa: S310 - URL from a connection
-        response.read()
+    import requests
+    import tenacity
+    from airflow.providers.http.hooks.http import HttpHook
+
+    hook = HttpHook(method="POST", http_conn_id=channel["conn_id"])
+    timeout = {} if "timeout" in hook.get_connection(channel["conn_id"]).extra_dejson else {"timeout": TIMEOUT_S}
+    retry = {"stop": tenacity.stop_after_attempt(WEBHOOK_ATTEMPTS), "reraise": True,
+             "wait": tenacity.wait_exponential(multiplier=1, max=4),
+             "retry": tenacity.retry_if_exception_type((requests.ConnectionError, requests.Timeout))}
+    hook.run_with_advanced_retry(retry, endpoint=channel.get("endpoint", ""), json=body, extra_options=timeout)
 
 
 def _email(channel: dict, body: dict) -> None:
-    conn = _connection(channel.get("conn_id", "smtp_default"))
-    mail = EmailMessage()
-    mail["Subject"] = body["text"].splitlines()[0]
-    mail["From"] = (conn.extra_dejson or {}).get("from_email", "pipespec@localhost")
-    mail["To"] = ", ".join(channel["to"])
-    mail.set_content(body["text"] + "\n\n" + json.dumps(body["details"], indent=2, default=str))
-    with smtplib.SMTP(conn.host, conn.port or 25, timeout=TIMEOUT_S) as smtp:
-        if conn.login:
-            smtp.starttls()
-            smtp.login(conn.login, conn.password)
-        smtp.send_message(mail)
+    from airflow.providers.smtp.hooks.smtp import SmtpHook
+
+    details = json.dumps(body["details"], indent=2, default=str)
+    # Plain ASCII with character references: readable as 7-bit in any mail client and in the
+    # raw message, where utf-8 would be base64-encoded.
+    text = html.escape(f"{body['text']}\n\n{details}", quote=False)
+    page = f"<pre>{text}</pre>".encode("ascii", "xmlcharrefreplace").decode()
+    with SmtpHook(smtp_conn_id=channel.get("conn_id", "smtp_default")) as hook:
+        hook.send_email_smtp(to=channel["to"], subject=body["text"].splitlines()[0], html_content=page,
+                             from_email=hook.from_email or DEFAULT_SENDER, mime_charset="us-ascii")
 
 
 def _slack(channel: dict, body: dict) -> None:

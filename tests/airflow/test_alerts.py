@@ -1,7 +1,13 @@
-"""Alerts leave through real sockets: Slack's Web API shape and a webhook on a
-local HTTP server, email through a local SMTP server (aiosmtpd)."""
+"""Alerts leave through real sockets and the providers' hooks: Slack's Web API shape
+and a webhook on a local HTTP server, email through a local SMTP server (aiosmtpd);
+the connections' extras (SSL/TLS, timeouts) decide how."""
 
 from __future__ import annotations
+
+import json
+import socket
+import threading
+import time
 
 import pytest
 
@@ -15,8 +21,15 @@ def sinks(monkeypatch):
     with AlertSinks() as running:
         for key, value in running.connections().items():
             monkeypatch.setenv(key, value)
+        monkeypatch.setenv("AIRFLOW_CONN_SMTP_DEFAULT", plain_smtp(running.smtp_port))
         monkeypatch.setenv("AIRFLOW__API__BASE_URL", "http://airflow.example:8080")
         yield running
+
+
+def plain_smtp(port: int, **extra) -> str:
+    """The local receiver speaks plain SMTP: the connection must say so (the hook's default is SSL)."""
+    return json.dumps({"conn_type": "smtp", "host": "127.0.0.1", "port": port,
+                       "extra": {"disable_ssl": True, "disable_tls": True, "retry_limit": 0, **extra}})
 
 
 def test_every_channel_arrives_with_pipeline_run_event_numbers_and_link(sinks):
@@ -57,3 +70,53 @@ def test_notify_step_takes_the_numbers_from_upstream_outputs(sinks):
                     "quality_failures": ["ignored: not a scalar"]})
     body = sinks.received[0].body
     assert body["details"] == {"rows": 120, "new_rows": 3, "reason": "3 new records, fewer than min_new_records 100"}
+
+
+def test_email_honours_the_connections_tls_settings(sinks, monkeypatch):
+    """Without `disable_ssl` the hook opens SSL, which a plain server refuses: no silent downgrade."""
+    monkeypatch.setenv("AIRFLOW_CONN_SMTP_TLS", json.dumps({
+        "conn_type": "smtp", "host": "127.0.0.1", "port": sinks.smtp_port,
+        "extra": {"retry_limit": 0, "timeout": 5}}))
+    with pytest.raises(RuntimeError, match="no alert channel reached"):
+        send([{"kind": "email", "to": ["a@example.com"], "conn_id": "smtp_tls"}], pipeline="p", event="promoted",
+             dag_id="p__train", run_id="r", details={})
+    assert sinks.received == []
+    monkeypatch.setenv("AIRFLOW_CONN_SMTP_FROM", plain_smtp(sinks.smtp_port, from_email="ml-bot@example.com"))
+    send([{"kind": "email", "to": ["a@example.com"], "conn_id": "smtp_from"}], pipeline="p", event="promoted",
+         dag_id="p__train", run_id="r", details={"reason": "café — ok"})
+    (mail,) = sinks.received
+    assert "From: ml-bot@example.com" in mail.body["text"] and "caf&#233; &#8212; ok" in mail.body["text"]
+
+
+def test_webhook_timeout_comes_from_the_connection(monkeypatch):
+    """A receiver that accepts and never answers: the connection's `timeout` extra bounds each try."""
+    server = socket.create_server(("127.0.0.1", 0))
+    server.listen(8)
+    accepted = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        server.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                accepted.append(server.accept()[0])
+            except OSError:
+                continue
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    monkeypatch.setenv("AIRFLOW_CONN_SLOW_HOOK", json.dumps({
+        "conn_type": "http", "host": "127.0.0.1", "port": server.getsockname()[1], "extra": {"timeout": 1}}))
+    started = time.monotonic()
+    try:
+        with pytest.raises(RuntimeError, match="no alert channel reached"):
+            send([{"kind": "webhook", "conn_id": "slow_hook"}], pipeline="p", event="failure", dag_id="p__data",
+                 run_id="r", details={})
+    finally:
+        stop.set()
+        thread.join()
+        for connection in accepted:
+            connection.close()
+        server.close()
+    # three tries of 1 s each, with 1-2 s waits between them; nowhere near an unbounded hang
+    assert len(accepted) == 3 and 3 <= time.monotonic() - started < 10
