@@ -45,7 +45,8 @@ from typing import Any
 
 from pipespec.tasklib import storage
 from pipespec.tasklib.context import RunContext
-from pipespec.tasklib.data.readers import BadRows, parquet_file, read_csv, read_cursor, read_jsonl, without_values
+from pipespec.tasklib.data.readers import (BadRows, NotPlainJson, parquet_file, read_csv, read_cursor, read_jsonl,
+                                           read_jsonl_arrow, without_values)
 from pipespec.tasklib.data.sql_render import render_query
 
 log = logging.getLogger(__name__)
@@ -54,9 +55,12 @@ SUFFIXES = {"jsonl": (".jsonl", ".ndjson", ".jsonl.gz", ".ndjson.gz"), "csv": ("
             "parquet": (".parquet", ".pq")}
 
 
-def extract(ctx: RunContext, *, pipeline: str, spec_dir: str, publishes: str, source: dict) -> dict[str, Any]:
+def extract(ctx: RunContext, *, pipeline: str, spec_dir: str, publishes: str, source: dict,
+            transforms: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     """Read one source (local files under `spec_dir`, S3, Snowflake or any common-sql database) into
     Parquet; `only_new` sources read what changed since this pipeline's last publication of `publishes`.
+    `transforms` (the spec's, in order) are applied on the way, in this process (data.transform's
+    `apply`): no task, process start-up or Parquet round trip per transform.
 
     Returns the data's reference (storage.Ref as a dict) with `files`, `new_files` and `watermark`."""
     name, kind = source["name"], source["type"]
@@ -71,7 +75,7 @@ def extract(ctx: RunContext, *, pipeline: str, spec_dir: str, publishes: str, so
             stats = {"files": 0, "new_files": 0, "watermark": None}
         else:
             raise ValueError(f"source `{name}`: unknown type `{kind}`")
-        ref = pieces.write(output, name)
+        ref = pieces.write(output, name, transforms or [])
     log.info("source %s: %d rows from %d file(s), %d bad row(s) skipped -> %s",
              name, ref.rows, stats["files"], bad_rows.count, ref.uri)
     return {**ref.to_dict(), "source": name, **stats, "bad_rows": bad_rows.count}
@@ -185,6 +189,16 @@ def _read_file(filesystem: Any, file: _File, fmt: str, pieces: "_Pieces", bad_ro
             schema = parquet_file(handle, file.uri).schema_arrow
         pieces.add_parquet(file.uri, schema, filesystem, file.path)
         return
+    if fmt == "jsonl":
+        mark = pieces.mark()
+        try:
+            with filesystem.open_input_stream(file.path, compression="detect") as stream:
+                for chunk in read_jsonl_arrow(stream, file.uri):
+                    pieces.add_table(file.uri, chunk)
+            return
+        except NotPlainJson as why:
+            log.info("%s: read line by line (%s)", file.uri, why)
+            pieces.rollback(mark)
     reader = read_jsonl if fmt == "jsonl" else read_csv
     with filesystem.open_input_stream(file.path, compression="detect") as stream:
         for chunk in reader(stream, file.uri, bad_rows):
@@ -280,6 +294,17 @@ class _Pieces:
 
         self._add(_Piece(origin, schema, batches))
 
+    def mark(self) -> tuple[int, dict[str, tuple[Any, str]]]:
+        """Where the pieces stand now, for `rollback`."""
+        return len(self.pieces), dict(self.types)
+
+    def rollback(self, mark: tuple[int, dict[str, tuple[Any, str]]]) -> None:
+        """Forget the pieces added since `mark` (a file read again another way); their spool
+        files are overwritten by the next ones."""
+        count, types = mark
+        del self.pieces[count:]
+        self.types = dict(types)
+
     def _add(self, piece: _Piece) -> None:
         import pyarrow as pa
 
@@ -301,12 +326,19 @@ class _Pieces:
                 self.types[field.name] = (merged, known[1])
         self.pieces.append(piece)
 
-    def write(self, uri: str, source: str) -> storage.Ref:
-        """Stream every piece, cast to the unified schema, into `uri`."""
+    def write(self, uri: str, source: str, transforms: list[dict[str, Any]]) -> storage.Ref:
+        """Stream every piece, cast to the unified schema and transformed, into `uri`."""
         import pyarrow as pa
 
+        from pipespec.tasklib.data.transform import Rows, apply
+
         schema = pa.schema([(name, type_) for name, (type_, _) in self.types.items()])
-        return storage.write_batches(self._aligned(schema), schema, uri, source=source)
+        rows = Rows(schema, self._aligned(schema))
+        if transforms and schema.names:  # no columns (no files, none new): nothing to check or change
+            rows = apply(rows, transforms, source, self.spool)
+        ref = storage.write_batches(rows.batches, rows.schema, uri, source=source)
+        rows.log_counts(source)
+        return ref
 
     def _aligned(self, schema: Any) -> Iterator[Any]:
         import pyarrow as pa

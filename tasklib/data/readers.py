@@ -81,6 +81,50 @@ def read_jsonl(stream: Any, origin: str, bad_rows: BadRows, batch_rows: int = BA
         yield _rows_to_table(rows, origin, batch_start, number)
 
 
+class NotPlainJson(Exception):
+    """pyarrow's JSON reader cannot give what `read_jsonl` would: read the file line by line instead."""
+
+
+JSON_BLOCK_BYTES = 4 << 20
+
+
+def read_jsonl_arrow(stream: Any, origin: str, block_bytes: int | None = None) -> Iterator[Any]:
+    """JSON Lines through pyarrow's streaming reader (about 5x faster than `read_jsonl`), for files
+    it reads exactly as `read_jsonl` would; anything else raises NotPlainJson, so the caller reads
+    the file again with `read_jsonl`, which reports bad lines by number. That is: any parse error,
+    a line that is not an object, a repeated key, a type that changes after the first block, text
+    that is not UTF-8, and strings pyarrow would turn into timestamps (json.loads keeps them text)."""
+    import pyarrow as pa
+    import pyarrow.json as pj
+
+    try:
+        reader = pj.open_json(stream, read_options=pj.ReadOptions(block_size=block_bytes or JSON_BLOCK_BYTES))
+        for batch in reader:
+            if _has_time(batch.schema):
+                raise NotPlainJson(f"{origin}: dates or times inferred")
+            batch.validate(full=True)  # pyarrow passes invalid UTF-8 through; json.loads refuses it
+            yield pa.Table.from_batches([batch])
+    except pa.ArrowInvalid as error:
+        if str(error) == "Empty JSON stream":  # blank lines only, or nothing: no rows, as read_jsonl gives
+            return
+        raise NotPlainJson(f"{origin}: {without_values(error)}") from None
+
+
+def _has_time(schema: Any) -> bool:
+    import pyarrow as pa
+
+    def timed(kind: Any) -> bool:
+        if pa.types.is_temporal(kind):
+            return True
+        if pa.types.is_struct(kind):
+            return any(timed(kind.field(i).type) for i in range(kind.num_fields))
+        if pa.types.is_list(kind) or pa.types.is_large_list(kind):
+            return timed(kind.value_type)
+        return False
+
+    return any(timed(field.type) for field in schema)
+
+
 def _rows_to_table(rows: list[dict], origin: str, first_line: int, last_line: int) -> Any:
     import pyarrow as pa
 

@@ -38,34 +38,99 @@ def transform(ctx: RunContext, *, pipeline: str, transform: dict[str, Any], ref:
     """Apply one transform (dedupe, filter, redact_pii, ...) to one source's output (`ref`).
 
     Returns the transformed data's reference (storage.Ref as a dict), named by its source."""
-    import pyarrow as pa
+    import tempfile
+    from pathlib import Path
 
     from pipespec.tasklib import storage
 
-    if len(transform) != 1 or next(iter(transform)) not in TRANSFORMS:
-        raise ValueError(f"unknown transform {transform!r}; transforms: {', '.join(TRANSFORMS)}")
-    (name, args), = transform.items()
-    step = TRANSFORMS[name]
+    name, _ = parse(transform)
     source = ref.get("source") or f"source_{max(ctx.map_index, 0)}"
     output = storage.work_uri(ctx, pipeline, f"{source}.parquet")
-    with storage.open_parquet(ref) as file:
-        rows_in = file.metadata.num_rows
-        schema = file.schema_arrow
-        if not schema.names:  # no files, or none new (`only_new`): no columns to check, no rows to change
+    with storage.open_parquet(ref) as file, tempfile.TemporaryDirectory(prefix="pipespec-transform-") as spool:
+        if not file.schema_arrow.names:  # no files, or none new (`only_new`): no columns to check, no rows to change
             log.info("source %s: %s has nothing to do, the source is empty", source, name)
             return dict(ref)
-        if name in STREAMED:
-            # Once on no rows first: checks columns and types even when the source is empty,
-            # and gives the output schema.
-            result_schema = step(schema.empty_table(), args, source).schema
-            results = (step(pa.Table.from_batches([batch], schema), args, source) for batch in storage.iter_batches(file))
-            written = storage.write_batches((batch for table in results for batch in table.to_batches()),
-                                            result_schema, output, source=source)
-        else:
-            chosen = step(file, args, source)
-            written = storage.write_batches(take_rows(file, chosen), schema, output, source=source)
-    log.info("source %s: %s kept %d of %d rows", source, name, written.rows, rows_in)
+        rows = apply(Rows(file.schema_arrow, storage.iter_batches(file), file), [transform], source, Path(spool))
+        written = storage.write_batches(rows.batches, rows.schema, output, source=source)
+    rows.log_counts(source)
     return {**ref, **written.to_dict()}
+
+
+def parse(spec: dict[str, Any]) -> tuple[str, Any]:
+    """(name, arguments) of one spec transform (`{"dedupe": {"key": [...]}}`); ValueError if unknown."""
+    if len(spec) != 1 or next(iter(spec)) not in TRANSFORMS:
+        raise ValueError(f"unknown transform {spec!r}; transforms: {', '.join(TRANSFORMS)}")
+    (name, args), = spec.items()
+    return name, args
+
+
+class Rows:
+    """A stream of record batches with their schema; `file` is the Parquet file they come from, if
+    any (`dedupe` and `sample` choose row numbers from a file, so they read it rather than spool it)."""
+
+    def __init__(self, schema: Any, batches: Iterator[Any], file: Any = None) -> None:
+        self.schema, self.batches, self.file = schema, batches, file
+        self.counts: list[tuple[str, "_Counter", "_Counter"]] = []  # (transform, rows in, rows out)
+
+    def log_counts(self, source: str) -> None:
+        """One line per transform applied: how many rows it kept (known once the stream was consumed)."""
+        for name, rows_in, rows_out in self.counts:
+            log.info("source %s: %s kept %d of %d rows", source, name, rows_out.rows, rows_in.rows)
+
+
+class _Counter:
+    def __init__(self) -> None:
+        self.rows = 0
+
+    def count(self, batches: Iterable[Any]) -> Iterator[Any]:
+        for batch in batches:
+            self.rows += batch.num_rows
+            yield batch
+
+
+def apply(rows: Rows, transforms: list[dict[str, Any]], source: str, spool: Any) -> Rows:
+    """`rows` with every transform applied in order, in one process and one pass where possible.
+
+    Row-local transforms (`STREAMED`) run batch by batch on the stream. `dedupe` and `sample` need
+    the whole source first: the stream so far is spooled to a local, uncompressed Parquet file in
+    the folder `spool` (unless it comes straight from a file), then its chosen rows stream on.
+    Columns and types are checked on an empty table first, so an empty source is checked too."""
+    for index, (name, args) in enumerate([parse(spec) for spec in transforms]):
+        step = TRANSFORMS[name]
+        rows_in, rows_out = _Counter(), _Counter()
+        if name in STREAMED:
+            schema_out = step(rows.schema.empty_table(), args, source).schema
+            counts = rows.counts
+            rows = Rows(schema_out, rows_out.count(_each_batch(step, args, source, rows.schema,
+                                                               rows_in.count(rows.batches))))
+        else:
+            file = rows.file if rows.file is not None else _spooled(rows, spool / f"{index:02d}-{name}.parquet")
+            rows_in.rows = file.metadata.num_rows
+            chosen = step(file, args, source)
+            counts = rows.counts
+            rows = Rows(rows.schema, rows_out.count(take_rows(file, chosen)))
+        rows.counts = [*counts, (name, rows_in, rows_out)]
+    return rows
+
+
+def _each_batch(step: Callable[[Any, Any, str], Any], args: Any, source: str, schema: Any,
+                batches: Iterator[Any]) -> Iterator[Any]:
+    import pyarrow as pa
+
+    for batch in batches:
+        yield from step(pa.Table.from_batches([batch], schema), args, source).to_batches()
+
+
+def _spooled(rows: Rows, path: Any) -> Any:
+    """The stream written to a local Parquet file (cheap: no compression, dictionaries or
+    statistics; it is read once, on this machine), opened."""
+    import pyarrow.parquet as pq
+
+    with pq.ParquetWriter(str(path), rows.schema, compression="none", use_dictionary=False,
+                          write_statistics=False) as writer:
+        for batch in rows.batches:
+            writer.write_batch(batch)
+    return pq.ParquetFile(str(path))
 
 
 def take_rows(file: Any, rows: Any) -> Iterator[Any]:

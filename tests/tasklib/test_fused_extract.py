@@ -1,0 +1,147 @@
+"""`data.extract` with the source's transforms fused in (issue 16): the same rows and the same
+bytes as extract followed by one `data.transform` task per transform, the same error rules, and
+pyarrow's JSON reader used only where it reads a file exactly as the line-by-line parser does."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import os
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from pipespec.tasklib import storage
+from pipespec.tasklib.context import RunContext
+from pipespec.tasklib.data.extract import extract
+from pipespec.tasklib.data import readers
+from pipespec.tasklib.data.readers import BadRows, NotPlainJson, read_jsonl, read_jsonl_arrow
+from pipespec.tasklib.data.transform import transform
+
+CTX = RunContext(dag_id="p__data", task_id="extract", run_id="manual__2026-01-02", map_index=0)
+TRANSFORMS = [{"dedupe": {"key": ["text"]}}, {"drop_empty": ["text", "label"]},
+              {"normalize_text": {"columns": ["text"], "lowercase": True, "strip": True, "collapse_whitespace": True}},
+              {"redact_pii": ["text"]}, {"sample": {"fraction": 0.5, "seed": 3}}]
+
+
+@pytest.fixture(autouse=True)
+def work(tmp_path, monkeypatch):
+    monkeypatch.delenv("PIPESPEC_STORAGE_ROOT", raising=False)
+    monkeypatch.setenv("PIPESPEC_WORK_URI", (tmp_path / "work").as_uri())
+    monkeypatch.setenv("PIPESPEC_DATA_ROOT", str(tmp_path))
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def rows(count: int) -> list[dict]:
+    texts = ["  Late  PARCEL ", "mail me at ann@example.com", "", "card 4111 1111 1111 1111 please", "ok"]
+    return [{"text": texts[i % 5] + ("" if i % 7 else f" #{i}"), "label": None if i % 11 == 0 else "x",
+             "n": i} for i in range(count)]
+
+
+def write_jsonl(path: Path, items: list[dict], extra: str = "") -> dict:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps(r) + "\n" for r in items) + extra)
+    return {"name": "feed", "type": "local", "path": os.path.relpath(path), "format": "jsonl"}
+
+
+def run(source: dict, transforms=None) -> dict:
+    return extract(CTX, pipeline="p", spec_dir=".", publishes="s3://unused/x/", source=source, transforms=transforms)
+
+
+def test_fused_transforms_give_the_bytes_of_one_task_per_transform(work):
+    source = write_jsonl(work / "data" / "feed.jsonl", rows(3000))
+    fused = run(source, TRANSFORMS)
+    fused_table = storage.read_table(fused)
+    ref = run(source)  # the same task id: this overwrites the fused output
+    for index, spec in enumerate(TRANSFORMS, start=1):
+        ctx = RunContext(dag_id="p__data", task_id=f"transform_{index}", run_id="manual__2026-01-02", map_index=0)
+        ref = transform(ctx, pipeline="p", transform=spec, ref=ref)
+    assert fused["sha256"] == ref["sha256"] and fused["rows"] == ref["rows"] > 0
+    assert fused["schema"] == ref["schema"] and fused["source"] == "feed" and fused["files"] == 1
+    assert fused_table.equals(storage.read_table(ref))
+    assert not any("ann@example.com" in t or "4111" in t for t in fused_table.column("text").to_pylist())
+
+
+def test_fused_rerun_overwrites_with_the_same_bytes(work):
+    source = write_jsonl(work / "data" / "feed.jsonl", rows(500))
+    first, second = run(source, TRANSFORMS), run(source, TRANSFORMS)
+    assert first["uri"] == second["uri"] and first["sha256"] == second["sha256"]
+    leftovers = [p.name for p in Path(storage.filesystem(first["uri"])[1]).parent.iterdir()]
+    assert leftovers == ["feed.parquet"]  # written to a temporary name, then moved: nothing else left
+
+
+def test_fused_transform_errors_name_the_source_and_column(work):
+    source = write_jsonl(work / "data" / "feed.jsonl", rows(10))
+    with pytest.raises(ValueError, match="source `feed`: transform `drop_empty` names column `txt`.*did you mean `text`"):
+        run(source, [{"dedupe": {"key": ["text"]}}, {"drop_empty": ["txt"]}])
+    with pytest.raises(ValueError, match="unknown transform"):
+        run(source, [{"explode": ["text"]}])
+
+
+def test_fused_extract_of_an_empty_folder_skips_the_transforms(work):
+    (work / "data" / "empty").mkdir(parents=True)
+    source = {"name": "feed", "type": "local", "path": "data/empty", "format": "jsonl"}
+    out = run(source, TRANSFORMS)
+    assert out["rows"] == 0 and out["schema"] == {}
+
+
+def test_bad_line_is_reported_with_file_and_line_and_no_value(work):
+    source = write_jsonl(work / "data" / "feed.jsonl", rows(40), extra='{"text": "hunter2", broken\n')
+    with pytest.raises(ValueError) as error:
+        run(source, TRANSFORMS)
+    assert "data/feed.jsonl:41: malformed JSON" in str(error.value) and "hunter2" not in str(error.value)
+    skipped = run({**source, "on_bad_rows": "skip"}, TRANSFORMS[:1])
+    assert skipped["bad_rows"] == 1 and skipped["rows"] == len({r["text"] for r in rows(40)})
+
+
+# --- pyarrow's reader where it reads exactly what json.loads reads --------------
+
+def both(data: bytes) -> tuple[pa.Table | None, pa.Table]:
+    """(pyarrow's reading, or None where it refuses; the line parser's reading), each as one table."""
+    slow = list(read_jsonl(io.BytesIO(data), "f.jsonl", BadRows("skip")))
+    slow_table = pa.concat_tables(slow, promote_options="permissive") if slow else pa.table({})
+    try:
+        fast = list(read_jsonl_arrow(io.BytesIO(data), "f.jsonl", block_bytes=64))
+    except NotPlainJson:
+        return None, slow_table
+    return (pa.concat_tables(fast) if fast else pa.table({})), slow_table
+
+
+@pytest.mark.parametrize("data", [
+    b'{"a": 1, "b": "x"}\n\n{"a": 2, "b": null}\n',
+    b'\xef\xbb\xbf{"a": 1}\n{"a": 2}\n',
+    b'{"a": {"x": 1, "y": [1, 2]}, "b": true}\n' * 20,
+    b"",
+    b"\n  \n",
+])
+def test_arrow_reader_agrees_with_the_line_parser(data):
+    fast, slow = both(data)
+    assert fast is not None and fast.equals(slow)
+
+
+@pytest.mark.parametrize("data", [
+    b'{"a": 1, "a": 2}\n',  # json.loads keeps the last value; pyarrow refuses
+    b'{"a": "2024-01-01"}\n',  # json.loads keeps text; pyarrow would make it a timestamp
+    b'{"a": "\xff"}\n',  # not UTF-8: the line parser reports it; pyarrow would pass it through
+    b'{"a": 1}\n' * 10 + b'{"a": 2.5}\n' * 10,  # a type that widens after the first block
+    b'{"a": 1}\n[1]\n',
+])
+def test_arrow_reader_refuses_what_it_would_read_differently(data):
+    fast, _ = both(data)
+    assert fast is None
+
+
+def test_a_file_pyarrow_refuses_midway_is_read_again_whole(work, caplog, monkeypatch):
+    monkeypatch.setattr(readers, "JSON_BLOCK_BYTES", 1024)
+    items = [{"a": i} for i in range(2000)] + [{"a": 0.5}]  # widens to double in the last block
+    source = write_jsonl(work / "data" / "feed.jsonl", items)
+    with caplog.at_level(logging.INFO, "pipespec.tasklib.data.extract"):
+        out = run(source)
+    assert "read line by line" in caplog.text
+    table = pq.read_table(storage.filesystem(out["uri"])[1])
+    assert table.num_rows == 2001 and table.schema.field("a").type == pa.float64()
+    assert table.column("a").to_pylist() == [float(i) for i in range(2000)] + [0.5]
