@@ -36,6 +36,8 @@ class Faults:
 
 @dataclass
 class ServerState:
+    """What the server serves and what it has seen (the tests read the counters)."""
+
     models: dict[str, StandinLLM]
     token: str | None
     faults: Faults = field(default_factory=Faults)
@@ -46,6 +48,7 @@ class ServerState:
 
 
 def make_app(state: ServerState) -> Any:
+    """The FastAPI app: `/v1/models` and `/v1/chat/completions`."""
     from fastapi import FastAPI, Header, HTTPException
     from fastapi.responses import JSONResponse
 
@@ -119,6 +122,7 @@ class RunningServer:
 
 
 def main(argv: list[str] | None = None) -> None:
+    """Serve saved stand-in models until idle for `--idle-exit` seconds."""
     import uvicorn
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])

@@ -40,6 +40,8 @@ class Limits:
 
 @dataclass(frozen=True)
 class Answers:
+    """The endpoint's answers, in prompt order, and the tokens it counted."""
+
     texts: list[str]
     prompt_tokens: int
     completion_tokens: int
