@@ -59,9 +59,31 @@ def load_champion(ctx: RunContext, *, pipeline: str, alias: str = registry.CHAMP
     return {"version": version, "model_type": meta.get("model_type"), "alias": alias, "run_id": run_id}
 
 
-def plan_shards(ctx: RunContext, *, input: str, format: str, shard_size: int) -> list[dict]:
-    """Row ranges of at most `shard_size` rows covering the input; [] for an empty input."""
-    if shard_size <= 0:
+# Every mapped predict task is a fresh process: it imports TensorFlow, Keras and MLflow (~4-7 s on
+# a small worker) and loads the model before its first row, then predicts ~50-100k rows a second.
+# A shard much smaller than this spends most of its time starting up.
+MIN_SHARD_ROWS = 100_000
+# The most rows one predict task takes on (it streams them, so this bounds its run time, not memory).
+MAX_SHARD_ROWS = 5_000_000
+
+
+def worker_slots() -> int:
+    """How many predict tasks can run at once: `$PIPESPEC_WORKER_SLOTS` (the platform sets it to its
+    executor's parallelism), else this machine's CPUs."""
+    text = os.environ.get("PIPESPEC_WORKER_SLOTS", "").strip()
+    return max(1, int(text)) if text.isdigit() else max(1, os.cpu_count() or 1)
+
+
+def auto_shard_size(rows: int, slots: int) -> int:
+    """One shard per worker slot, so each slot's process imports and loads the model once; never
+    under MIN_SHARD_ROWS (a small input stays in one task) nor over MAX_SHARD_ROWS."""
+    return min(max(-(-rows // max(slots, 1)), MIN_SHARD_ROWS), MAX_SHARD_ROWS)
+
+
+def plan_shards(ctx: RunContext, *, input: str, format: str, shard_size: int | None = None) -> list[dict]:
+    """Row ranges of at most `shard_size` rows covering the input; [] for an empty input. Without a
+    `shard_size`, one shard per worker slot (see auto_shard_size)."""
+    if shard_size is not None and shard_size <= 0:
         raise ValueError(f"shard_size must be positive, got {shard_size}")
     files, first = [], 0
     for uri in input_files(input, format):
@@ -69,6 +91,13 @@ def plan_shards(ctx: RunContext, *, input: str, format: str, shard_size: int) ->
         if rows:
             files.append({"uri": uri, "first": first, "rows": rows})
         first += rows
+    if shard_size is None:
+        shard_size = auto_shard_size(first, worker_slots())
+    elif shard_size < MIN_SHARD_ROWS and first > shard_size:
+        log.warning("pipespec: shard_size %d splits %d rows into %d mapped tasks; each one is a new process that "
+                    "spends seconds importing TensorFlow and loading the model before predicting its %d rows in "
+                    "a fraction of that. Leave shard_size unset (one shard per worker slot) or use at least %d.",
+                    shard_size, first, -(-first // shard_size), shard_size, MIN_SHARD_ROWS)
     shards = []
     for start in range(0, first, shard_size):
         stop = min(start + shard_size, first)
