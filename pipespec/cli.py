@@ -15,6 +15,8 @@ examples:
   pipespec check --policy /etc/pipespec/policy.yaml
   pipespec init my-pipelines             a team repository of specs that works at once
   pipespec templates                      the shipped templates, name@version and what each is for
+  pipespec plugins                        installed plugins: name, kind, distribution, version
+  pipespec check --plugins=declared       CI without the platform's plugin packages (listed as warnings)
   pipespec new churn_eu --from pipespec:tabular@1
   pipespec new churn_eu --from templates/tabular.yaml
   pipespec schema                         regenerate schemas/pipeline.schema.json
@@ -38,6 +40,13 @@ def main(argv: list[str] | None = None) -> int:
     check.add_argument("--format", choices=["text", "json", "github"], default="text")
     check.add_argument("--policy", type=Path, metavar="FILE",
                        help="the platform policy file (default: $PIPESPEC_POLICY; without one, built-in safe rules)")
+    check.add_argument("--plugins", choices=["installed", "declared"], default=None,
+                       help="`installed` (default; $PIPESPEC_PLUGINS): every plugin a spec names must be installed. "
+                            "`declared`: names the policy's `plugins:` declares may be missing; their params go "
+                            "unchecked and each is listed as a warning")
+
+    plugin_list = commands.add_parser("plugins", help="list installed plugins: name, kind, distribution, version")
+    plugin_list.add_argument("--format", choices=["text", "json"], default="text")
 
     schema = commands.add_parser("schema", help="write the JSON Schema of a spec")
     schema.add_argument("--output", type=Path, default=Path("schemas/pipeline.schema.json"))
@@ -84,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     up.add_argument("--port", type=int, default=8080)
 
     args = parser.parse_args(argv)
-    handler = {"check": _check, "schema": _schema, "reference": _reference, "new": _new, "init": _init,
+    handler = {"check": _check, "plugins": _plugins, "schema": _schema, "reference": _reference, "new": _new, "init": _init,
                "templates": _templates, "graph": _graph,
                "diff": _diff, "export": _export, "run": _run, "up": _up}[args.command]
     return handler(args)
@@ -107,13 +116,69 @@ def _check(args: argparse.Namespace) -> int:
     # Every checked tree stays alive until the repo checks: full GC passes would rescan them all
     # (about a third of the time on 1,000 specs). A short-lived command needs no cycle collection.
     gc.disable()
+    plugin_problems = _use_plugins(args.plugins, policy)
     checked = [check_file(f, policy, roots[f]) for f in files]
+    _mark_unchecked_plugins(checked)
     # A broken template is reported once, not once per spec that extends it.
-    found = dict.fromkeys(problems + [d for c in checked for d in c.diagnostics]
+    found = dict.fromkeys(problems + plugin_problems + [d for c in checked for d in c.diagnostics]
                           + check_repo(checked, _context(args.paths, files, roots, checked)))
     diagnostics = sorted(found, key=sort_key)
     print(report.REPORTERS[args.format](diagnostics, len(files)))
     return 1 if any(d.severity == "error" for d in diagnostics) else 0
+
+
+def _use_plugins(mode, policy) -> list:
+    """Set the plugin mode and the policy's declarations for this check; plugin packages that could not
+    be loaded, as errors (a broken package must fail CI, not quietly narrow what specs may name)."""
+    from pipespec.schemas import plugins
+    from pipespec.schemas.diagnostics import Diagnostic
+
+    plugins.set_mode(mode)
+    plugins.use_declarations(policy.declared_plugins())
+    return [Diagnostic("<plugins>", 1, 1, "", problem, "fix or uninstall the package", code="plugin")
+            for problem in plugins.registry().problems]
+
+
+def _mark_unchecked_plugins(checked: list) -> None:
+    """In declared mode, each plugin name accepted without its package is a warning on its spec: the
+    check says what it could not verify, never passes it silently."""
+    from dataclasses import replace
+
+    from pipespec.schemas import plugins
+
+    for result in checked:
+        spec = result.spec
+        if spec is None or not plugins.unverified:
+            continue
+        names = [(("train", "model", "type"), "model", spec.train.model.type)] if spec.train else []
+        names += [(("evaluate", "gates", index, "type"), "gate", gate.type)
+                  for index, gate in enumerate(spec.evaluate.gates if spec.evaluate else [])]
+        for path, kind, name in names:
+            if plugins.is_unverified(kind, name):
+                dist = plugins.declarations().get(name, "?")
+                result.diagnostics.append(replace(result.at_path(
+                    path, f"`{name}` was not checked: its plugin package `{dist}` is not installed here",
+                    "its params are unchecked; a check with the package installed verifies them",
+                    code="plugin-unchecked"), severity="warning"))
+
+
+def _plugins(args: argparse.Namespace) -> int:
+    import json
+
+    from pipespec.schemas import plugins
+
+    rows = [{"name": i.plugin.name, "kind": i.plugin.kind, "distribution": i.distribution, "version": i.version,
+             "description": i.plugin.description} for i in plugins.listing()]
+    problems = plugins.registry().problems
+    if args.format == "json":
+        print(json.dumps({"plugins": rows, "problems": problems}, indent=2))
+    else:
+        widths = [max([len(h)] + [len(r[h]) for r in rows]) for h in ("name", "kind", "distribution", "version")]
+        for row in [{"name": "NAME", "kind": "KIND", "distribution": "DISTRIBUTION", "version": "VERSION"}, *rows]:
+            print("  ".join(row[h].ljust(w) for h, w in zip(("name", "kind", "distribution", "version"), widths)).rstrip())
+        for problem in problems:
+            print(f"error: {problem}", file=sys.stderr)
+    return 1 if problems else 0
 
 
 def _specs_roots(paths: list[Path], files: list[Path]) -> dict[Path, Path]:

@@ -1,4 +1,4 @@
-"""What the task library can train and measure, as data the checker can use
+"""What pipespec's built-in model types train and measure, as data the checker can use
 without importing the library (which would pull in TensorFlow).
 
 `tests/schemas/test_catalog.py` keeps this in step with `tasklib`.
@@ -65,7 +65,9 @@ METRICS: dict[str, Metric] = {
 }
 
 
-def metrics_for(model_type: str) -> list[str]:
-    """The metrics that apply to a model type's task, sorted."""
-    task = MODEL_TYPES[model_type].task
+def metrics_for(model_type: str, params: dict | None = None) -> list[str]:
+    """The metrics that apply to a model type's task (built-in or a plugin's), sorted."""
+    from pipespec.schemas.plugins import model_task  # the registry's built-ins are read from this module
+
+    task = model_task(model_type, params) if model_type not in MODEL_TYPES else MODEL_TYPES[model_type].task
     return sorted(name for name, metric in METRICS.items() if task in metric.tasks)

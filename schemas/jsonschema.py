@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
+from pipespec.schemas import plugins
 from pipespec.schemas.models import PipelineSpec
 
 SCHEMA_ID = "https://pipespec.dev/schemas/pipeline.schema.json"
@@ -21,7 +23,28 @@ def build_schema() -> dict:
     }
     # `key+:` appends to an inherited list; allow it for the list-valued keys editors autocomplete.
     schema["patternProperties"] = {r"^[a-z_]+\+$": {"type": "array"}}
+    for kind, definition in (("model", "Model"), ("gate", "GateRef")):
+        _discriminate_params(schema["$defs"], definition, kind)
     return {"$schema": "https://json-schema.org/draft/2020-12/schema", "$id": SCHEMA_ID, **schema}
+
+
+def _discriminate_params(defs: dict[str, Any], definition: str, kind: str) -> None:
+    """`type` lists the installed plugins of `kind`; `params` follows the chosen one's params model
+    (if/then per name, which editors use to complete and check the params)."""
+    names = plugins.registry().names(kind)
+    target = defs[definition]
+    target["properties"]["type"]["enum"] = names
+    branches = []
+    for name in names:
+        params_schema = plugins.params_model(kind, name).model_json_schema(  # type: ignore[union-attr]
+            mode="validation", ref_template=f"#/$defs/{kind}.{name}.{{model}}")
+        for sub, body in params_schema.pop("$defs", {}).items():
+            defs[f"{kind}.{name}.{sub}"] = body
+        defs[f"{kind}.{name}"] = params_schema
+        branches.append({"if": {"properties": {"type": {"const": name}}, "required": ["type"]},
+                         "then": {"properties": {"params": {"$ref": f"#/$defs/{kind}.{name}"}}}})
+    if branches:
+        target["allOf"] = branches
 
 
 def render_schema() -> str:

@@ -36,7 +36,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, replace
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 from urllib.parse import unquote, urlsplit
 
 from pydantic import Field, ValidationError
@@ -105,12 +105,33 @@ class Rules(StrictModel):
                           "follow who may change those files (CODEOWNERS), not what a spec says of itself.")
 
 
+PluginName = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,62}$")]
+
+
 class Policy(StrictModel):
     """A policy file: default rules and per-team replacements."""
 
     default: Rules = Field(default_factory=Rules, description="Rules for every team.")
     teams: dict[str, Rules] = Field(default_factory=dict, description="Per spec `owner`: fields that replace "
                                                                       "`default`'s.")
+    plugins: dict[str, list[PluginName]] = Field(
+        default_factory=dict, description="Plugin packages this platform provides: distribution -> the names it "
+                                          "registers. A spec naming one that is not installed is told to install "
+                                          "that package; `pipespec check --plugins=declared` accepts it unchecked.")
+    local_images: dict[str, str] = Field(
+        default_factory=dict, description="Local runs only: image repository (`ghcr.io/acme/xray-train`, no tag) -> "
+                                          "the folder that stands in for it, relative to this file. A `container` "
+                                          "model runs its command there, without a shell, in a clean environment.")
+
+    def declared_plugins(self) -> dict[str, str]:
+        """name -> the distribution that provides it."""
+        return {name: dist for dist, names in self.plugins.items() for name in names}
+
+    def local_image_folder(self, image: str) -> str | None:
+        """The folder standing in for `image` in local runs, or None when the policy maps none."""
+        name = image_name(image)
+        return next((folder for key, folder in self.local_images.items()
+                     if name is not None and image_name(f"{key}:x") == name), None)
 
 
 BUILT_IN = Policy()  # what applies without a policy file
@@ -135,9 +156,12 @@ def load_policy(path: Path, display: str | None = None) -> Policy:
     except SpecError as exc:
         raise PolicyFileError([_policy_wording(exc.diagnostic)]) from None
     try:
-        return Policy.model_validate(root.to_plain())
+        policy = Policy.model_validate(root.to_plain())
     except ValidationError as exc:
         raise PolicyFileError(from_validation_error(exc, root, Policy)) from None
+    # Folders are relative to the policy file, wherever the check or the worker runs.
+    folders = {key: str((path.parent / folder).resolve()) for key, folder in policy.local_images.items()}
+    return policy.model_copy(update={"local_images": folders})
 
 
 def _policy_wording(d: Diagnostic) -> Diagnostic:
@@ -359,6 +383,8 @@ def check_train(policy: Policy | None, team: str | None, compute: Mapping[str, A
         out += _kubernetes(rules, compute, at)
     elif backend == "anyscale":
         out += _anyscale(rules, compute, at)
+    if (model or {}).get("type") == "container":
+        out += _container(rules, model.get("params") or {}, (*path, "model", "params"))  # type: ignore[union-attr]
     if dataset:
         out += _uri(rules, dataset, (*path, "dataset"))
     output_uri = ((model or {}).get("params") or {}).get("output_uri")
@@ -367,8 +393,18 @@ def check_train(policy: Policy | None, team: str | None, compute: Mapping[str, A
     return out
 
 
+def _container(rules: TeamRules, params: Mapping[str, Any], at: YamlPath) -> Iterator[Violation]:
+    """A `container` model: its image, and the connections whose values become its environment."""
+    if isinstance(params.get("image"), str):
+        yield from _image(rules, params["image"], (*at, "image"))
+    for prefix, conn_id in (params.get("connections") or {}).items():
+        yield from check_env_name(f"{prefix}_URI", (*at, "connections", prefix))
+        yield from _allowed(rules, "conn_ids", conn_id, "connection", (*at, "connections", prefix))
+
+
 def _kubernetes(rules: TeamRules, compute: Mapping[str, Any], at: YamlPath) -> Iterator[Violation]:
-    yield from _image(rules, compute["image"], (*at, "image"))
+    if compute.get("image"):  # a `container` model's pod runs the model's image, checked with the model
+        yield from _image(rules, compute["image"], (*at, "image"))
     yield from _namespace(rules, compute.get("namespace") or "default", (*at, "namespace"))
     yield from _allowed(rules, "conn_ids", compute.get("conn_id") or "kubernetes_default", "connection",
                         (*at, "conn_id"))

@@ -10,7 +10,8 @@ from collections.abc import Callable, Iterator
 
 from pipespec.schemas.assets import train_dataset
 from pipespec.schemas.models.common import MANUAL, Trigger
-from pipespec.schemas.catalog import METRICS, MODEL_TYPES, metrics_for
+from pipespec.schemas import plugins
+from pipespec.schemas.catalog import METRICS, metrics_for
 from pipespec.schemas.diagnostics import YamlPath
 from pipespec.schemas.models import PipelineSpec
 from pipespec.schemas.models.rollout import Approval, Canary, Full, Shadow
@@ -53,12 +54,12 @@ def metric_suits_model(spec: PipelineSpec) -> Iterator[Finding]:
     if metric not in METRICS:
         yield ("evaluate", "metric"), f"unknown metric `{metric}`", did_you_mean(metric, sorted(METRICS))
         return
-    if spec.train:
-        model_type = spec.train.model.type
-        allowed = metrics_for(model_type)
+    if spec.train and plugins.lookup("model", spec.train.model.type):  # unchecked in declared mode
+        model_type, params = spec.train.model.type, spec.train.model.params
+        allowed = metrics_for(model_type, params)
         if metric not in allowed:
             yield (("evaluate", "metric"), f"metric `{metric}` does not apply to `{model_type}`",
-                   f"{MODEL_TYPES[model_type].task} models support: {', '.join(allowed)}")
+                   f"{plugins.model_task(model_type, params)} models support: {', '.join(allowed)}")
     natural = METRICS[metric].direction
     if spec.evaluate.direction and spec.evaluate.direction != natural:
         better = "higher" if natural == "max" else "lower"
@@ -76,10 +77,27 @@ def compute_can_train_model(spec: PipelineSpec) -> Iterator[Finding]:
     if not spec.train:
         return
     model_type, backend = spec.train.model.type, spec.train.compute.backend
-    allowed = MODEL_TYPES[model_type].backends
+    found = plugins.lookup("model", model_type)
+    if found is None:  # unchecked in declared mode, and listed as such
+        return
+    allowed = found.plugin.backends
     if backend not in allowed:
         yield (("train", "compute", "backend"), f"`{model_type}` cannot train on `{backend}` compute",
                f"use backend: {' or '.join(sorted(allowed))}")
+
+
+@check
+def pod_image_is_named_once(spec: PipelineSpec) -> Iterator[Finding]:
+    """A Kubernetes pod runs `compute.image`, or a `container` model's own image: one of them."""
+    if not spec.train or spec.train.compute.backend != "kubernetes":
+        return
+    container = spec.train.model.type == "container"
+    if container and spec.train.compute.image:
+        yield (("train", "compute", "image"), "a `container` model runs its own image in the pod",
+               "remove `compute.image`; the image is `train.model.params.image`")
+    elif not container and not spec.train.compute.image:
+        yield (("train", "compute"), "a Kubernetes pod needs `image`", "set `image:` to the training image, "
+               "pinned by tag or digest")
 
 
 @check

@@ -74,26 +74,48 @@ def from_validation_error(exc: ValidationError, root: Node, model: type[BaseMode
     return out
 
 
+def _plugin_params(model: type[BaseModel], path: tuple, data: Any) -> tuple[type[BaseModel], tuple, Any]:
+    """Inside a plugin's `params` (`train.model.params`, `evaluate.gates[i].params`), the plugin's params
+    model, the path within it and its data, so hints name the plugin's keys; else what was given."""
+    from pipespec.schemas import plugins
+
+    for kind, at in (("model", 2), ("gate", 3)):
+        if len(path) > at and path[at] == "params" and (path[:2] == ("train", "model") if kind == "model"
+                                                         else path[:2] == ("evaluate", "gates")):
+            owner: Any = data
+            for part in path[:at]:
+                owner = owner[part] if isinstance(owner, (dict, list)) else None
+            name = owner.get("type") if isinstance(owner, dict) else None
+            params_model = plugins.params_model(kind, name) if isinstance(name, str) else None
+            if params_model is not None:
+                return params_model, path[at + 1:], owner.get("params")
+    return model, path, data
+
+
 def _one(error: dict, root: Node, model: type[BaseModel], data: Any) -> Diagnostic:
     kind, loc, value = error["type"], tuple(error["loc"]), error.get("input")
     node, path, exact = locate(root, loc)
     last = loc[-1] if loc else ""
+    if kind == "unknown_plugin":  # a name no installed plugin has: say what to install
+        return at(node.loc, path, error["msg"], error["ctx"]["hint"], code="unknown-plugin")
+    full_path = path
+    model, path, data = _plugin_params(model, path, data)
 
     if kind == "missing":
-        where = key_loc(node) if path else node.loc
+        where = key_loc(node) if full_path else node.loc
         _, info = field_at(model, path + (last,), data)
         hint = info.description if info and info.description else f"add `{last}:` here"
-        return at(where, path + (last,), f"missing required key `{last}`", hint, code="missing")
+        return at(where, full_path + (last,), f"missing required key `{last}`", hint, code="missing")
 
     if kind == "extra_forbidden":
         options = allowed_keys(model, path[:-1], data)
-        return at(key_loc(node), path, f"unknown key `{last}`", did_you_mean(str(last), options), code="unknown-key")
+        return at(key_loc(node), full_path, f"unknown key `{last}`", did_you_mean(str(last), options), code="unknown-key")
 
     _, info = field_at(model, path, data)
     hint = info.description if info and info.description else ""
     if kind == "literal_error":
         options = re.findall(r"'([^']*)'", error["ctx"]["expected"])
-        return at(node.loc, path, f"{quote(value)} is not allowed here",
+        return at(node.loc, full_path, f"{quote(value)} is not allowed here",
                   did_you_mean(str(value), options), code="invalid-value")
     if kind == "union_tag_invalid":
         # A discriminator such as `type: snowflak`: point at that key's value, suggest the closest tag.
@@ -101,32 +123,32 @@ def _one(error: dict, root: Node, model: type[BaseModel], data: Any) -> Diagnost
         key = ctx["discriminator"].strip("'")
         options = re.findall(r"'([^']*)'", ctx["expected_tags"])
         where = node.value[key].loc if isinstance(node.value, dict) and key in node.value else node.loc
-        return at(where, path, f"unknown {key} {quote(ctx['tag'])}", did_you_mean(str(ctx["tag"]), options),
+        return at(where, full_path, f"unknown {key} {quote(ctx['tag'])}", did_you_mean(str(ctx["tag"]), options),
                   code="invalid-value")
     if kind == "unknown_variant":
         # Our own one-key unions (transforms, stages, asset expressions); the message lists the choices.
         options = re.findall(r"`([^`]+)`", error["msg"])
         word = next(iter(value)) if isinstance(value, dict) and value else value
         if isinstance(word, str) and word in options:
-            return at(node.loc, path, f"{quote(word)} needs settings", f"write it as `{{{word}: ...}}`",
+            return at(node.loc, full_path, f"{quote(word)} needs settings", f"write it as `{{{word}: ...}}`",
                       code="invalid-value")
-        return at(node.loc, path, f"{quote(word) if isinstance(word, str) else describe(word)} is not valid here: "
+        return at(node.loc, full_path, f"{quote(word) if isinstance(word, str) else describe(word)} is not valid here: "
                   f"{error['msg']}", did_you_mean(str(word), options) if isinstance(word, str) else "",
                   code="invalid-value")
     if kind in _KIND:
-        return at(node.loc, path, f"expected {_KIND[kind]}, got {describe(value)}", hint, code="type")
+        return at(node.loc, full_path, f"expected {_KIND[kind]}, got {describe(value)}", hint, code="type")
     if kind == "string_pattern_mismatch":
-        return at(node.loc, path, f"{quote(value)} has the wrong format", hint or error["msg"], code="format")
+        return at(node.loc, full_path, f"{quote(value)} has the wrong format", hint or error["msg"], code="format")
     if kind == "value_error":  # our validators write complete messages, which may quote the value
         message = error["msg"].removeprefix("Value error, ")
         if looks_like_secret(message):
             message = f"{_HIDDEN} is not valid here"
-        return at(node.loc, path, message, "", code="invalid-value")
+        return at(node.loc, full_path, message, "", code="invalid-value")
     message = error["msg"].removeprefix("Input should be ").removeprefix("Value error, ")
     if kind in {"too_short", "too_long"} and isinstance(value, (list, dict)):
         ctx = error.get("ctx") or {}
         bound = f"at least {ctx['min_length']}" if kind == "too_short" else f"at most {ctx['max_length']}"
-        return at(node.loc, path, f"{bound} item(s) here, not {len(value)}", hint, code="invalid-value")
+        return at(node.loc, full_path, f"{bound} item(s) here, not {len(value)}", hint, code="invalid-value")
     if kind in {"greater_than", "greater_than_equal", "less_than", "less_than_equal", "too_short", "too_long"}:
         message = f"must be {message} (got {quote(value)})"
-    return at(node.loc, path, message, hint, code="invalid-value")
+    return at(node.loc, full_path, message, hint, code="invalid-value")

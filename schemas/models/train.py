@@ -6,23 +6,53 @@ import re
 from decimal import Decimal
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import AfterValidator, Discriminator, Field
+from pydantic import AfterValidator, Discriminator, Field, ValidationInfo, field_validator
 
-from pipespec.schemas.catalog import MODEL_TYPES
+from pipespec.schemas import plugins
 from pipespec.schemas.models.common import AssetUri, Duration, Schedule, StrictModel
 from pipespec.schemas.models.data import DataUri
 
-ModelTypeName = Literal[tuple(MODEL_TYPES)]  # type: ignore[valid-type]
-ParamValue = Union[str, int, float, bool, list[Union[str, int, float, bool]], dict[str, Union[str, int, float, bool]]]
+PluginName = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,62}$")]
 
 
 class Model(StrictModel):
-    """What to train: a model type from the catalog, its columns and parameters."""
+    """What to train: a registered model type (built-in or an installed plugin's), its columns and parameters."""
 
-    type: ModelTypeName = Field(description="A model type from the task library.")
+    type: PluginName = Field(description="A registered model type: built-in, or from an installed plugin package "
+                                         "(`pipespec plugins` lists them).")
     label: str = Field("label", description="Target column.")
     features: list[str] = Field(default_factory=lambda: ["text"], description="Input columns.")
-    params: dict[str, ParamValue] = Field(default_factory=dict, description="Model parameters (per model type).")
+    params: dict[str, Any] = Field(default_factory=dict, description="The model type's parameters, checked against "
+                                                                     "its params model.")
+
+    @field_validator("type")
+    @classmethod
+    def _registered(cls, name: str) -> str:
+        return plugins.require("model", name)
+
+    @field_validator("params")
+    @classmethod
+    def _valid_params(cls, params: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
+        name = info.data.get("type")  # absent when the type itself was refused
+        return plugins.validate_params("model", name, params) if name else params
+
+
+class GateRef(StrictModel):
+    """A gate from an installed plugin: it can veto a promotion after evaluation."""
+
+    type: PluginName = Field(description="A registered gate (`pipespec plugins`).")
+    params: dict[str, Any] = Field(default_factory=dict, description="The gate's parameters.")
+
+    @field_validator("type")
+    @classmethod
+    def _registered(cls, name: str) -> str:
+        return plugins.require("gate", name)
+
+    @field_validator("params")
+    @classmethod
+    def _valid_params(cls, params: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
+        name = info.data.get("type")
+        return plugins.validate_params("gate", name, params) if name else params
 
 
 class LocalCompute(StrictModel):
@@ -89,8 +119,9 @@ class KubernetesCompute(StrictModel):
     """Train in a pod on Kubernetes (KubernetesPodOperator)."""
 
     backend: Literal["kubernetes"]
-    image: str = Field(description="Training image, pinned by tag or digest, from a registry the platform policy "
-                                   "allows.")
+    image: str | None = Field(None, description="Training image, pinned by tag or digest, from a registry the "
+                                                "platform policy allows. Required, except for a `container` model, "
+                                                "whose own image runs.")
     namespace: str = Field("default", description="Allowed by the platform policy (without one: any but kube-system, "
                                                   "kube-public, kube-node-lease).")
     conn_id: str = "kubernetes_default"
@@ -147,3 +178,4 @@ class EvaluateSection(StrictModel):
     metric: str = Field(description="The metric that decides; must suit the model type.")
     direction: Literal["max", "min"] | None = Field(None, description="Default: the metric's natural direction.")
     floor: float | None = Field(None, description="Never deploy a model scoring worse than this.")
+    gates: list[GateRef] = Field(default_factory=list, description="Plugin gates, each able to veto the promotion.")

@@ -1,0 +1,271 @@
+"""The plugin contract: what a spec can name (model types, sources, transforms, gates, serving
+targets, alert channels) and where each comes from.
+
+A distribution registers plugins through the entry point group `pipespec.plugins`; each entry
+point names a list of `Plugin` values. pipespec's own built-ins are such a list too
+(`pipespec.schemas.plugins_builtin`), read by the same code: there is no second path.
+
+Each plugin declares a pydantic params model (what `pipespec check` validates and the JSON Schema
+shows) and, by name only, its implementation: a `module:attribute` string that the task library
+imports at run time. Loading a plugin list therefore imports pydantic models, never the heavy step
+code (scikit-learn, TensorFlow), and never Airflow. A spec names a plugin by its registered name;
+no YAML string is ever imported.
+
+Names that are not installed: the platform policy may declare which distribution provides a name
+(`plugins:` in the policy file). Such a name is an error that says what to install, unless the
+check runs in `declared` mode (`pipespec check --plugins=declared`, or $PIPESPEC_PLUGINS=declared),
+made for CI without the platform package: then the name is accepted, its params are not checked,
+and the check lists it as a warning. A name nobody declares is an error in every mode.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import Any, Literal, get_args
+
+from pydantic import BaseModel, ValidationError
+from pydantic_core import PydanticCustomError
+
+ENTRY_POINT_GROUP = "pipespec.plugins"
+BUILTIN = "pipespec.schemas.plugins_builtin:PLUGINS"
+MODE_ENV = "PIPESPEC_PLUGINS"
+
+Kind = Literal["model", "source", "transform", "gate", "serving_target", "alert_channel"]
+KINDS: tuple[str, ...] = get_args(Kind)
+Mode = Literal["installed", "declared"]
+Task = Literal["classification", "regression", "structured_generation"]
+
+# What a spec key names, per kind, for messages ("unknown model type `x`").
+_WHAT = {"model": "model type", "source": "source type", "transform": "transform", "gate": "gate",
+         "serving_target": "serving target", "alert_channel": "alert channel"}
+_NAME = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
+_IMPLEMENTATION = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
+
+
+@dataclass(frozen=True)
+class Plugin:
+    """One thing a spec can name: its kind, registered name, params model and implementation.
+
+    `implementation` is `module:attribute`, imported only when a step runs. Model types also say
+    which task they solve (it decides the metrics) and which compute backends can train them.
+    """
+
+    kind: Kind
+    name: str
+    params: type[BaseModel]
+    implementation: str
+    description: str = ""
+    task: Task | None = None  # model types only
+    backends: frozenset[str] = frozenset({"local"})  # model types only
+
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise PluginError(f"plugin `{self.name}`: kind `{self.kind}` is not one of {', '.join(KINDS)}")
+        if not _NAME.match(self.name):
+            raise PluginError(f"plugin name `{self.name}` must be lower_snake_case (it is written in specs)")
+        if not (isinstance(self.params, type) and issubclass(self.params, BaseModel)):
+            raise PluginError(f"plugin `{self.name}`: `params` must be a pydantic model class")
+        if not _IMPLEMENTATION.match(self.implementation):
+            raise PluginError(f"plugin `{self.name}`: implementation `{self.implementation}` is not `module:attr`")
+        if self.kind == "model" and self.task is None:
+            raise PluginError(f"model plugin `{self.name}` must declare its task")
+
+
+@dataclass(frozen=True)
+class Installed:
+    """A plugin and the distribution (with its version) that registered it."""
+
+    plugin: Plugin
+    distribution: str
+    version: str
+
+
+@dataclass
+class Registry:
+    """Every installed plugin by (kind, name), and the problems met while loading them."""
+
+    plugins: dict[tuple[str, str], Installed] = field(default_factory=dict)
+    problems: list[str] = field(default_factory=list)
+
+    def names(self, kind: str) -> list[str]:
+        return sorted(name for k, name in self.plugins if k == kind)
+
+
+class PluginError(Exception):
+    """A plugin list that breaks the contract (bad name, no params model, a clash)."""
+
+
+# --- discovery (cached: entry points are read once per process) ----------------------------------
+
+@lru_cache(maxsize=1)
+def registry() -> Registry:
+    """The built-ins, then every distribution's `pipespec.plugins` entry points.
+
+    A plugin list that cannot be loaded or breaks the contract is left out and reported in
+    `problems` (shown by `pipespec plugins` and `pipespec check`); a name two distributions
+    register is kept from the first and reported."""
+    from importlib.metadata import entry_points
+
+    from pipespec import __version__
+
+    found = Registry()
+    _add(found, BUILTIN, lambda: _load_object(BUILTIN), "pipespec", __version__)
+    for entry in sorted(entry_points(group=ENTRY_POINT_GROUP), key=lambda e: (e.dist.name if e.dist else "", e.name)):
+        dist = entry.dist.name if entry.dist else "?"
+        _add(found, entry.value, entry.load, dist, entry.dist.version if entry.dist else "?")
+    return found
+
+
+def _load_object(path: str) -> Any:
+    import importlib
+
+    module, _, attr = path.partition(":")
+    return getattr(importlib.import_module(module), attr)
+
+
+def _add(found: Registry, where: str, load: Any, dist: str, version: str) -> None:
+    try:
+        plugins = load()
+        plugins = list(plugins)
+        for plugin in plugins:
+            if not isinstance(plugin, Plugin):
+                raise PluginError(f"{type(plugin).__name__} is not a pipespec.schemas.plugins.Plugin")
+    except Exception as exc:  # noqa: BLE001 - one broken package must not hide the others
+        found.problems.append(f"{dist} {version}: cannot load `{where}`: {exc}")
+        return
+    for plugin in plugins:
+        key = (plugin.kind, plugin.name)
+        if key in found.plugins:
+            first = found.plugins[key]
+            found.problems.append(f"{dist} {version}: {_WHAT[plugin.kind]} `{plugin.name}` is already registered "
+                                  f"by {first.distribution}; ignored")
+            continue
+        found.plugins[key] = Installed(plugin, dist, version)
+
+
+def lookup(kind: str, name: str) -> Installed | None:
+    """The installed plugin of that kind and name, or None."""
+    return registry().plugins.get((kind, name))
+
+
+def get(kind: str, name: str) -> Plugin:
+    """The installed plugin, or a PluginError that says what to install."""
+    found = lookup(kind, name)
+    if found is None:
+        message, hint = unknown(kind, name)
+        raise PluginError(f"{message} ({hint})")
+    return found.plugin
+
+
+def listing() -> Iterator[Installed]:
+    """Every installed plugin, by kind then name."""
+    yield from (found for _, found in sorted(registry().plugins.items()))
+
+
+# --- names that are not installed: declared by the platform policy, and the mode -------------------
+
+_mode_override: Mode | None = None
+_declared_override: dict[str, str] | None = None
+unverified: set[tuple[str, str, str]] = set()  # (kind, name, distribution) accepted in declared mode
+
+
+def set_mode(mode: Mode | None) -> None:
+    """`installed` (default): every name must be installed. `declared`: names the policy declares
+    are accepted unchecked and listed as warnings. None: back to $PIPESPEC_PLUGINS."""
+    global _mode_override
+    _mode_override = mode
+
+
+def mode() -> Mode:
+    """The mode in force: set_mode's, else $PIPESPEC_PLUGINS, else `installed`."""
+    if _mode_override is not None:
+        return _mode_override
+    return "declared" if os.environ.get(MODE_ENV) == "declared" else "installed"
+
+
+def use_declarations(declared: dict[str, str] | None) -> None:
+    """Which distribution provides each name (from the policy `check` applies); None: the active policy's."""
+    global _declared_override
+    _declared_override = declared
+
+
+def declarations() -> dict[str, str]:
+    """name -> distribution, as the platform policy declares them."""
+    if _declared_override is not None:
+        return _declared_override
+    from pipespec.schemas.policy import PolicyFileError, active_policy  # the policy imports the models
+
+    try:
+        return active_policy().declared_plugins()
+    except PolicyFileError:
+        return {}  # the broken policy is reported by the policy check itself
+
+
+def unknown(kind: str, name: str) -> tuple[str, str]:
+    """(message, hint) for a name no installed plugin has: what to install, or the closest name."""
+    from pipespec.schemas.validation_errors import did_you_mean
+
+    what = _WHAT[kind]
+    dist = declarations().get(name)
+    if dist:
+        return (f"{what} `{name}` comes from the plugin package `{dist}`, which is not installed here",
+                f"install it (`pip install {dist}`), or check without it: `pipespec check --plugins=declared`")
+    close = did_you_mean(name, registry().names(kind))
+    return (f"unknown {what} `{name}`",
+            f"{close} A plugin's {what} needs its package installed (`pipespec plugins` lists what is).")
+
+
+def require(kind: str, name: str) -> str:
+    """`name` if it is installed, or accepted in declared mode; else a pydantic error for check."""
+    if lookup(kind, name) is not None:
+        return name
+    dist = declarations().get(name)
+    if dist and mode() == "declared":
+        unverified.add((kind, name, dist))
+        return name
+    message, hint = unknown(kind, name)
+    raise PydanticCustomError("unknown_plugin", message, {"hint": hint})
+
+
+def validate_params(kind: str, name: str, params: Any) -> Any:
+    """Validate `params` against the plugin's model; pydantic errors keep their paths under `params`.
+
+    Returns `params` as given: specs and IR carry what the author wrote; the step fills defaults."""
+    found = lookup(kind, name)
+    if found is None:  # reported on the name (or accepted unchecked in declared mode)
+        return params
+    found.plugin.params.model_validate(params)  # a ValidationError here nests under the params' location
+    return params
+
+
+def check_params(kind: str, name: str, params: Any) -> BaseModel:
+    """The validated params model (run time: steps call this with the IR's params)."""
+    try:
+        return get(kind, name).params.model_validate(params)
+    except ValidationError as exc:
+        raise ValueError(f"{_WHAT[kind]} `{name}`: invalid params: {exc}") from None
+
+
+def is_unverified(kind: str, name: str) -> bool:
+    """Whether `name` was accepted unchecked (declared mode)."""
+    return any(k == kind and n == name for k, n, _ in unverified)
+
+
+def params_model(kind: str, name: str) -> type[BaseModel] | None:
+    """The params model of an installed plugin, or None."""
+    found = lookup(kind, name)
+    return found.plugin.params if found else None
+
+
+def model_task(name: str, params: Any = None) -> str | None:
+    """The task of a model type; a `container` declares its own in its params."""
+    found = lookup("model", name)
+    if found is None:
+        return None
+    if isinstance(params, dict) and isinstance(params.get("task"), str) and "task" in found.plugin.params.model_fields:
+        return params["task"]
+    return found.plugin.task
