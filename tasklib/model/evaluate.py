@@ -26,6 +26,7 @@ from typing import Any, Literal
 from pipespec.tasklib.context import RunContext
 
 log = logging.getLogger(__name__)
+MAX_REPORT_CLASSES = 50  # a confusion matrix beyond this is unreadable, and too big for the result
 
 
 def evaluate(ctx: RunContext, *, pipeline: str, metric: str, direction: Literal["max", "min"],
@@ -34,7 +35,8 @@ def evaluate(ctx: RunContext, *, pipeline: str, metric: str, direction: Literal[
     """Score the challenger and the serving `alias`'s version on one holdout with `metric`.
 
     Returns {"challenger", "champion" (None without one), "champion_version", "metric", "direction",
-    "alias", "min_improvement", ...} for `decide`, the rollout stages and the report."""
+    "alias", "min_improvement", "classes": per version a classifier's confusion matrix and per-class
+    figures, ...} for `decide`, the rollout stages and the report."""
     import pyarrow.parquet as pq
 
     from pipespec.schemas.catalog import metrics_for
@@ -97,9 +99,11 @@ def score_versions(job: dict[str, Any]) -> dict[str, Any]:
     log.info("scoring challenger v%s and champion %s on %d rows of the %s", challenger_version,
              f"v{champion_version}" if champion_version else "(none yet)", table.num_rows, source)
     with tempfile.TemporaryDirectory(prefix="pipespec-models-") as directory:
-        challenger = _score_version(pipeline, challenger_version, table, model, metric, Path(directory) / "challenger")
-        champion = (_score_version(pipeline, champion_version, table, model, metric, Path(directory) / "champion")
-                    if champion_version else None)
+        challenger, challenger_classes = _score_version(pipeline, challenger_version, table, model, metric,
+                                                        Path(directory) / "challenger")
+        champion, champion_classes = (
+            _score_version(pipeline, champion_version, table, model, metric, Path(directory) / "champion")
+            if champion_version else (None, None))
     holdout_sha256 = table_hash(table)
     _log_holdout_scores(pipeline, challenger_version, challenger)
     registry.record_holdout_score(pipeline, challenger_version, sha256=holdout_sha256, metric=metric,
@@ -110,19 +114,27 @@ def score_versions(job: dict[str, Any]) -> dict[str, Any]:
         "challenger_version": challenger_version, "champion_version": champion_version,
         "holdout_rows": table.num_rows, "holdout_source": source, "holdout_sha256": holdout_sha256,
         "scores": {"challenger": challenger, "champion": champion},
+        "classes": {"challenger": challenger_classes, "champion": champion_classes},
     }
 
 
 def _score_version(pipeline: str, version: str, table: Any, model: dict[str, Any], metric: str,
-                   directory: Path) -> dict[str, float | None]:
-    from pipespec.tasklib.model import keras_models, registry
+                   directory: Path) -> tuple[dict[str, float | None], dict[str, Any] | None]:
+    """Every metric of one version on the holdout, and for a classifier the confusion matrix and
+    per-class figures the report draws (None for other tasks, or beyond MAX_REPORT_CLASSES)."""
+    from pipespec.tasklib.model import keras_models, metrics, registry
 
     loaded = keras_models.load(registry.download(pipeline, version, directory))
     if loaded.meta["label"] != model["label"]:
         raise ValueError(f"{pipeline} v{version} predicts `{loaded.meta['label']}`, the spec's label is "
                          f"`{model['label']}`: the two cannot be compared on one holdout")
     truth = table.column(model["label"]).to_pylist()
-    return score_prediction(loaded, keras_models.predict(loaded, table), truth, required=metric)
+    prediction = keras_models.predict(loaded, table)
+    scores = score_prediction(loaded, prediction, truth, required=metric)
+    classes = None
+    if loaded.meta["task"] == "classification" and len(loaded.classes) <= MAX_REPORT_CLASSES:
+        classes = metrics.class_report(truth, prediction.values, loaded.classes)
+    return scores, classes
 
 
 def score_prediction(loaded: Any, prediction: Any, truth: list, required: str | None = None) -> dict[str, float | None]:

@@ -6,7 +6,7 @@ feeds the raw columns. A model directory holds:
 
     model.keras     the Keras model (inputs named after the feature columns)
     labels.json     classifiers: the class labels, in the order of the outputs
-    pipespec.json   model type, task, features, label, resolved params
+    pipespec.json   model type, task, features, label, resolved params, per-epoch history
 
 Parameter checks and column checks need no TensorFlow, so a bad spec fails in
 the worker before a training process starts. TensorFlow is imported only by
@@ -190,10 +190,13 @@ def fit(model: dict[str, Any], params: dict[str, Any], table: Any) -> tuple[Any,
     else:
         classes, targets, loss = [], np.asarray(raw_labels, dtype=np.float32), "mse"
     network = _BUILDERS[kind](keras, params, meta, inputs, targets, len(classes))
-    network.compile(optimizer=keras.optimizers.Adam(params["learning_rate"]), loss=loss)
+    # The metric is only watched (the training report's curves): it does not change the weights.
+    watched = ["accuracy"] if task == "classification" else ["mae"]
+    network.compile(optimizer=keras.optimizers.Adam(params["learning_rate"]), loss=loss, metrics=watched)
     history = network.fit(inputs, targets, epochs=params["epochs"], batch_size=params["batch_size"],
                           shuffle=True, verbose=2)
     meta["final_loss"] = float(history.history["loss"][-1])
+    meta["history"] = {name: [float(value) for value in values] for name, values in history.history.items()}
     return network, classes, meta
 
 

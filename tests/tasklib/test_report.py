@@ -1,9 +1,15 @@
-"""The training report: Markdown + HTML with a metrics table and an inline SVG chart,
-written to the run's work area and logged on the challenger's MLflow run."""
+"""The training report: Markdown + HTML with the metrics that apply, matplotlib charts
+(PNG), per-class figures, training curves and the data summary, written to the run's
+work area and logged on the challenger's MLflow run."""
 
 from __future__ import annotations
 
+import base64
+import io
+import json
+import uuid
 import xml.etree.ElementTree as ET
+from pathlib import Path
 from urllib.parse import urlparse
 
 import pytest
@@ -16,7 +22,16 @@ from tests.tasklib.test_rollout import full_rollout, mlflow_registry, register_v
 
 pytestmark = pytest.mark.airflow  # Airflow's hooks and connections
 
-SVG = "{http://www.w3.org/2000/svg}svg"
+MANIFEST = {"pipeline": "shop", "run_id": "scheduled__2026-01-02", "published_at": "2026-01-02T03:04:05+00:00",
+            "data": {"uri": "s3://shop/curated/runs/shop/r/data.parquet", "rows": 900, "sha256": "ab" * 32},
+            "sources": {"zendesk": {"rows": 600}, "slack": {"rows": 300}},
+            "measurement": {"rows": 900, "new_rows": 500, "drift": {"score": 0.031}, "drifted": False,
+                            "reason": "all gates passed"}}
+HISTORY = {"loss": [1.6, 1.1, 0.7, 0.5], "accuracy": [0.3, 0.55, 0.75, 0.82]}
+CLASSES = {"labels": ["billing", "bug", "praise"], "confusion": [[8, 1, 1], [2, 7, 1], [0, 0, 10]],
+           "per_class": [{"label": "billing", "precision": 0.8, "recall": 0.8, "f1": 0.8, "support": 10},
+                         {"label": "bug", "precision": 0.875, "recall": 0.7, "f1": 0.7778, "support": 10},
+                         {"label": "praise", "precision": 0.8333, "recall": 1.0, "f1": 0.9091, "support": 10}]}
 
 
 def ctx() -> RunContext:
@@ -30,6 +45,37 @@ def read(uri: str) -> str:
 def table_rows(page: ET.Element) -> list[list[str]]:
     body = page.find(".//table[@id='metrics']/tbody")
     return [["".join(cell.itertext()) for cell in row] for row in body]
+
+
+def images(page: ET.Element) -> dict[str, bytes]:
+    """The embedded PNG charts by element id, decoded."""
+    found = {}
+    for img in page.iter("img"):
+        prefix, _, data = img.get("src").partition(",")
+        assert prefix == "data:image/png;base64"
+        found[img.get("id")] = base64.b64decode(data)
+    return found
+
+
+def png_size(png: bytes) -> tuple[int, int]:
+    from PIL import Image
+
+    with Image.open(io.BytesIO(png)) as image:
+        image.verify()  # a whole, valid PNG
+    with Image.open(io.BytesIO(png)) as image:
+        return image.size
+
+
+def register_trained(pipeline: str, history: dict | None = HISTORY, manifest: dict | None = MANIFEST) -> str:
+    """A version registered the way train does: per-epoch history in pipespec.json, the manifest as a tag."""
+    model_dir = Path(f"model-{uuid.uuid4().hex[:8]}")
+    model_dir.mkdir()
+    meta = {"model_type": "keras_text_classifier", "features": ["text"], "label": "label", "task": "classification"}
+    (model_dir / "pipespec.json").write_text(json.dumps({**meta, **({"history": history} if history else {})}))
+    tags = {"pipespec.manifest": json.dumps(manifest)} if manifest else {}
+    version = registry.register(pipeline, model_dir, params={}, metrics={}, tags=tags, run_name="test")["version"]
+    registry.set_alias(pipeline, registry.CHALLENGER, version)
+    return version
 
 
 def two_versions(challenger: float, champion: float) -> dict:
@@ -48,13 +94,9 @@ def test_promoted_report(mlflow_registry):
     page = ET.fromstring(read(result["report_uri"]))  # the whole page is well-formed
     assert table_rows(page) == [["f1_macro", "0.8000", "0.9000", "+0.1000"],
                                 ["accuracy", "0.8500", "0.9000", "+0.0500"]]
-    svg = page.find(f".//{SVG}")
-    assert svg is not None
-    bars = [r for r in svg.iter("{http://www.w3.org/2000/svg}rect") if r.find("{*}title") is not None]
-    assert [r.find("{*}title").text for r in bars] == ["champion: 0.8000", "challenger: 0.9000",
-                                                       "champion: 0.8500", "challenger: 0.9000"]
-    assert float(bars[1].get("width")) > float(bars[0].get("width")) > 0  # one 0..1 scale for all metrics
-    ET.fromstring(report.bar_chart(report.metric_rows(scores, "f1_macro")))  # the SVG alone parses too
+    charts = images(page)
+    assert set(charts) == {"metrics"}  # no classes, history or data recorded for these versions
+    assert png_size(charts["metrics"])[0] > 400
     assert "version 2 is now `champion`" in "".join(page.itertext())
 
     markdown = read(result["markdown_uri"])
@@ -65,7 +107,8 @@ def test_promoted_report(mlflow_registry):
     run_id = registry.client().get_model_version("shop", scores["challenger_version"]).run_id
     assert result["mlflow_run_id"] == run_id
     logged = {a.path for a in registry.client().list_artifacts(run_id, "report")}
-    assert logged == {"report/report.md", "report/report.html"}
+    assert logged == {"report/report.md", "report/report.html", "report/metrics.png"}
+    assert result["report_artifact"] == f"runs:/{run_id}/report/report.html"
 
 
 def test_rejected_report_says_why(mlflow_registry):
@@ -88,9 +131,7 @@ def test_first_model_and_lower_is_better_metrics(mlflow_registry):
                           scores=scores)
     page = ET.fromstring(read(result["report_uri"]))
     assert table_rows(page)[0] == ["rmse", "—", "1.5000", "—"]
-    widths = [float(r.get("width")) for r in page.find(f".//{SVG}").iter("{http://www.w3.org/2000/svg}rect")
-              if r.find("{*}title") is not None]
-    assert widths[0] == 0.0 and widths[1] > 0  # no champion bar; values above 1 get their own scale
+    assert "metrics" in images(page)  # one bar for the challenger only: still drawn
     assert result["markdown"] == "rmse: challenger 1.5000 (no champion before); not promoted"
 
 
@@ -105,8 +146,62 @@ def test_alert_details_link_the_report(mlflow_registry, monkeypatch):
     assert details["report_uri"] == written["report_uri"] and details["outcome"] == "promoted"
 
 
-@pytest.mark.parametrize("name", ['<script>alert("x")</script>', "a & b"])
+@pytest.mark.parametrize("name", ['<script>alert("x")</script>', "a & b", "$x^2$"])
 def test_metric_names_are_escaped(name):
     rows = [{"metric": name, "champion": 0.5, "challenger": 0.6, "change": 0.1, "direction": "max", "better": True}]
-    svg = ET.fromstring(report.bar_chart(rows))
-    assert name in "".join(svg.itertext())  # parsed back verbatim: it was escaped, not injected
+    scores = {"challenger": 0.6, "champion": 0.5, "direction": "max"}
+    page = ET.fromstring(report.render_html("p", name, scores, rows, {"outcome": "promoted", "text": "ok"},
+                                            images={"metrics.png": report.charts.metric_bars(rows)}))
+    assert page.find(".//script") is None and name in "".join(page.find(".//table").itertext())
+    assert png_size(images(page)["metrics"])[0] > 400  # matplotlib drew the label as text, mathtext off
+
+
+def test_metrics_that_do_not_apply_are_left_out():
+    scores = {"challenger": 0.7, "champion": 0.6, "direction": "max",
+              "scores": {"challenger": {"f1_macro": 0.7, "accuracy": 0.72, "precision": None, "recall": None,
+                                        "f1": None, "roc_auc": 0.9},
+                         "champion": {"f1_macro": 0.6, "accuracy": 0.65, "precision": None, "recall": None,
+                                      "f1": None, "roc_auc": 0.85}}}
+    assert [r["metric"] for r in report.metric_rows(scores, "f1_macro")] == ["f1_macro", "accuracy", "roc_auc"]
+
+
+def test_full_report_shows_classes_curves_and_data(mlflow_registry):
+    v1 = register_trained("shop")
+    full_rollout("shop", scores_for(v1, 0.8, None), run_id="r1")
+    v2 = register_trained("shop")
+    scores = {**scores_for(v2, 0.86, 0.8, v1), "min_improvement": 0.01,
+              "classes": {"challenger": CLASSES, "champion": {**CLASSES, "per_class": [
+                  {**c, "f1": c["f1"] - 0.1} for c in CLASSES["per_class"]]}}}
+    full_rollout("shop", scores, run_id="r2")
+    result = report.write(ctx(), pipeline="shop", metric="f1_macro", scores=scores)
+    page = ET.fromstring(read(result["report_uri"]))
+    charts = images(page)
+    assert set(charts) == {"metrics", "confusion-challenger", "confusion-champion", "training-curves", "drift"}
+    for png in charts.values():
+        width, height = png_size(png)
+        assert width > 300 and height > 150
+    per_class = [["".join(cell.itertext()) for cell in row] for row in page.find(".//table[@id='per-class']/tbody")]
+    assert per_class[1] == ["bug", "0.8750", "0.7000", "0.7778", "0.6778", "10"]
+    sources = [["".join(c.itertext()) for c in row] for row in page.find(".//table[@id='sources']/tbody")]
+    assert sources == [["zendesk", "600"], ["slack", "300"]]
+    data = "".join(page.find(".//ul[@id='data']").itertext())
+    assert "Gate: passed: all gates passed" in data and "New rows since the last publication: 500" in data
+    text = "".join(page.itertext())
+    assert "4 epochs; last epoch: loss 0.5000, accuracy 0.8200." in text and "Required improvement: 0.01" in text
+    markdown = read(result["markdown_uri"])
+    assert "| bug | 0.8750 | 0.7000 | 0.7778 | 0.6778 | 10 |" in markdown and "| 4 | 0.5000 | 0.8200 |" in markdown
+    run_id = registry.client().get_model_version("shop", v2).run_id
+    logged = {a.path for a in registry.client().list_artifacts(run_id, "report")}
+    assert {"report/confusion_challenger.png", "report/training_curves.png", "report/drift.png"} <= logged
+
+
+def test_a_cut_manifest_tag_is_completed_from_the_publication(mlflow_registry):
+    from pipespec.tasklib.storage import write_text
+
+    prefix = "s3://shop/curated/runs/shop/r"
+    write_text(f"{prefix}/manifest.json", json.dumps(MANIFEST))
+    cut = {"run_id": "scheduled__2026-01-02", "data": MANIFEST["data"], "sources": ["slack", "zendesk"],
+           "truncated": True}
+    version = register_trained("shop", history=None, manifest=cut)
+    evidence = report.gather("shop", {"challenger_version": version})
+    assert evidence.data == MANIFEST and evidence.history == {}
