@@ -159,11 +159,15 @@ def load_note(before: float) -> str:
     return note
 
 
-def print_targets(results: list[tuple[str, bool, str]]) -> bool:
+def print_targets(results: list[tuple]) -> bool:
+    """Print each (target, ok, detail[, value, goal[, "higher"|"lower"]]) and record it for run_all's report."""
+    import results as recorded  # bench/results.py (this script's folder is on sys.path)
+
     print("\ntargets")
-    for name, ok, detail in results:
+    for name, ok, detail, *numbers in results:
         print(f"  {'PASS' if ok else 'FAIL'}  {name}: {detail}")
-    return all(ok for _, ok, _ in results)
+        recorded.add(name, ok, detail, *numbers)
+    return all(ok for _, ok, *_ in results)
 
 
 def add_shared_options(parser: argparse.ArgumentParser, judged: str) -> None:
@@ -493,9 +497,9 @@ def compare(ours_uri: str, hand_path: Path) -> tuple[int, float]:
     """Both outputs hold the same rows in the same order (else stop); returns (rows, Arrow MB)."""
     import pyarrow.parquet as pq
 
-    from pipespec.tasklib.storage import Ref, read_table
+    from urllib.parse import unquote, urlparse
 
-    ours = read_table(Ref(ours_uri, 0, {}, ""))
+    ours = pq.read_table(unquote(urlparse(ours_uri).path))  # a file:// work URI (this process has no roots set)
     hand = pq.read_table(hand_path)
     if ours.schema.remove_metadata() != hand.schema.remove_metadata():
         raise SystemExit(f"the outputs differ in schema:\n pipespec: {ours.schema}\n hand-written: {hand.schema}")

@@ -54,7 +54,9 @@ def load_champion(ctx: RunContext, *, pipeline: str, alias: str = registry.CHAMP
         raise NoChampion(f"pipeline {pipeline} has no `{alias}` model yet: run the train DAG "
                          f"({pipeline}__train) first")
     run_id = registry.client().get_model_version(pipeline, version).run_id
-    meta = model_meta(run_id)
+    # Fetched here, once, while plan_shards runs: the predict tasks on this machine then start from
+    # the cache, without importing MLflow or downloading the same files side by side.
+    meta = json.loads((cached_model_dir(pipeline, str(version), run_id) / "pipespec.json").read_text())
     # The run id travels to every shard, which then finds its cached model without asking MLflow.
     return {"version": version, "model_type": meta.get("model_type"), "alias": alias, "run_id": run_id}
 
@@ -158,13 +160,6 @@ def publish(ctx: RunContext, *, pipeline: str, output: str, shards: Any) -> dict
 
 
 # --- the model ----------------------------------------------------------------
-
-def model_meta(run_id: str) -> dict:
-    """pipespec.json of a version (by its MLflow run), without downloading the weights."""
-    with tempfile.TemporaryDirectory() as directory:
-        path = registry.client().download_artifacts(run_id, "model/pipespec.json", directory)
-        return json.loads(Path(path).read_text())
-
 
 def model_cache_root() -> Path:
     """Where downloaded models are cached (`$PIPESPEC_MODEL_CACHE` or a temp folder)."""
