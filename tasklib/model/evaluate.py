@@ -106,6 +106,7 @@ def score_versions(job: dict[str, Any]) -> dict[str, Any]:
             if champion_version else (None, None))
     holdout_sha256 = table_hash(table)
     _log_holdout_scores(pipeline, challenger_version, challenger)
+    _log_holdout_dataset(pipeline, challenger_version, table, job, holdout_sha256)
     registry.record_holdout_score(pipeline, challenger_version, sha256=holdout_sha256, metric=metric,
                                   value=challenger[metric])
     return {
@@ -148,6 +149,17 @@ def score_prediction(loaded: Any, prediction: Any, truth: list, required: str | 
     if task == "regression":
         return metrics.regression_scores(truth, prediction.values, required=required)
     return metrics.structured_scores(truth, prediction.values, required=required)
+
+
+def _log_holdout_dataset(pipeline: str, version: str, table: Any, job: dict[str, Any], sha256: str) -> None:
+    """The holdout as an `mlflow.data` evaluation input of the challenger's run (the MLflow UI lists it)."""
+    from pipespec.tasklib.model import registry, tracking
+
+    run_id = registry.client().get_model_version(pipeline, version).run_id
+    fixed = job.get("holdout")
+    tracking.log_dataset(run_id, table, source=fixed or job["dataset"], context="evaluation",
+                         name=f"{pipeline} holdout" if fixed else f"{pipeline} holdout split", sha256=sha256,
+                         label=job["model"]["label"])
 
 
 def _log_holdout_scores(pipeline: str, version: str, scores: dict[str, float | None]) -> None:

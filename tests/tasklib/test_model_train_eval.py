@@ -178,6 +178,9 @@ def test_the_saved_model_holds_its_preprocessing_and_labels(text, tmp_path):
     meta = json.loads((directory / "pipespec.json").read_text())
     assert meta["model_type"] == "keras_text_classifier" and meta["features"] == ["text"]
     assert meta["dataset_sha256"] == text["ref"].sha256 and (directory / "model.keras").stat().st_size > 0
+    epochs = meta["params"]["epochs"]
+    assert set(meta["history"]) == {"loss", "accuracy"} and all(len(v) == epochs for v in meta["history"].values())
+    assert meta["history"]["loss"][-1] == meta["final_loss"] < meta["history"]["loss"][0]  # the report's curves
 
 
 def test_evaluation_scores_both_on_the_same_holdout_reproducibly(text):
@@ -195,6 +198,14 @@ def test_evaluation_scores_both_on_the_same_holdout_reproducibly(text):
     assert all(0 <= every[k] <= 1 for k in ("accuracy", "f1_macro", "f1_weighted", "roc_auc"))
     run = registry.client().get_run(text["second"]["run_id"])
     assert run.data.metrics["holdout_f1_macro"] == pytest.approx(scores["challenger"])
+    # The report's figures: one confusion matrix per version over exactly the holdout rows.
+    classes = scores["classes"]["challenger"]
+    assert classes == scores["classes"]["champion"] and len(classes["labels"]) == 5
+    assert sum(map(sum, classes["confusion"])) == sum(c["support"] for c in classes["per_class"]) == holdout.table.num_rows
+    # mlflow.data: the MLflow UI lists what scored this version
+    (scored_on,) = [i.dataset for i in run.inputs.dataset_inputs if [t.value for t in i.tags] == ["evaluation"]]
+    assert scored_on.digest == scores["holdout_sha256"][:16] and '"num_rows": %d' % holdout.table.num_rows \
+        in scored_on.profile
 
 
 # --- tabular classifier: a fixed holdout file that overlaps the dataset ---------------
