@@ -130,7 +130,9 @@ def _spooled(rows: Rows, path: Any) -> Any:
                           write_statistics=False) as writer:
         for batch in rows.batches:
             writer.write_batch(batch)
-    return pq.ParquetFile(str(path))
+    # pre_buffer (pyarrow's default) caches every column chunk read until the file is closed: memory
+    # would grow with the source. The file is local: unbuffered reads cost nothing here.
+    return pq.ParquetFile(str(path), pre_buffer=False)
 
 
 def take_rows(file: Any, rows: Any) -> Iterator[Any]:
