@@ -78,7 +78,7 @@ PYTHON = sys.executable
 SEED = 4242
 SOURCES = (("zendesk", "jsonl"), ("email", "jsonl"), ("survey", "csv"), ("app", "parquet"))
 STEPS = ("data.extract", "data.transform", "data.join", "data.measure")  # the DAG up to the gate
-THROUGHPUT_RATIO = 0.5
+THROUGHPUT_RATIO = 1.0  # issue 16: at least the hand-written script's rows/s, on the work alone
 PYCACHE = Path(tempfile.gettempdir()) / "pipespec-bench-pycache"
 BATCH_ROWS_TEXT = "65,536"  # pipespec.tasklib.storage.BATCH_ROWS, for messages
 
@@ -600,16 +600,20 @@ def batch_mb(data_mb: float, rows: int) -> float:
     return data_mb / max(rows, 1) * BATCH_ROWS
 
 
-def targets(rows: int, hand: dict, ours: dict, judge: str, small: dict, batch: float) -> list[tuple[str, bool, str]]:
+def targets(rows: int, hand: dict, ours: dict, judge: str, peaks: dict[int, float], batch: float) -> list[tuple]:
+    """Throughput at `rows`; memory from `rows` to the largest size measured (from rows/4 without one)."""
     key = "seconds" if judge == "wall" else "cpu"
     ratio = hand[key] / ours[key]
-    growth, limit = ours["peak_rss_mb"] - small["peak_rss_mb"], batch * len(SOURCES)
+    low, high = (rows, max(peaks)) if max(peaks) > rows else (min(peaks), rows)
+    growth, limit = peaks[high] - peaks[low], batch * len(SOURCES)
     return [
-        (f"pipespec >= {THROUGHPUT_RATIO}x hand-written pyarrow throughput ({judge})", ratio >= THROUGHPUT_RATIO,
-         f"{rows / ours[key]:,.0f} vs {rows / hand[key]:,.0f} rows/s ({ratio:.2f}x)"),
-        ("peak RSS grows by at most one Arrow batch per source from rows/4 to rows", growth <= limit,
-         f"{small['peak_rss_mb']:.0f} -> {ours['peak_rss_mb']:.0f} MB ({growth:+.0f} MB; one batch of "
-         f"{BATCH_ROWS_TEXT} rows is {batch:.1f} MB, x{len(SOURCES)} sources = {limit:.0f} MB)"),
+        (f"pipespec >= {THROUGHPUT_RATIO}x hand-written pyarrow throughput ({judge}, work alone)",
+         ratio >= THROUGHPUT_RATIO, f"{rows / ours[key]:,.0f} vs {rows / hand[key]:,.0f} rows/s ({ratio:.2f}x)",
+         ratio, THROUGHPUT_RATIO),
+        (f"largest task peak RSS grows by at most one Arrow batch per source, {_short(low)} -> {_short(high)} rows",
+         growth <= limit, f"{peaks[low]:.0f} -> {peaks[high]:.0f} MB ({growth:+.0f} MB; one batch of "
+         f"{BATCH_ROWS_TEXT} rows is {batch:.1f} MB, x{len(SOURCES)} sources = {limit:.0f} MB)",
+         peaks[high], peaks[low] + limit, "lower"),
     ]
 
 
@@ -647,6 +651,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rows", type=int, default=1_000_000, help="input rows in all (default 1,000,000)")
     parser.add_argument("--quick", action="store_true", help="200,000 rows (50,000 for the memory comparison)")
+    parser.add_argument("--memory-rows", type=int, help="pipespec's memory is also measured at this many rows, and "
+                        "the memory target compares it with --rows (default: 10x --rows; none with --quick)")
     parser.add_argument("--sizes", type=lambda text: [int(n) for n in text.replace("_", "").split(",")],
                         help="more row counts to measure pipespec's memory at, e.g. 2000000 (rows/4 and rows always "
                              "run): shows whether peak RSS stops growing (~1 min more per 2,000,000 rows)")
@@ -659,7 +665,8 @@ def main() -> int:
 
     rows = 200_000 if args.quick else args.rows
     small_rows = rows // 4
-    sizes = sorted({small_rows, rows, *(args.sizes or ())})
+    memory_rows = args.memory_rows or (None if args.quick else rows * 10)
+    sizes = sorted({small_rows, rows, *(args.sizes or ()), *((memory_rows,) if memory_rows else ())})
     load_before = os.getloadavg()[0]
     with work_directory(parser, args.keep, prefix="pipespec-bench-data-") as root:
         start = time.perf_counter()
@@ -681,7 +688,7 @@ def main() -> int:
         hand = min(full["hand"], key=lambda m: m[key])
         best = min(full["ours"], key=lambda run: totals(run["records"])[key])
         runs = {small_rows: small["ours"][0], rows: best, **extra}
-        ours, ours_small = totals(best["records"]), totals(small["ours"][0]["records"])
+        ours = totals(best["records"])
         counted, full_mb = compare(best["outputs"]["join"]["uri"], full_dir / "hand.parquet")
         small_counted, small_mb = compare(small["ours"][0]["outputs"]["join"]["uri"], small_dir / "hand.parquet")
         measured = best["outputs"]["measure"]
@@ -698,7 +705,8 @@ def main() -> int:
         print_tasks({size: per_task(runs[size]["records"]) for size in sizes}, batch)
         print(f"Arrow size of the joined data: {small_mb:.0f} MB at {small_rows:,} rows, {full_mb:.0f} MB at {rows:,}")
         print_growth({size: totals(runs[size]["records"])["peak_rss_mb"] for size in sizes}, batch * len(SOURCES))
-        results = targets(rows, hand, ours, args.judge, ours_small, batch)
+        results = targets(rows, hand, ours, args.judge,
+                          {size: totals(runs[size]["records"])["peak_rss_mb"] for size in sizes}, batch)
         passed = print_targets(results)
         if args.profile or not results[0][1]:
             profile(full_dir, plans[rows])

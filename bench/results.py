@@ -73,7 +73,9 @@ def write_report(rows: list[dict[str, Any]], markdown: Path, chart: Path, header
     lines += ["", f"![headroom against each target]({chart.name})", ""]
     markdown.parent.mkdir(parents=True, exist_ok=True)
     markdown.write_text("\n".join(lines))
-    _chart([r for r in rows if headroom(r) is not None], chart, header[0] if header else "")
+    charted = [r for r in rows if headroom(r) is not None]
+    if charted:
+        _chart(charted, chart, header[0] if header else "")
 
 
 def _chart(rows: list[dict[str, Any]], path: Path, title: str) -> None:
@@ -90,6 +92,7 @@ def _chart(rows: list[dict[str, Any]], path: Path, title: str) -> None:
     axes.set_yticks(range(len(rows)), labels, fontsize=8)
     axes.invert_yaxis()
     axes.set_xscale("log")
+    axes.set_xlim(min(0.1, min(values) / 1.5), max(2.0, max(values) * 1.5))  # bars start at the same place
     axes.set_xlabel("headroom against the target (value/goal; goal/value where lower is better); >= 1 meets it")
     axes.set_title(title, fontsize=9)
     for index, value in enumerate(values):
