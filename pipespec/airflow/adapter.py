@@ -70,6 +70,15 @@ def _materialized(inputs: dict | None) -> dict:
     return out
 
 
+def step_arguments(step_params: dict, inputs: dict | None = None, item: Any = None,
+                   map_arg: str | None = None) -> dict:
+    """What a step is called with: the spec's params, the upstream outputs and the mapped item."""
+    arguments = {**step_params, **_materialized(inputs)}
+    if map_arg is not None:
+        arguments[map_arg] = item
+    return arguments
+
+
 def run_step(step: str, step_params: dict, inputs: dict | None = None, item: Any = None,
              map_arg: str | None = None, map_label: str | None = None, spec_items: bool = False) -> Any:
     """Run a registered step. No `**kwargs` here on purpose: Airflow would fill them with its context.
@@ -78,10 +87,9 @@ def run_step(step: str, step_params: dict, inputs: dict | None = None, item: Any
     `spec_items` says the items come from the spec (sources), not from an upstream task's output.
     """
     ctx, context = _run_context()
-    arguments = {**step_params, **_materialized(inputs)}
+    arguments = step_arguments(step_params, inputs, item, map_arg)
     spec_given = step_params
     if map_arg is not None:
-        arguments[map_arg] = item
         if isinstance(item, dict) and map_label in item:
             # Names the mapped instance in the UI (map_index_template="{{ map_label }}").
             context["map_label"] = str(item[map_label])

@@ -22,6 +22,9 @@ from airflow.providers.standard.decorators.branch_python import _BranchPythonDec
 from airflow.providers.standard.decorators.python import _PythonDecoratedOperator
 from airflow.sdk.bases.decorator import task_decorator_factory
 
+from pipespec.airflow import lineage
+from pipespec.airflow.links import STEP_LINKS
+
 
 class SpecValuesAreData:
     """Mixin for an Airflow `Templater` (operator, notifier): its template fields hold data, not Jinja."""
@@ -36,9 +39,39 @@ class SpecValuesAreData:
 
 
 class StepOperator(SpecValuesAreData, _PythonDecoratedOperator):
-    """The TaskFlow operator a step runs in."""
+    """The TaskFlow operator a step runs in.
+
+    It keeps the step's result for its extra links (evaluated when the task finishes,
+    pipespec/airflow/links.py) and, when Airflow's OpenLineage provider is enabled,
+    the datasets the step read and wrote (pipespec/airflow/lineage.py).
+    """
 
     custom_operator_name = "@pipespec.step"
+    operator_extra_links = STEP_LINKS
+
+    def execute(self, context: Any) -> Any:
+        result = super().execute(context)
+        self.step_result = result
+        if lineage.enabled():
+            try:
+                self.step_lineage = self._lineage(result)
+            except Exception:  # noqa: BLE001 - lineage is reported, never a reason to fail a step
+                self.log.warning("pipespec: no OpenLineage datasets for %s", self.task_id, exc_info=True)
+        return result
+
+    def _lineage(self, result: Any) -> lineage.StepLineage:
+        from airflow.sdk import BaseHook
+
+        from pipespec.airflow.adapter import step_arguments
+
+        kwargs = self.op_kwargs  # the step's resolved arguments, as run_step received them
+        arguments = step_arguments(kwargs["step_params"], kwargs.get("inputs"), kwargs.get("item"),
+                                   kwargs.get("map_arg"))
+        return lineage.step_lineage(kwargs["step"], arguments, result, BaseHook.get_connection)
+
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
+        """The datasets this step read and wrote, for Airflow's OpenLineage provider."""
+        return lineage.operator_lineage(getattr(self, "step_lineage", None))
 
 
 class BranchStepOperator(SpecValuesAreData, _BranchPythonDecoratedOperator):
