@@ -126,6 +126,9 @@ def _task_lines(task: Task) -> tuple[str, ...]:
         lines.append(f"({task.kind})")
     if task.mapping is not None:
         lines.append(f"[{describe_mapping(task.mapping)}]")
+    transforms = task.params.get("transforms") if task.step == "data.extract" else None
+    if transforms:  # fused into the extract (no task each): still part of the picture
+        lines.append("then " + " → ".join(next(iter(t)) for t in transforms))
     if task.trigger_rule != "all_success":
         lines.append(f"⟂ {task.trigger_rule}")
     return tuple(lines)
