@@ -11,7 +11,7 @@ export AIRFLOW__CORE__PARALLELISM := 4
 export AIRFLOW__DAG_FACTORY__ENABLE_TELEMETRY := False
 export DO_NOT_TRACK := 1
 
-.PHONY: demo test test-fast install browser check schema bench clean
+.PHONY: demo demo-cluster redis test test-fast install browser check schema bench clean
 
 $(UV):
 	$(PYTHON) -m venv $(BOOT)
@@ -31,6 +31,14 @@ ifeq ($(CHROMIUM),)
 	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null
 endif
 
+# `make demo-cluster` needs a Celery broker: Redis from the OS packages (idempotent, like `browser`).
+REDIS := $(shell command -v redis-server 2>/dev/null)
+redis:
+ifeq ($(REDIS),)
+	@command -v apt-get >/dev/null || { echo "make demo-cluster needs redis-server: install it with your OS package manager"; exit 1; }
+	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends redis-server >/dev/null
+endif
+
 check: install
 	$(VENV)/bin/pipespec check pipelines/
 
@@ -40,7 +48,12 @@ schema: install
 demo: install
 	$(PY) -m pipespec.local.demo
 
-test: install browser
+# The production topology in miniature: PostgreSQL, Redis, moto S3, an MLflow server, the Airflow
+# control plane and two Celery workers sharing no disk, all on 127.0.0.1 (docs/deployment.md).
+demo-cluster: install redis
+	$(PY) -m pipespec.local.cluster.demo
+
+test: install browser redis
 	$(PY) -m pytest
 
 # The spec language, the compiler and the steps that need no Airflow: seconds, with Airflow unimportable.
