@@ -9,7 +9,10 @@ alerts that arrive at local Slack/SMTP receivers:
 3. a drop with mislabeled data: the challenger is worse and is rejected, with an alert.
 
 Everything runs in a scratch copy under .pipespec-data/demo/, so the repository's
-pipelines/ stays untouched and the demo can be rerun from scratch.
+pipelines/ stays untouched and the demo can be rerun from scratch. Airflow's and
+TensorFlow's logs go to .pipespec-data/demo/demo.log; the terminal shows a live
+table of each DAG's tasks, the decisions and a closing summary
+(pipespec.local.terminal).
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import os
 import shutil
 import time
 from pathlib import Path
+from typing import Any
 
 from pipespec.local.local_env import configure
 
@@ -26,13 +30,8 @@ DEMO = ROOT / ".pipespec-data" / "demo"
 SPEC = "user_feedback.yaml"
 
 
-def say(message: str = "") -> None:
-    """Print a line at once."""
-    print(message, flush=True)
-
-
 def main() -> None:
-    """Run the demo end to end in a fresh workspace."""
+    """Run the demo end to end in a fresh workspace, logs to a file, progress on the terminal."""
     started = time.perf_counter()
     workspace = fresh_workspace()
     configure(pipelines=workspace / "pipelines")
@@ -40,28 +39,44 @@ def main() -> None:
     os.environ["PIPESPEC_STORAGE_ROOT"] = str(workspace / "storage")
     os.environ["PIPESPEC_CACHE_DIR"] = str(workspace / "cache")
     os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{workspace / 'storage' / 'mlflow.db'}"
-
-    from pipespec.local.sinks import AlertSinks
+    os.environ["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] = "false"  # tqdm bars in the log file are noise too
 
     from pipespec.local.local_env import ensure_db
+    from pipespec.local.sinks import AlertSinks
+    from pipespec.local.terminal import LiveRun, listening, output_to_file
 
-    say("== setup: Airflow metadata DB (SQLite, migrated once), local Slack/SMTP receivers")
-    ensure_db()
-    with AlertSinks() as sinks:
-        os.environ.update(sinks.connections())
-        os.environ["AIRFLOW_CONN_FEEDBACK_DB"] = f'{{"conn_type": "sqlite", "host": "{workspace / "slack.db"}"}}'
-        rounds = [
-            ("first drop: 240 Zendesk + 160 Slack messages", lambda: drop(workspace, 0, 160, noise=0.0)),
-            ("second, larger drop: +600 Zendesk + 300 Slack messages", lambda: drop(workspace, 600, 300, noise=0.0)),
-            ("third drop: 2,400 systematically mislabeled messages (a worse challenger)",
-             lambda: drop(workspace, 1600, 800, noise=0.9)),
-        ]
-        summaries = []
-        for number, (title, new_data) in enumerate(rounds, start=1):
-            say(f"\n== round {number}: {title}")
-            new_data()
-            summaries.append(_round(workspace / "pipelines" / SPEC, number))
-        _summary(summaries, sinks, workspace, time.perf_counter() - started)
+    log_path = workspace / "demo.log"
+    with output_to_file(log_path) as console:
+        console.print(f"[bold]pipespec demo[/]: user_feedback, three data drops "
+                      f"[dim](Airflow, task and TensorFlow logs: {log_path})[/]")
+        console.print("setup: Airflow metadata DB (SQLite, migrated once), local Slack/SMTP receivers", style="dim")
+        ensure_db()
+        with AlertSinks() as sinks, listening(LiveRun(console)) as view:
+            os.environ.update(sinks.connections())
+            os.environ["AIRFLOW_CONN_SMTP_DEFAULT"] = plain_smtp(sinks.smtp_port)
+            os.environ["AIRFLOW_CONN_FEEDBACK_DB"] = f'{{"conn_type": "sqlite", "host": "{workspace / "slack.db"}"}}'
+            rounds = [
+                ("first drop: 240 Zendesk + 160 Slack messages", lambda: drop(workspace, 0, 160, noise=0.0)),
+                ("second, larger drop: +600 Zendesk + 300 Slack messages",
+                 lambda: drop(workspace, 600, 300, noise=0.0)),
+                ("third drop: 2,400 systematically mislabeled messages (a worse challenger)",
+                 lambda: drop(workspace, 1600, 800, noise=0.9)),
+            ]
+            summaries = []
+            for number, (title, new_data) in enumerate(rounds, start=1):
+                console.rule(f"round {number}: {title}", align="left")
+                new_data()
+                summaries.append(_round(workspace / "pipelines" / SPEC, number, view))
+            _summary(console, summaries, sinks, workspace, log_path, time.perf_counter() - started)
+
+
+def plain_smtp(port: int) -> str:
+    """The local SMTP receiver speaks plain SMTP: its connection must say so, since the smtp
+    provider's hook uses SSL unless `disable_ssl` (and STARTTLS unless `disable_tls`)."""
+    import json
+
+    return json.dumps({"conn_type": "smtp", "host": "127.0.0.1", "port": port,
+                       "extra": {"disable_ssl": True, "disable_tls": True, "from_email": "pipespec@localhost"}})
 
 
 def fresh_workspace(workspace: Path = DEMO) -> Path:
@@ -94,10 +109,10 @@ def drop(workspace: Path, zendesk: int, slack: int, noise: float) -> None:
                 storage / "incoming" / f"drop-{drop}.jsonl")
 
 
-def _round(spec: Path, number: int) -> dict:
+def _round(spec: Path, number: int, view: Any) -> dict:
     from pipespec.local.run import run_pipeline
 
-    outcomes = run_pipeline(spec, "inference", echo=say)
+    outcomes = run_pipeline(spec, "inference", view=view)
     result: dict = {"round": number, "dags": {o.dag_id.rsplit("__", 1)[1]: o for o in outcomes}}
     data = result["dags"].get("data")
     if data is not None:
@@ -115,26 +130,44 @@ def _round(spec: Path, number: int) -> dict:
     return result
 
 
-def _summary(rounds: list[dict], sinks, workspace: Path, seconds: float) -> None:
-    say("\n== summary")
+def _summary(console: Any, rounds: list[dict], sinks: Any, workspace: Path, log_path: Path,
+             seconds: float) -> None:
+    from rich.table import Table
+
+    console.rule("summary", align="left")
+    sources = next((" + ".join(r["sources"]) for r in rounds if r.get("sources")), "")
+    metric = next((r["scores"]["metric"] for r in rounds if r.get("scores")), "metric")
+    table = Table(title=f"records by source, the data gate, and {metric} on the holdout", title_justify="left",
+                  show_edge=False, box=None, header_style="bold", pad_edge=False)
+    for column in ("round", "records", "gate", "challenger", "champion", "decision", "predictions"):
+        table.add_column(column, no_wrap=True)
     for r in rounds:
-        sources = ", ".join(f"{name} {rows}" for name, rows in r.get("sources", {}).items())
-        say(f"round {r['round']}: records {sources or '-'}; gate {r.get('gate', '-')}")
-        scores = r.get("scores")
-        if scores:
-            champion = scores.get("champion")
-            say(f"   {scores.get('metric')}: challenger {scores.get('challenger'):.3f} vs champion "
-                + (f"{champion:.3f}" if champion is not None else "(none yet)") + f" → {r['decision']}")
+        scores = r.get("scores") or {}
+        champion, decision, p = scores.get("champion"), r.get("decision", "-"), r.get("predictions") or {}
+        table.add_row(str(r["round"]), " + ".join(str(rows) for rows in r.get("sources", {}).values()) or "-",
+                      r.get("gate", "-").split(":")[0], f"{scores['challenger']:.3f}" if scores else "-",
+                      "-" if champion is None else f"{champion:.3f}",
+                      f"[{'green' if decision == 'promoted' else 'red'}]{decision}[/]" if scores else "-",
+                      f"{p.get('rows')} by v{p.get('model_version')}" if p else "-")
+    console.print(table)
+    if sources:
+        console.print(f"records: {sources}", style="dim")
+    for r in rounds:
         if r.get("report"):
-            say(f"   report: {r['report']}")
-        if r.get("predictions"):
-            p = r["predictions"]
-            say(f"   predictions: {p.get('rows')} rows by model v{p.get('model_version')} at {p.get('uri')}")
-    say(f"alerts received locally: {', '.join(f'{c}:{e}' for c, e in sinks.events()) or 'none'}")
-    say(f"\nfinished in {seconds / 60:.1f} min. Explore:")
-    say("  Airflow UI:  .venv/bin/pipespec up       (same SQLite DB: the runs above are there)")
-    say(f"  MLflow UI:   .venv/bin/mlflow ui --backend-store-uri sqlite:///{workspace / 'storage' / 'mlflow.db'}")
-    say(f"  data:        {workspace / 'storage'}")
+            console.print(f"round {r['round']} report: {r['report']}")
+    console.print(f"alerts received locally: {', '.join(_alerts(sinks)) or 'none'}")
+    console.print(f"\nfinished in {seconds / 60:.1f} min. Explore:")
+    console.print("  Airflow UI:  .venv/bin/pipespec up       (same SQLite DB: the runs above are there)")
+    console.print(f"  MLflow UI:   .venv/bin/mlflow ui --backend-store-uri sqlite:///{workspace / 'storage' / 'mlflow.db'}")
+    console.print(f"  data:        {workspace / 'storage'}")
+    console.print(f"  logs:        {log_path}")
+
+
+def _alerts(sinks: Any) -> list[str]:
+    """`channel: event` of each alert the local receivers took (an email's event from its subject)."""
+    return [f"{r.channel}: {r.body['subject'].split(': ', 1)[1].split(' in ', 1)[0]}"
+            if r.channel == "email" and r.body.get("subject") and ": " in r.body["subject"]
+            else f"{c}: {e}" for r, (c, e) in zip(sinks.received, sinks.events())]
 
 
 if __name__ == "__main__":
