@@ -93,7 +93,7 @@ def main() -> int:
         from pipespec.local.sinks import AlertSinks
 
         workspace = demo.fresh_workspace(root / "demo")
-        configure(pipelines=workspace / "pipelines")
+        configure(REPO, pipelines=workspace / "pipelines")  # the DAG folder is the checkout's dags/
         os.environ.update({
             "PIPESPEC_PIPELINES": str(workspace / "pipelines"), "PIPESPEC_STORAGE_ROOT": str(workspace / "storage"),
             "PIPESPEC_CACHE_DIR": str(workspace / "cache"),
