@@ -101,6 +101,15 @@ def pod_image_is_named_once(spec: PipelineSpec) -> Iterator[Finding]:
 
 
 @check
+def job_image_is_named_once(spec: PipelineSpec) -> Iterator[Finding]:
+    """An Anyscale job of a `container` model runs the model's own image."""
+    if spec.train and spec.train.compute.backend == "anyscale" and spec.train.model.type == "container" \
+            and spec.train.compute.image_uri:
+        yield (("train", "compute", "image_uri"), "a `container` model runs its own image in the job",
+               "remove `compute.image_uri`; the image is `train.model.params.image`")
+
+
+@check
 def target_matches_compute(spec: PipelineSpec) -> Iterator[Finding]:
     """The rollout target can serve what the compute backend trains."""
     if not (spec.rollout and spec.train):

@@ -3,6 +3,8 @@ YAML never names an import path.
 
 Steps are imported lazily (by dotted path held in this module, not in YAML) so
 that listing or checking steps never imports pyarrow, TensorFlow or MLflow.
+Plugins' implementations (pipespec.schemas.plugins) are resolved here too, by the
+`module:attribute` their installed distribution registered, when a step needs one.
 """
 
 from __future__ import annotations
@@ -22,7 +24,10 @@ STEPS: dict[str, str] = {
     "data.publish": "pipespec.tasklib.data.publish:publish",
     "model.train": "pipespec.tasklib.model.train:train",
     "model.evaluate": "pipespec.tasklib.model.evaluate:evaluate",
+    "model.evaluate_contract": "pipespec.tasklib.model.evaluate_contract:evaluate",
+    "model.gates": "pipespec.tasklib.model.gates:run_gates",
     "rollout.decide": "pipespec.tasklib.rollout.decide:decide",
+    "rollout.decide_gated": "pipespec.tasklib.model.gates:decide",
     "rollout.shadow": "pipespec.tasklib.rollout.stages:shadow",
     "rollout.canary": "pipespec.tasklib.rollout.stages:canary",
     "rollout.promote": "pipespec.tasklib.rollout.stages:promote",
@@ -52,6 +57,21 @@ def resolve(name: str) -> Step:
     except KeyError:
         raise UnknownStep(f"no step `{name}` in the task library") from None
     return getattr(importlib.import_module(module), attr)
+
+
+def plugin_implementation(kind: str, name: str) -> Any:
+    """The implementation an installed plugin registered for `name` (ValueError naming what to install)."""
+    from pipespec.schemas import plugins
+
+    try:
+        plugin = plugins.get(kind, name)
+    except plugins.PluginError as exc:
+        raise ValueError(str(exc)) from None
+    module, _, attribute = plugin.implementation.partition(":")
+    target: Any = importlib.import_module(module)
+    for part in attribute.split("."):
+        target = getattr(target, part)
+    return target
 
 
 def override(name: str, step: Step | None) -> None:

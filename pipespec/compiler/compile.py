@@ -205,7 +205,7 @@ def _evaluate_and_rollout(spec: PipelineSpec, base: dict, model_uri: str) -> lis
     evaluate, rollout = spec.evaluate, spec.rollout
     assert evaluate is not None and spec.train is not None
     direction = evaluate.direction or METRICS[evaluate.metric].direction
-    tasks = [Task("evaluate", "model.evaluate", {
+    tasks = [Task("evaluate", _evaluate_step(spec.train.model.type), {
         **base, "metric": evaluate.metric, "direction": direction, "holdout": evaluate.holdout,
         "holdout_fraction": evaluate.holdout_fraction, "dataset": train_dataset(spec),
         "model": spec.train.model.model_dump(),
@@ -213,15 +213,22 @@ def _evaluate_and_rollout(spec: PipelineSpec, base: dict, model_uri: str) -> lis
         "alias": _serving_alias(spec), "min_improvement": rollout.min_improvement if rollout else 0.0,
     }, {"trained": "train"}, ("train",), retry=_retry(spec, "evaluate"),
         doc=f"Score challenger and champion on the same holdout ({evaluate.metric}).")]
+    scored = "evaluate"
+    if evaluate.gates:
+        tasks.append(Task("gates", "model.gates", {"gates": [g.model_dump() for g in evaluate.gates]},
+                          {"scores": "evaluate"}, ("evaluate",), retry=_retry(spec, "evaluate"),
+                          doc="Plugin gates: " + ", ".join(f"`{g.type}`" for g in evaluate.gates)
+                              + "; any of them can veto the promotion."))
+        scored = "gates"
     stages = rollout.stages if rollout else [Full()]
     target = (rollout.target.model_dump() if rollout else {"type": "registry_alias", "alias": "champion"})
     rollout_retry = _retry(spec, "rollout")
     stage_tasks = [_stage_task(stage, base, target, rollout_retry, model_uri) for stage in stages]
     stage_ids = [t.task_id for t in stage_tasks]
-    tasks.append(Task("decide", "rollout.decide", {
+    tasks.append(Task("decide", "rollout.decide_gated" if evaluate.gates else "rollout.decide", {
         "direction": direction, "floor": evaluate.floor,
         "min_improvement": rollout.min_improvement if rollout else 0.0,
-    }, {"scores": "evaluate"}, ("evaluate",), kind="branch",
+    }, {"scores": scored}, (scored,), kind="branch",
         branches={"promote": stage_ids[0], "reject": "reject"}, retry=rollout_retry,
         doc="Promote when the challenger clears the floor and beats the champion; else reject."))
     previous = "decide"
@@ -243,6 +250,16 @@ def _evaluate_and_rollout(spec: PipelineSpec, base: dict, model_uri: str) -> lis
     tasks += _notify(spec, "promoted", (stage_ids[-1], "report"), report_inputs)
     tasks += _notify(spec, "rejected", ("reject", "report"), report_inputs)
     return tasks
+
+
+# The Keras built-ins are scored by model.evaluate; every other model type (a plugin's, `container`)
+# through the model-type contract, by model.evaluate_contract.
+_KERAS_EVALUATED = frozenset({"keras_text_classifier", "keras_image_classifier", "keras_tabular_classifier",
+                              "keras_tabular_regressor", "llm_finetune"})
+
+
+def _evaluate_step(model_type: str) -> str:
+    return "model.evaluate" if model_type in _KERAS_EVALUATED else "model.evaluate_contract"
 
 
 def _stage_task(stage: Any, base: dict, target: dict, retry: Retry, model_uri: str) -> Task:

@@ -63,9 +63,16 @@ def job_operator_kwargs(task_id: str, params: Mapping[str, Any], *, run: Mapping
     if compute.get("backend") != "anyscale":
         raise ValueError(f"train task `{task_id}`: compute backend is `{compute.get('backend')}`, not anyscale")
     enforce_train(task_id, params, run.get("owner"))  # before fine-tuning data is written or anything is submitted
+    image_uri = compute.get("image_uri")
     if params["model"]["type"] == "llm_finetune":
         entrypoint, job_env = _llm_job(params, run)
         py_modules = None
+    elif params["model"]["type"] == "container":  # the team's image, command and args: the container contract
+        from pipespec.tasklib.model import container
+
+        config = container.settings(params["model"])
+        entrypoint, job_env = shlex.join([*config.command, *config.args]), container.remote_env(dict(params), dict(run))
+        image_uri, py_modules = config.image, None
     else:
         entrypoint, job_env = shlex.join([*RUNNER, "train", "--params-json", to_json(runner_job(params, run))]), {}
         py_modules = [str(package_folder())]
@@ -75,7 +82,7 @@ def job_operator_kwargs(task_id: str, params: Mapping[str, Any], *, run: Mapping
         "conn_id": compute.get("conn_id") or "anyscale_conn",
         "name": f"{params['pipeline']}-{task_id}",
         "entrypoint": entrypoint,
-        "image_uri": compute.get("image_uri"),
+        "image_uri": image_uri,
         "containerfile": compute.get("containerfile"),
         "compute_config": compute.get("compute_config"),
         "working_dir": compute.get("working_dir"),
@@ -106,6 +113,10 @@ def collect_result(params: Mapping[str, Any], run: Mapping[str, Any], operator_k
     """What the `train` task returns once the job succeeded: the same shape a local train returns."""
     if params["model"]["type"] == "llm_finetune":
         return _register_adapter(params, run, operator_kwargs, job_id)
+    if params["model"]["type"] == "container":
+        from pipespec.tasklib.model import container
+
+        return {**container.collect_remote(dict(params), dict(run), f"Anyscale job {job_id}"), "anyscale_job_id": job_id}
     from anyscale_provider.hooks.anyscale import AnyscaleHook
 
     logs = AnyscaleHook(conn_id=operator_kwargs["conn_id"]).get_job_logs(job_id)

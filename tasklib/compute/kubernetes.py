@@ -8,7 +8,9 @@ runs the process local training runs (`tasklib/model/runner.py`):
                                          --result-file /airflow/xcom/return.json
 
 `<job>` is what the local `train` step hands the runner, minus the local data
-paths, so the pod reads the published dataset itself. The runner writes its result
+paths, so the pod reads the published dataset itself. A `container` model's pod runs
+the team's image, command and args instead, with the container contract's variables
+(tasklib/model/container.py); `collect_result` registers what it wrote. The runner writes its result
 to `--result-file`; the operator's xcom sidecar reads that file, so the task
 returns exactly what a local `train` returns.
 
@@ -56,11 +58,22 @@ def pod_operator_kwargs(task_id: str, params: Mapping[str, Any], *, run: Mapping
         raise ValueError(f"train task `{task_id}`: compute backend is `{compute.get('backend')}`, not kubernetes")
     enforce_train(task_id, params, run.get("owner"))  # before anything of the request is built
     volumes = compute.get("volumes") or []
+    if params["model"]["type"] == "container":  # the team's own image under the container contract
+        from pipespec.tasklib.model import container
+
+        config = container.settings(params["model"])
+        image, cmds, arguments = config.image, list(config.command), list(config.args)
+        env = {**passthrough_env(PASSTHROUGH_ENV), **container.remote_env(dict(params), dict(run))}
+        xcom = False  # pipespec reads the outputs from PIPESPEC_OUTPUT_URI (container.collect_remote)
+    else:
+        image, cmds = compute["image"], list(RUNNER)
+        arguments = ["train", "--params-json", to_json(runner_job(params, run)), "--result-file", XCOM_FILE]
+        env, xcom = passthrough_env(PASSTHROUGH_ENV), True
     return {
         "name": dns_label(f"{params['pipeline']}-{task_id}", max_length=50),
-        "image": compute["image"],
-        "cmds": list(RUNNER),
-        "arguments": ["train", "--params-json", to_json(runner_job(params, run)), "--result-file", XCOM_FILE],
+        "image": image,
+        "cmds": cmds,
+        "arguments": arguments,
         "namespace": compute.get("namespace") or "default",
         "kubernetes_conn_id": compute.get("conn_id") or "kubernetes_default",
         "service_account_name": compute.get("service_account"),
@@ -71,14 +84,24 @@ def pod_operator_kwargs(task_id: str, params: Mapping[str, Any], *, run: Mapping
         "volumes": [k8s.V1Volume(name=v["name"], persistent_volume_claim=k8s.V1PersistentVolumeClaimVolumeSource(
             claim_name=v["claim"])) for v in volumes],
         "volume_mounts": [k8s.V1VolumeMount(name=v["name"], mount_path=v["mount_path"]) for v in volumes],
-        "env_vars": [k8s.V1EnvVar(name=name, value=value) for name, value in passthrough_env(PASSTHROUGH_ENV).items()],
+        "env_vars": [k8s.V1EnvVar(name=name, value=value) for name, value in env.items()],
         "labels": {"app": "pipespec", "pipeline": label_value(params["pipeline"]),
                    "pipespec/run": label_value(run["run_id"])},
         "startup_timeout_seconds": parse_duration(compute.get("startup_timeout") or "10m"),
         "get_logs": True,
-        "do_xcom_push": True,
+        "do_xcom_push": xcom,
         "on_finish_action": "delete_pod",
     }
+
+
+def collect_result(params: Mapping[str, Any], run: Mapping[str, Any], pushed: Any) -> Any:
+    """What the `train` task returns once the pod succeeded: the runner's result (its xcom), or for a
+    `container` model the version registered from what the code wrote to its output URI."""
+    if params["model"]["type"] != "container":
+        return pushed
+    from pipespec.tasklib.model import container
+
+    return container.collect_remote(dict(params), dict(run), f"pod of {params['pipeline']}")
 
 
 def runner_job(params: Mapping[str, Any], run: Mapping[str, Any]) -> dict[str, Any]:

@@ -35,7 +35,7 @@ def train(ctx: RunContext, *, pipeline: str, dataset: str, model: dict[str, Any]
     """Train locally in a subprocess. `holdout`/`holdout_fraction` must match the evaluate section."""
     import pyarrow.parquet as pq
 
-    from pipespec.tasklib.model import keras_models, runner
+    from pipespec.tasklib.model import model_types, runner
     from pipespec.tasklib.model.data import training_data
 
     backend = compute.get("backend", "local")
@@ -43,9 +43,15 @@ def train(ctx: RunContext, *, pipeline: str, dataset: str, model: dict[str, Any]
         raise ValueError(f"model.train trains on the worker; compute backend `{backend}` runs as its own operator")
     if model["type"] == "llm_finetune":
         raise ValueError("`llm_finetune` trains on Anyscale only: set train.compute.backend to anyscale")
-    params = keras_models.resolve_params(model)
+    if model["type"] == "container":  # the team's own code, under the container contract
+        from pipespec.tasklib.model import container
+
+        return container.train(ctx, pipeline=pipeline, dataset=dataset, model=model, holdout=holdout,
+                               holdout_fraction=holdout_fraction, spec_hash=spec_hash)
+    implementation = model_types.implementation(model["type"])  # the built-in Keras types or a plugin's
+    params = implementation.resolve_params(model)
     data = training_data(dataset, model, holdout, holdout_fraction)
-    keras_models.check_columns(model, params, data.train, f"dataset {dataset}")  # fail here, not after TF loads
+    implementation.check_columns(model, params, data.train, f"dataset {dataset}")  # fail here, not in the process
     with tempfile.TemporaryDirectory(prefix="pipespec-train-") as workdir:
         train_path = Path(workdir) / "train.parquet"
         pq.write_table(data.train, train_path)
@@ -75,16 +81,18 @@ def fit_and_register(job: dict[str, Any]) -> dict[str, Any]:
     """
     import pyarrow.parquet as pq
 
-    from pipespec.tasklib.model import keras_models, registry
+    from pipespec.tasklib.model import model_types, registry
     from pipespec.tasklib.model.data import training_data
 
     model, pipeline = job["model"], job["pipeline"]
+    implementation = model_types.implementation(model["type"])
     if job.get("train_path"):
         table, manifest, holdout_rows = pq.read_table(job["train_path"]), job["manifest"], job["holdout_rows"]
     else:  # a Kubernetes pod or an Anyscale job reads the dataset itself
         data = training_data(job["dataset"], model, job.get("holdout"), job.get("holdout_fraction", HOLDOUT_FRACTION))
         table, manifest, holdout_rows = data.train, data.manifest, data.holdout_rows
-    params = keras_models.check_columns(model, keras_models.resolve_params(model), table, f"dataset {job['dataset']}")
+    params = implementation.check_columns(model, implementation.resolve_params(model), table,
+                                          f"dataset {job['dataset']}")
     tags = lineage_tags(job, manifest, params)
     result = {"model_type": model["type"], "dataset_run": manifest.get("run_id"),
               "rows_train": table.num_rows, "rows_holdout": holdout_rows}
@@ -97,23 +105,24 @@ def fit_and_register(job: dict[str, Any]) -> dict[str, Any]:
 
 def _fit_and_log(job: dict[str, Any], params: dict[str, Any], table: Any, tags: dict[str, str]) -> dict[str, str]:
     """Train, score the training rows, and register the model directory as a new version."""
-    from pipespec.tasklib.model import keras_models, registry
+    from pipespec.tasklib.model import model_types, registry
     from pipespec.tasklib.model.evaluate import score_prediction
 
     model = job["model"]
-    network, classes, meta = keras_models.fit(model, params, table)
+    implementation = model_types.implementation(model["type"])
+    network, classes, meta = implementation.fit(model, params, table)
     meta.update(dataset=job["dataset"], dataset_sha256=tags["pipespec.dataset_sha256"], rows_train=table.num_rows)
-    loaded = keras_models.Loaded(network, meta, classes)
-    scores = score_prediction(loaded, keras_models.predict(loaded, table), table.column(model["label"]).to_pylist())
+    loaded = model_types.Loaded(network, meta, classes)
+    scores = score_prediction(loaded, implementation.predict(loaded, table), table.column(model["label"]).to_pylist())
     train_metrics = {f"train_{name}": value for name, value in scores.items() if value is not None}
     with tempfile.TemporaryDirectory(prefix="pipespec-model-") as directory:
-        keras_models.save(network, classes, meta, Path(directory))
+        implementation.save(network, classes, meta, Path(directory))
         registered = registry.register(
             job["pipeline"], Path(directory), tags=tags,
             run_name=f"{job.get('dag_id') or job['pipeline']} {job['run_id']}",
             params={**params, "features": model["features"], "label": model["label"], "model_type": model["type"],
                     "rows_train": table.num_rows},
-            metrics={**train_metrics, "train_loss": meta["final_loss"]})
+            metrics={**train_metrics, **({"train_loss": meta["final_loss"]} if "final_loss" in meta else {})})
     log.info("registered %s version %s (%s)", job["pipeline"], registered["version"],
              ", ".join(f"{k}={v:.4f}" for k, v in train_metrics.items()))
     return registered

@@ -1,0 +1,70 @@
+"""The run-time side of the model-type contract: what a model plugin's `implementation` provides.
+
+A model type's plugin (pipespec.schemas.plugins) names its implementation as `module:attribute`;
+this module imports it when a step runs, never at check time. The implementation is an object
+with these methods, the ones pipespec's own Keras types have (tasklib/model/keras_models.py):
+
+    resolve_params(model)                       -> params (defaults filled in, checked)
+    check_columns(model, params, table, source) -> params (after looking at the data)
+    fit(model, params, table)                   -> (native model, classes, meta)
+    save(native, classes, meta, directory)      -> directory (with pipespec.json holding `meta`)
+    load(directory)                             -> Loaded(model, meta, classes)
+    predict(loaded, table)                      -> Prediction(values, scores)
+
+`meta` carries at least `model_type`, `task`, `features`, `label` (and `positive_label` for
+classifiers): evaluation and the report read them. Saving through MLflow's flavours
+(`mlflow.sklearn.save_model` into the directory) keeps the model loadable by MLflow tools too.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+from pipespec.schemas import plugins
+from pipespec.tasklib.model.keras_models import Loaded, Prediction  # noqa: F401 - the contract's value types
+
+META_FILE = "pipespec.json"
+
+
+def _keras() -> Any:
+    from pipespec.tasklib.model import keras_models as k
+
+    return SimpleNamespace(resolve_params=k.resolve_params, check_columns=k.check_columns, fit=k.fit, save=k.save,
+                           load=k.load, predict=k.predict)
+
+
+class _LazyKeras:
+    """The built-in Keras types' implementation (keras_models), as a plugin's would be."""
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(_keras(), name)
+
+
+KERAS = _LazyKeras()
+
+
+def implementation(model_type: str) -> Any:
+    """The implementation object of an installed model type; ValueError naming what to install."""
+    from pipespec.tasklib.steps import plugin_implementation
+
+    return plugin_implementation("model", model_type)
+
+
+def plugin_params(model: dict[str, Any]) -> dict[str, Any]:
+    """A plugin model's params, validated by its params model with defaults filled in (for plugins'
+    `resolve_params`)."""
+    return plugins.check_params("model", model["type"], model.get("params") or {}).model_dump()
+
+
+def load(directory: Path) -> Any:
+    """Load a saved model directory with the implementation of the model type it records."""
+    meta = json.loads((directory / META_FILE).read_text())
+    return implementation(meta["model_type"]).load(directory)
+
+
+def predict(loaded: Any, table: Any) -> Any:
+    """Predict with a loaded model through its type's implementation."""
+    return implementation(loaded.meta["model_type"]).predict(loaded, table)
