@@ -24,8 +24,8 @@ from annotated_types import Ge, Gt, Le, Lt, MaxLen, MinLen, MultipleOf
 from pydantic import BaseModel, BeforeValidator, Discriminator
 from pydantic.fields import FieldInfo
 
-from pipespec.schemas import models, templates
-from pipespec.schemas.catalog import METRICS, MODEL_TYPES, metrics_for
+from pipespec.schemas import models, plugins, templates
+from pipespec.schemas.catalog import METRICS, metrics_for
 from pipespec.schemas.models import PipelineSpec
 from pipespec.schemas.models.common import StrictModel
 
@@ -419,16 +419,34 @@ def _short_forms(nodes: dict[str, TypeEntry]) -> list[str]:
 
 
 def _catalog() -> list[str]:
-    types_rows = [[f"`{name}`", t.task, ", ".join(f"`{b}`" for b in sorted(t.backends)),
-                   ", ".join(f"`{m}`" for m in metrics_for(name)), t.description]
-                  for name, t in MODEL_TYPES.items()]
+    installed = [found for found in plugins.listing() if found.plugin.kind == "model"]
+    types_rows = [[f"`{f.plugin.name}`", f.plugin.task or "", ", ".join(f"`{b}`" for b in sorted(f.plugin.backends)),
+                   ", ".join(f"`{m}`" for m in metrics_for(f.plugin.name)), f.distribution, f.plugin.description]
+                  for f in installed]
     metric_rows = [[f"`{name}`", f"`{m.direction}` ({'higher' if m.direction == 'max' else 'lower'} is better)",
                     ", ".join(sorted(m.tasks))] for name, m in METRICS.items()]
     return ([f"## {CATALOG_HEADING}", "",
-             "`train.model.type` names a model type; `evaluate.metric` must apply to its task, and "
-             "`train.compute.backend` must be one that can train it (from `schemas/catalog.py`).", ""]
-            + table(["model type", "task", "compute backends", "metrics", "description"], types_rows) + [""]
-            + table(["metric", "direction", "applies to"], metric_rows) + [""])
+             "`train.model.type` names a registered model type: pipespec's own or an installed plugin "
+             "package's (`pipespec plugins`; this page lists what was installed when it was generated). "
+             "`evaluate.metric` must apply to its task, and `train.compute.backend` must be one that can train it.",
+             ""]
+            + table(["model type", "task", "compute backends", "metrics", "from", "description"], types_rows) + [""]
+            + table(["metric", "direction", "applies to"], metric_rows) + [""] + _plugin_params())
+
+
+def _plugin_params() -> list[str]:
+    """One table per plugin: what its `params:` may hold (`train.model.params`, `evaluate.gates[].params`)."""
+    out = []
+    for found in plugins.listing():
+        plugin = found.plugin
+        where = "train.model.params" if plugin.kind == "model" else "evaluate.gates[].params"
+        # A plugin's nested models have no section of their own here: their names stay plain text.
+        rows = [[f"`{name}`", re.sub(r"\[([^\]]+)\]\(#[^)]*\)", r"\1", type_text(info.annotation, info.metadata)),
+                 default_text(info), info.description or ""] for name, info in plugin.params.model_fields.items()]
+        out += [f"### `{plugin.name}` params", "", f"`{where}` when `type: {plugin.name}` ({plugin.kind}, from "
+                f"{found.distribution}).", ""]
+        out += (table(["field", "type", "default", "description"], rows) if rows else ["No params."]) + [""]
+    return out
 
 
 def _extends() -> list[str]:

@@ -82,4 +82,6 @@ def test_the_plugin_gate_vetoes_and_the_champion_stays_unset(world, monkeypatch)
     assert states["gates"] == states["decide"] == "success"
     assert states["reject"] == "success" and states["promote"] == "skipped"
     assert registry.version_for("acme_gbm_gated", "champion") is None
-    assert registry.version_for("acme_gbm_gated", "challenger") == "1"
+    # Trained and registered, then retired by `reject`: the gate vetoed a model that met the floor.
+    assert registry.client().get_model_version("acme_gbm_gated", "1").run_id
+    assert registry.version_for("acme_gbm_gated", "challenger") is None
