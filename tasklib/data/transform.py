@@ -16,6 +16,7 @@ from __future__ import annotations
 import difflib
 import logging
 from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
 from typing import Any
 
 from pipespec.tasklib.context import RunContext
@@ -39,7 +40,6 @@ def transform(ctx: RunContext, *, pipeline: str, transform: dict[str, Any], ref:
 
     Returns the transformed data's reference (storage.Ref as a dict), named by its source."""
     import tempfile
-    from pathlib import Path
 
     from pipespec.tasklib import storage
 
@@ -136,15 +136,19 @@ def _spooled(rows: Rows, path: Any) -> Any:
 
 
 def take_rows(file: Any, rows: Any) -> Iterator[Any]:
-    """The rows numbered `rows` (ascending, 0-based) of the file, one batch at a time."""
+    """The chosen rows of the file, one batch at a time: `rows` is either row numbers (ascending,
+    0-based) or a boolean mask with one entry per row of the file."""
     import numpy as np
 
     from pipespec.tasklib import storage
 
     start = 0
     for batch in storage.iter_batches(file):
-        low, high = np.searchsorted(rows, [start, start + batch.num_rows])
-        yield batch.take(rows[low:high] - start)
+        if rows.dtype == np.bool_:
+            yield batch.filter(rows[start:start + batch.num_rows])
+        else:
+            low, high = np.searchsorted(rows, [start, start + batch.num_rows])
+            yield batch.take(rows[low:high] - start)
         start += batch.num_rows
 
 
@@ -185,37 +189,111 @@ def _replace(table: Any, column: str, values: Any) -> Any:
 
 # --- the transforms ---------------------------------------------------------
 
-def dedupe(file: Any, args: dict[str, Any], source: str) -> Any:
-    """The row numbers to keep: the first row of each key (null keys count as equal), ascending.
+# dedupe sorts the row hashes of this many rows at a time (~40 bytes a row while sorting).
+PARTITION_ROWS = 1 << 18
 
-    Rows are told apart by a 64-bit hash of their keys, computed batch by batch (8 bytes a
-    row, not the keys). Then every row dropped as a repeat is compared, value by value, with
-    the row it repeats; should two different keys ever share a hash, or should a key type
-    not be exactly hashable (floats), the keys are grouped in memory instead.
+
+def dedupe(file: Any, args: dict[str, Any], source: str) -> Any:
+    """The rows to keep, as a boolean mask over the file's rows: the first row of each key (null keys
+    count as equal).
+
+    Rows are told apart by a 64-bit hash of their keys, computed batch by batch. The hashes (and
+    their row numbers) are split by their top bits into partitions of about PARTITION_ROWS rows,
+    spooled to local files when there is more than one, and each partition is sorted on its own:
+    memory stays at one partition plus one byte a row, however long the source. Then every row
+    dropped as a repeat is compared, value by value, with the row it repeats; should two different
+    keys ever share a hash, or should a key type not be exactly hashable (floats), the keys are
+    grouped in memory instead.
     """
     import numpy as np
 
-    from pipespec.tasklib import storage
-
-    from pipespec.tasklib.data.row_hash import exactly_comparable, row_hashes
+    from pipespec.tasklib.data.row_hash import exactly_comparable
 
     keys = list(dict.fromkeys(args["key"]))
     schema = file.schema_arrow
     require_columns(schema.empty_table(), keys, source=source, what="transform `dedupe`")
-    if file.metadata.num_rows == 0:
-        return np.empty(0, dtype=np.int64)
+    rows = file.metadata.num_rows
+    if rows == 0:
+        return np.zeros(0, dtype=bool)
     if not all(exactly_comparable(schema.field(key).type) for key in keys):
         return _first_rows_in_memory(file.read(columns=keys), keys, source)
-    hashes = np.concatenate([row_hashes(batch, keys) for batch in storage.iter_batches(file, keys)])
-    _, firsts, group = np.unique(hashes, return_index=True, return_inverse=True)  # firsts: first row per hash
-    del hashes
-    if not _repeats_equal_their_firsts(file, keys, firsts[group]):
+    keep, repeats, repeated = _first_of_each_hash(file, keys, rows)
+    if not _repeats_equal_their_firsts(file, keys, repeats, repeated):
         return _first_rows_in_memory(file.read(columns=keys), keys, source)
-    return np.sort(firsts)
+    return keep
 
 
-def _repeats_equal_their_firsts(file: Any, keys: list[str], first_of: Any) -> bool:
-    """Whether every row's keys equal those of the first row with its hash (`first_of[row]`).
+def _first_of_each_hash(file: Any, keys: list[str], rows: int) -> tuple[Any, Any, Any]:
+    """(mask of the first row of each hash; the other rows, ascending; for each, the first row with its hash)."""
+    import tempfile
+
+    import numpy as np
+
+    from pipespec.tasklib import storage
+    from pipespec.tasklib.data.row_hash import row_hashes
+
+    bits = min(8, max(0, int(np.ceil(np.log2(max(rows / PARTITION_ROWS, 1))))))
+    count = 1 << bits
+    keep = np.zeros(rows, dtype=bool)
+    found: list[tuple[Any, Any]] = []
+    with tempfile.TemporaryDirectory(prefix="pipespec-dedupe-") as spool:
+        parts: list[list[Any]] = [[] for _ in range(count)]  # in memory: (hashes, rows) per batch
+        files = [Path(spool, f"{index:03d}") for index in range(count)] if count > 1 else []
+        start = 0
+        for batch in storage.iter_batches(file, keys):
+            hashes = row_hashes(batch, keys)
+            numbers = np.arange(start, start + len(hashes), dtype=np.int64)
+            start += len(hashes)
+            if not files:
+                parts[0].append((hashes, numbers))
+                continue
+            which = (hashes >> np.uint64(64 - bits)).astype(np.intp)
+            order = np.argsort(which, kind="stable")  # row order kept within each partition
+            bounds = np.searchsorted(which[order], np.arange(count + 1))
+            for index, path in enumerate(files):
+                chosen = order[bounds[index]:bounds[index + 1]]
+                if len(chosen):
+                    with path.open("ab") as out:
+                        np.stack([hashes[chosen].view(np.int64), numbers[chosen]]).T.copy().tofile(out)
+        for index in range(count):
+            if files:
+                if not files[index].exists():
+                    continue
+                pairs = np.fromfile(files[index], dtype=np.int64).reshape(-1, 2)
+                hashes, numbers = pairs[:, 0].view(np.uint64), pairs[:, 1]
+            elif parts[0]:
+                hashes = np.concatenate([h for h, _ in parts[0]])
+                numbers = np.concatenate([n for _, n in parts[0]])
+                parts[0].clear()
+            else:
+                continue
+            found.append(_firsts_in(hashes, numbers, keep))
+    repeats = np.concatenate([np.empty(0, np.int64), *(r for r, _ in found)])
+    repeated = np.concatenate([np.empty(0, np.int64), *(f for _, f in found)])
+    order = np.argsort(repeats)
+    return keep, repeats[order], repeated[order]
+
+
+def _firsts_in(hashes: Any, numbers: Any, keep: Any) -> tuple[Any, Any]:
+    """Mark in `keep` the first row number of each hash (numbers ascend within a partition, and the
+    sort is stable); return the other rows and, for each, the first row with its hash."""
+    import numpy as np
+
+    order = np.argsort(hashes, kind="stable")
+    hashes, numbers = hashes[order], numbers[order]
+    del order
+    starts = np.empty(len(hashes), dtype=bool)
+    starts[0] = True
+    np.not_equal(hashes[1:], hashes[:-1], out=starts[1:])
+    keep[numbers[starts]] = True
+    positions = np.flatnonzero(starts)
+    others = np.flatnonzero(~starts)
+    return numbers[others], numbers[positions[np.searchsorted(positions, others, side="right") - 1]]
+
+
+def _repeats_equal_their_firsts(file: Any, keys: list[str], repeats: Any, repeated: Any) -> bool:
+    """Whether each row in `repeats` (ascending) has the keys of the row `repeated` names for it
+    (always an earlier row).
 
     Streams the key columns once, keeping only the keys of first rows that have repeats."""
     import numpy as np
@@ -223,10 +301,8 @@ def _repeats_equal_their_firsts(file: Any, keys: list[str], first_of: Any) -> bo
 
     from pipespec.tasklib import storage
 
-    repeats = np.flatnonzero(first_of != np.arange(len(first_of)))
     if len(repeats) == 0:
         return True
-    repeated = first_of[repeats]  # for each repeat, the row it repeats (always earlier)
     firsts = np.unique(repeated)
     kept: list[Any] = []  # keys of `firsts` seen so far, in row order
     start = 0
@@ -342,7 +418,7 @@ def sample(file: Any, args: dict[str, Any], source: str) -> Any:
 
 
 # STREAMED ones take and return a table (one batch); the others take the ParquetFile and return
-# the row numbers to keep.
+# the rows to keep (row numbers, or a boolean mask: see take_rows).
 TRANSFORMS: dict[str, Callable[[Any, Any, str], Any]] = {
     "dedupe": dedupe,
     "drop_empty": drop_empty,
