@@ -193,7 +193,8 @@ def data_summary(data: dict) -> dict[str, Any]:
             "sha256": (data.get("data") or {}).get("sha256"), "uri": (data.get("data") or {}).get("uri"),
             "sources": per_source, "rows": measurement.get("rows", (data.get("data") or {}).get("rows")),
             "new_rows": measurement.get("new_rows"), "drift": measurement.get("drift") or {},
-            "drifted": None if measurement.get("drifted") is None else ("yes" if measurement["drifted"] else "no"),
+            # only where drift was measured (a drift check is configured and there was a reference)
+            "drifted": ("yes" if measurement.get("drifted") else "no") if measurement.get("drift") else None,
             # a manifest exists only for published data: the gate passed, for this reason
             "gate": f"passed: {reason}" if reason else ("passed" if data else None)}
 

@@ -210,8 +210,9 @@ class _Listener:
 
     @hookimpl
     def on_task_instance_failed(self, previous_state: Any, task_instance: Any, error: Any) -> None:
-        """A task instance failed (or goes up for retry)."""
-        self.view.ended(*_instance(task_instance), "failed")
+        """A task instance failed, or goes up for retry (its state says which)."""
+        state = str(getattr(task_instance, "state", None) or "failed")
+        self.view.ended(*_instance(task_instance), "up_for_retry" if state == "up_for_retry" else "failed")
 
     @hookimpl
     def on_task_instance_skipped(self, previous_state: Any, task_instance: Any) -> None:
