@@ -40,11 +40,22 @@ class ServerState:
 
     models: dict[str, StandinLLM]
     token: str | None
+    adapters: Path | None = None  # model ids not in `models` load from <adapters>/<model id> (LoRA-style)
     faults: Faults = field(default_factory=Faults)
     requests: int = 0
     in_flight: int = 0
     max_in_flight: int = 0
     last_request: float = field(default_factory=time.monotonic)
+
+    def model(self, model_id: str) -> StandinLLM | None:
+        """A served model by id: a fixed one, or an adapter folder loaded on first use."""
+        if model_id in self.models or self.adapters is None or not model_id:
+            return self.models.get(model_id)
+        folder = (self.adapters / model_id).resolve()
+        if not folder.is_relative_to(self.adapters.resolve()) or not (folder / "standin.json").is_file():
+            return None
+        self.models[model_id] = StandinLLM.load(folder)
+        return self.models[model_id]
 
 
 def make_app(state: ServerState) -> Any:
@@ -73,7 +84,7 @@ def make_app(state: ServerState) -> Any:
             return JSONResponse({"error": {"message": "rate limited"}}, status_code=429, headers={"retry-after": "0"})
         if number <= state.faults.throttle + state.faults.unavailable:
             return JSONResponse({"error": {"message": "warming up"}}, status_code=503)
-        model = state.models.get(body.get("model", ""))
+        model = state.model(str(body.get("model", "")))
         if model is None:
             raise HTTPException(status_code=404, detail="no such model")
         messages = body.get("messages") or []
@@ -126,14 +137,15 @@ def main(argv: list[str] | None = None) -> None:
     import uvicorn
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", action="append", required=True, metavar="NAME=DIR",
+    parser.add_argument("--model", action="append", default=[], metavar="NAME=DIR",
                         help="serve the stand-in model saved in DIR under the name NAME")
+    parser.add_argument("--adapters", type=Path, help="serve model id X from the folder ADAPTERS/X")
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--token", default=None, help="bearer token clients must send")
     parser.add_argument("--idle-exit", type=float, default=600, help="exit after this many idle seconds")
     args = parser.parse_args(argv)
     models = {name: StandinLLM.load(Path(folder)) for name, folder in (m.split("=", 1) for m in args.model)}
-    state = ServerState(models=models, token=args.token)
+    state = ServerState(models=models, token=args.token, adapters=args.adapters)
     server = uvicorn.Server(uvicorn.Config(make_app(state), host="127.0.0.1", port=args.port, log_level="warning",
                                            lifespan="off"))
 
