@@ -87,11 +87,11 @@ def remote_env(params: dict[str, Any], run: dict[str, Any]) -> dict[str, str]:
 
 
 def params_document(model: dict[str, Any], *, pipeline: str, run_id: str) -> dict[str, Any]:
-    """What the params file holds: the spec's hyperparams and the columns, never connection values."""
-    params = model.get("params") or {}
-    return {"contract": CONTRACT_VERSION, "pipeline": pipeline, "run_id": run_id, "task": params.get("task"),
+    """What PIPESPEC_PARAMS holds: the spec's hyperparams and the columns, never connection values."""
+    config = settings(model)
+    return {"contract": CONTRACT_VERSION, "pipeline": pipeline, "run_id": run_id, "task": config.task,
             "features": list(model.get("features") or []), "label": model.get("label"),
-            "hyperparams": params.get("hyperparams") or {}}
+            "hyperparams": config.hyperparams}
 
 
 def connection_env(connections: dict[str, str]) -> dict[str, str]:
