@@ -81,11 +81,36 @@ def test_email_honours_the_connections_tls_settings(sinks, monkeypatch):
         send([{"kind": "email", "to": ["a@example.com"], "conn_id": "smtp_tls"}], pipeline="p", event="promoted",
              dag_id="p__train", run_id="r", details={})
     assert sinks.received == []
-    monkeypatch.setenv("AIRFLOW_CONN_SMTP_FROM", plain_smtp(sinks.smtp_port, from_email="ml-bot@example.com"))
-    send([{"kind": "email", "to": ["a@example.com"], "conn_id": "smtp_from"}], pipeline="p", event="promoted",
+    send([{"kind": "email", "to": ["a@example.com"], "conn_id": "smtp_default"}], pipeline="p", event="promoted",
          dag_id="p__train", run_id="r", details={"reason": "café — ok"})
     (mail,) = sinks.received
-    assert "From: ml-bot@example.com" in mail.body["text"] and "caf&#233; &#8212; ok" in mail.body["text"]
+    assert "caf&#233; &#8212; ok" in mail.body["text"]  # 7-bit HTML: readable in any client and in the raw mail
+
+
+def test_the_sender_comes_from_the_connection(monkeypatch):
+    from aiosmtpd.controller import Controller
+
+    senders = []
+
+    class Handler:
+        async def handle_DATA(self, server, session, envelope):  # noqa: N802 - aiosmtpd API
+            senders.append(envelope.mail_from)
+            return "250 OK"
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    controller = Controller(Handler(), hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        monkeypatch.setenv("AIRFLOW_CONN_SMTP_FROM", plain_smtp(port, from_email="ml-bot@example.com"))
+        monkeypatch.setenv("AIRFLOW_CONN_SMTP_NOFROM", plain_smtp(port))
+        for conn_id in ("smtp_from", "smtp_nofrom"):
+            send([{"kind": "email", "to": ["a@example.com"], "conn_id": conn_id}], pipeline="p", event="promoted",
+                 dag_id="p__train", run_id="r", details={})
+    finally:
+        controller.stop()
+    assert senders == ["ml-bot@example.com", "pipespec@localhost"]
 
 
 def test_webhook_timeout_comes_from_the_connection(monkeypatch):
