@@ -43,15 +43,17 @@ def log_dataset(run_id: str, table: Any, *, source: str, name: str, context: str
 def describe_model(directory: Path, table: Any, meta: dict[str, Any], predicted: list) -> Path:
     """Write `MLmodel` (signature and input example) into a saved model directory; its path.
 
-    `predicted` are the model's outputs for the table's first rows (at least EXAMPLE_ROWS of them).
+    `meta` names the `features` and the `label`; `predicted` are the model's outputs for the
+    table's first rows (at least EXAMPLE_ROWS of them).
     Image bytes are described by the signature but left out of the example (not JSON)."""
     import pandas as pd
     from mlflow.models import Model, infer_signature
 
     example = table.select(meta["features"]).slice(0, EXAMPLE_ROWS).to_pandas()
     outputs = pd.Series(list(predicted[:len(example)]), name=meta["label"])
+    # A plugin's model type may not say its task: the metadata holds what is known.
     model = Model(signature=infer_signature(example, outputs),
-                  metadata={"pipespec_model_type": meta["model_type"], "pipespec_task": meta["task"]})
+                  metadata={f"pipespec_{key}": str(meta[key]) for key in ("model_type", "task") if meta.get(key)})
     if not any(isinstance(value, (bytes, bytearray)) for value in example.head(1).to_numpy().ravel()):
         (directory / "input_example.json").write_text(
             json.dumps({"columns": list(example.columns), "data": example.to_numpy().tolist()}, default=str))
