@@ -10,7 +10,7 @@ matplotlib chart: bench/results/latest.md and latest.png (or --out DIR), headed 
 commit, the machine and the load average. A full run of every bench also puts that table into
 docs/bench.md, between its `bench:latest` markers.
 
-`--quick`, `--assert` and `--judge` are passed on to each bench whose `--help` lists them. A bench
+`--quick`, `--assert`, `--judge` and `--repeat` are passed on to each bench whose `--help` lists them. A bench
 without `--quick` gets its own smaller settings instead, where it has some (check_speed: 200 specs,
 one run). The exit code is 0 when every bench ran to its end (the benches are measurements: a
 missed target prints FAIL and still exits 0), and 1 when one of them did not, or, with --assert,
@@ -55,6 +55,8 @@ def command(name: str, args: argparse.Namespace) -> list[str]:
         argv.append("--assert")
     if args.judge and "--judge" in known:
         argv += ["--judge", args.judge]
+    if args.repeat and "--repeat" in known and not (args.quick and name in QUICK_INSTEAD):
+        argv += ["--repeat", str(args.repeat)]
     return argv
 
 
@@ -65,6 +67,8 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="smaller, faster runs")
     parser.add_argument("--assert", dest="assert_", action="store_true", help="exit 1 when a target is missed")
     parser.add_argument("--judge", choices=("wall", "cpu"), help="what the targets compare, where a bench can choose")
+    parser.add_argument("--repeat", type=int, help="runs per variant, for each bench that takes --repeat (fewer: a "
+                        "shorter, noisier run)")
     parser.add_argument("--out", type=Path, default=BENCH / "results", help="where latest.md and latest.png go")
     args = parser.parse_args()
     unknown = [name for name in args.benches if name not in BENCHES]
