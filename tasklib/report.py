@@ -230,9 +230,11 @@ def render_markdown(pipeline: str, metric: str, scores: dict, rows: list[dict], 
         data = data_summary(evidence.data)
         lines += ["## Data", "", *[f"- {label}: {value}" for label, value in _data_items(data)], ""]
         if data["sources"]:
-            lines += ["| source | rows |", "|---|---:|", *[f"| {n} | {_fmt(r)} |" for n, r in data["sources"].items()], ""]
+            lines += ["| source | rows |", "|---|---:|",
+                      *[f"| {n} | {_fmt(r)} |" for n, r in data["sources"].items()], ""]
         if data["drift"]:
-            lines += ["| column | drift |", "|---|---:|", *[f"| {c} | {_fmt(v)} |" for c, v in data["drift"].items()], ""]
+            lines += ["| column | drift |", "|---|---:|",
+                      *[f"| {c} | {_fmt(v)} |" for c, v in data["drift"].items()], ""]
     return "\n".join(lines)
 
 
@@ -292,7 +294,8 @@ def render_html(pipeline: str, metric: str, scores: dict, rows: list[dict], outc
     body = "\n".join(sections)
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"/><title>Training report: {e(pipeline)}</title>
-<style>body{{font-family:sans-serif;max-width:900px;margin:2em auto;color:#1f2937}}table{{border-collapse:collapse;margin:.5em 0}}
+<style>body{{font-family:sans-serif;max-width:900px;margin:2em auto;color:#1f2937}}
+table{{border-collapse:collapse;margin:.5em 0}}
 td,th{{border:1px solid #ccc;padding:4px 10px;text-align:right}}td:first-child,th:first-child{{text-align:left}}
 .up{{color:#15803d}}.down{{color:#b91c1c}}.outcome{{font-weight:bold;font-size:1.2em}}.promoted{{color:#15803d}}
 .rejected{{color:#b91c1c}}img{{max-width:100%;margin:.5em 0}}.row{{display:flex;gap:1em;flex-wrap:wrap}}

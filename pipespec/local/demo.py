@@ -158,7 +158,8 @@ def _summary(console: Any, rounds: list[dict], sinks: Any, workspace: Path, log_
     console.print(f"alerts received locally: {', '.join(_alerts(sinks)) or 'none'}")
     console.print(f"\nfinished in {seconds / 60:.1f} min. Explore:")
     console.print("  Airflow UI:  .venv/bin/pipespec up       (same SQLite DB: the runs above are there)")
-    console.print(f"  MLflow UI:   .venv/bin/mlflow ui --backend-store-uri sqlite:///{workspace / 'storage' / 'mlflow.db'}")
+    console.print("  MLflow UI:   .venv/bin/mlflow ui --backend-store-uri "
+                  f"sqlite:///{workspace / 'storage' / 'mlflow.db'}")
     console.print(f"  data:        {workspace / 'storage'}")
     console.print(f"  logs:        {log_path}")
 
