@@ -83,7 +83,7 @@ def status(cluster, job_id: str) -> str:
 
 
 def trigger(cluster, monkeypatch, job_id: str, deadline_s: float = 300):
-    from pipespec.airflow.ray_job import RayJobTrigger
+    from pipespec.airflow.triggers import RayJobTrigger
 
     for name, value in cluster.connection_env().items():
         monkeypatch.setenv(name, value)
@@ -103,7 +103,7 @@ def test_the_trigger_waits_for_the_job_and_copies_its_log(cluster, monkeypatch, 
     event = asyncio.run(first_event(waiting))
     assert event == {"status": "SUCCEEDED", "job_id": "quick-1", "message": event["message"]}
     assert '[ray quick-1] PIPESPEC_RESULT {"version": "4"}' in capfd.readouterr().out  # the task log
-    assert waiting.serialize() == ("pipespec.airflow.ray_job.RayJobTrigger", {
+    assert waiting.serialize() == ("pipespec.airflow.triggers.RayJobTrigger", {
         "address": cluster.address, "job_id": "quick-1", "conn_id": "ray_default", "deadline": waiting.deadline,
         "poll_interval": 0.5})  # no token in what Airflow stores
 
