@@ -22,9 +22,11 @@ from __future__ import annotations
 
 import os
 import re
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import lru_cache
+from pathlib import Path
 from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, ValidationError
@@ -108,15 +110,47 @@ def registry() -> Registry:
     A plugin list that cannot be loaded or breaks the contract is left out and reported in
     `problems` (shown by `pipespec plugins` and `pipespec check`); a name two distributions
     register is kept from the first and reported."""
-    from importlib.metadata import entry_points
-
     from pipespec import __version__
 
     found = Registry()
     _add(found, BUILTIN, lambda: _load_object(BUILTIN), "pipespec", __version__)
-    for entry in sorted(entry_points(group=ENTRY_POINT_GROUP), key=lambda e: (e.dist.name if e.dist else "", e.name)):
+    for entry in sorted(_entry_points(), key=lambda e: (e.dist.name if e.dist else "", e.name)):
         dist = entry.dist.name if entry.dist else "?"
         _add(found, entry.value, entry.load, dist, entry.dist.version if entry.dist else "?")
+    return found
+
+
+def _entry_points() -> list[Any]:
+    """The `pipespec.plugins` entry points of the installed distributions.
+
+    What importlib.metadata.entry_points(group=...) returns, found faster: it parses every
+    distribution's entry points (a fifth of a second with a few hundred installed, paid by every
+    `pipespec check`); this reads only the entry_points.txt files that mention the group, and asks
+    importlib.metadata about those distributions alone. The first distribution of a name on
+    sys.path wins, as importlib.metadata has it."""
+    from importlib.metadata import PathDistribution
+
+    marker, seen, found = f"[{ENTRY_POINT_GROUP}]", set(), []
+    for folder in sys.path:
+        try:
+            names = os.listdir(folder or ".")
+        except OSError:
+            continue
+        for name in sorted(names):
+            if not name.endswith(".dist-info"):
+                continue
+            normalized = re.sub(r"[-_.]+", "_", name[: -len(".dist-info")].rsplit("-", 1)[0]).lower()
+            if normalized in seen:
+                continue
+            seen.add(normalized)
+            try:
+                with open(os.path.join(folder or ".", name, "entry_points.txt"), encoding="utf-8") as handle:
+                    if marker not in handle.read():
+                        continue
+            except OSError:
+                continue
+            dist = PathDistribution(Path(folder or ".", name))
+            found += [e for e in dist.entry_points if e.group == ENTRY_POINT_GROUP]
     return found
 
 

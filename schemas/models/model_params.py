@@ -123,5 +123,6 @@ class ContainerParams(StrictModel):
     connections: dict[EnvName, str] = Field(
         default_factory=dict, description="Env prefix -> Airflow conn_id: the code gets `<PREFIX>_URI`, "
                                           "`<PREFIX>_LOGIN`, `<PREFIX>_PASSWORD`, `<PREFIX>_HOST` from the connection.")
-    evaluation: ContainerEvaluation = Field(default_factory=ContainerEvaluation)
+    evaluation: ContainerEvaluation = Field(default_factory=ContainerEvaluation,
+                                            description="`builtin` metrics on an MLflow model, or your own command.")
     timeout: Duration = Field("2h", description="The run is stopped (and fails, retryable) after this long.")

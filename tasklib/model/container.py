@@ -246,6 +246,10 @@ def train(ctx: RunContext, *, pipeline: str, dataset: str, model: dict[str, Any]
     from pipespec.schemas.models.common import parse_duration
     from pipespec.tasklib.model.data import training_data
 
+    from pipespec.tasklib.guard import enforce_train
+
+    # The policy as it stands now (the image allowlist, the connections), not as it was at check time.
+    enforce_train(ctx.task_id, {"compute": {"backend": "local"}, "model": model, "dataset": dataset}, ctx.owner)
     config = settings(model)
     folder = local_folder(config.image)
     argv = local_argv(config.command, config.args, folder)

@@ -112,3 +112,16 @@ def test_connections_become_env_by_prefix(monkeypatch):
     assert env["FEATURES_HOST"] == "db.internal" and env["FEATURES_LOGIN"] == "ml"
     assert env["FEATURES_PASSWORD"] == "pw" and env["FEATURES_PORT"] == "5432"
     assert env["FEATURES_URI"].startswith("postgres://ml:pw@db.internal:5432")
+
+
+def test_the_train_step_refuses_an_image_the_policy_does_not_allow(image_folder, monkeypatch, tmp_path):
+    from pipespec.tasklib.context import RunContext
+
+    policy = tmp_path / "platform" / "policy.yaml"
+    policy.write_text("default: {images: [ghcr.io/other/]}\nlocal_images:\n  ghcr.io/acme/trainer: ../images/trainer\n")
+    model = {"type": "container", "label": "label", "features": ["f0"],
+             "params": {"image": IMAGE, "command": ["python", "main.py"]}}
+    script(image_folder, "raise SystemExit('must never run')\n")
+    with pytest.raises(Exception, match="not from an allowed registry"):
+        container.train(RunContext("p__train", "train", "r1"), pipeline="p", dataset="s3://b/curated/", model=model,
+                        holdout=None, holdout_fraction=0.2, spec_hash=None)
