@@ -47,8 +47,21 @@ def members(stream: BinaryIO, origin: str) -> Iterator[tuple[str, bytes]]:
             for info in archive.infolist():
                 if not info.is_dir():
                     yield info.filename, archive.read(info) if info.file_size <= MAX_MEMBER_BYTES else b""
-    else:
-        yield PurePosixPath(origin).name, stream.read(MAX_MEMBER_BYTES + 1)
+    else:  # a single file: its path, so its folder still names its label
+        yield origin.split("://", 1)[-1], stream.read(MAX_MEMBER_BYTES + 1)
+
+
+ARCHIVE_SUFFIXES = (".tgz", ".tar.gz", ".tar", ".zip")
+SUFFIXES = {"images": IMAGE_SUFFIXES + ARCHIVE_SUFFIXES, "documents": TEXT_SUFFIXES + ARCHIVE_SUFFIXES}
+
+
+def read_files(fmt: str, stream: BinaryIO, origin: str, bad_rows: BadRows, *, image_size: int = 32,
+               manifest: Mapping[str, str] | None = None) -> Iterator[Any]:
+    """One listed file of an `images` or `documents` source (a single file or an archive) → Arrow batches."""
+    files = members(stream, origin)
+    if fmt == "images":
+        return read_images(files, origin, bad_rows, size=image_size, manifest=manifest)
+    return read_documents(files, origin, bad_rows)
 
 
 def folder_label(path: str) -> str:

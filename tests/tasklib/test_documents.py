@@ -107,3 +107,12 @@ def test_batches_are_bounded():
     files = {f"n/{i}.txt": b"x" for i in range(10)}
     tables = list(read_documents(members(tgz(files), "k.tgz"), "k.tgz", BadRows(), batch_rows=4))
     assert [t.num_rows for t in tables] == [4, 4, 2]
+
+
+def test_a_single_image_file_is_labelled_by_its_folder():
+    from pipespec.tasklib.data.documents import read_files
+
+    table = next(read_files("images", io.BytesIO(jpeg(9)), "s3://xray/drop/normal/7.jpg", BadRows()))
+    assert table.to_pylist()[0]["label"] == "normal"
+    table = next(read_files("documents", tgz({"kb/faq/a.md": b"hi"}), "s3://kb/kb.tgz", BadRows()))
+    assert table.column("label").to_pylist() == ["faq"]
