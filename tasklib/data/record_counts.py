@@ -15,17 +15,17 @@ from contextlib import closing
 from datetime import datetime, timezone
 from typing import Any
 
+from pipespec.schemas.models.lifecycle import TABLE_NAME
 from pipespec.tasklib.context import RunContext
 from pipespec.tasklib.errors import PermanentFailure
 
-TABLE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}(\.[A-Za-z_][A-Za-z0-9_]{0,127}){0,2}$")
 COLUMNS = ("pipeline", "run_id", "source", "records", "measured_at")
 
 
 def write_record_counts(ctx: RunContext, *, pipeline: str, conn_id: str, table: str,
                         measurement: dict) -> dict[str, Any]:
     """Insert this run's per-source record counts into `table`; {"table", "rows"}."""
-    if not TABLE_NAME.match(table):
+    if not re.match(TABLE_NAME, table):  # checked by `pipespec check` too; the IR cache is a file
         raise PermanentFailure(f"record_counts.table `{table}` is not a table name (letters, digits, `_`, "
                                f"up to database.schema.table)")
     counts = measurement.get("rows_by_source") or {}
