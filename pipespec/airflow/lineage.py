@@ -94,7 +94,7 @@ def registry_namespace() -> str:
     parsed = urlparse(tracking_uri())
     if parsed.hostname:
         return f"mlflow://{parsed.hostname}" + (f":{parsed.port}" if parsed.port else "")
-    return f"mlflow://{parsed.path}"
+    return "mlflow:///" + parsed.path.lstrip("/")  # sqlite:////abs/path.db -> mlflow:///abs/path.db
 
 
 Connection = Callable[[str], Any]

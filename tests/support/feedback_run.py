@@ -46,14 +46,23 @@ def feedback_env(workspace: Path) -> dict[str, str]:
     }
 
 
-def feedback_round(tmp: Path, timeout_s: int = 900) -> FeedbackRun:
-    """Run the round in a child process; raise with its output if any DAG did not succeed."""
+def feedback_round(tmp: Path, timeout_s: int = 900, description: str | None = None) -> FeedbackRun:
+    """Run the round in a child process; raise with its output if any DAG did not succeed.
+
+    `description` replaces the spec's description (a hostile one, for the UI tests)."""
     import time
 
-    from pipespec.local.demo import drop, fresh_workspace
+    import yaml
+
+    from pipespec.local.demo import SPEC, drop, fresh_workspace
     from pipespec.local.sinks import AlertSinks
 
     workspace = fresh_workspace(tmp / "workspace")
+    if description is not None:
+        spec = workspace / "pipelines" / SPEC
+        spec.write_text("\n".join(f"description: {json.dumps(description)}" if line.startswith("description:")
+                                  else line for line in spec.read_text().splitlines()) + "\n")
+        assert yaml.safe_load(spec.read_text())["description"] == description
     env = feedback_env(workspace)
     saved = os.environ.get("PIPESPEC_STORAGE_ROOT")
     os.environ["PIPESPEC_STORAGE_ROOT"] = env["PIPESPEC_STORAGE_ROOT"]  # drop() writes the holdout through storage
@@ -66,7 +75,12 @@ def feedback_round(tmp: Path, timeout_s: int = 900) -> FeedbackRun:
             os.environ["PIPESPEC_STORAGE_ROOT"] = saved
     Path(env["AIRFLOW_HOME"]).mkdir(parents=True)
     with AlertSinks() as sinks:  # the spec's alerts (email on promotion) land on local receivers
-        child_env = {**os.environ, **env, **sinks.connections(), "PYTHONPATH": str(ROOT)}
+        connections = sinks.connections()
+        # The local SMTP sink speaks plain SMTP; the smtp provider's hook tries SSL and STARTTLS unless told not to.
+        connections["AIRFLOW_CONN_SMTP_DEFAULT"] = json.dumps({
+            "conn_type": "smtp", "host": "127.0.0.1", "port": sinks.smtp_port,
+            "extra": {"disable_ssl": True, "disable_tls": True}})
+        child_env = {**os.environ, **env, **connections, "PYTHONPATH": str(ROOT)}
         subprocess.run([sys.executable, "-m", "airflow", "db", "migrate"], env=child_env, check=True,
                        capture_output=True)
         started = time.perf_counter()
