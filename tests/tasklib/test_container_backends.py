@@ -16,6 +16,8 @@ from pipespec.tasklib.compute import kubernetes
 from pipespec.tasklib.model import registry
 from tests.tasklib.test_compute_backends import anyscale_api, clean_env, compiled_tasks, run_for  # noqa: F401
 
+pytestmark = pytest.mark.airflow  # the cncf-kubernetes and Anyscale providers import Airflow
+
 RUN = {**run_for("xray_own_code__train"), "owner": "ml-imaging"}
 OUTPUT_URI = f"s3://xray-images/curated/_container/xray_own_code/{RUN['run_id'].replace(':', '_').replace('+', '_')}/"
 PARAMS_DOC = {"contract": 1, "pipeline": "xray_own_code", "run_id": RUN["run_id"], "task": "classification",

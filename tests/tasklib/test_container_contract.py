@@ -106,6 +106,7 @@ def test_outputs_must_hold_metrics_and_a_model(tmp_path):
     assert outputs.metrics == {"accuracy": 0.9} and outputs.mlflow_model
 
 
+@pytest.mark.airflow  # connections are looked up through Airflow
 def test_connections_become_env_by_prefix(monkeypatch):
     monkeypatch.setenv("AIRFLOW_CONN_WAREHOUSE", "postgres://ml:pw@db.internal:5432/features")
     env = container.connection_env({"FEATURES": "warehouse"})
