@@ -144,3 +144,21 @@ class DatasetLink(StepLink):
 
 
 STEP_LINKS = (MlflowRunLink(), ModelVersionLink(), ReportLink(), DatasetLink())
+_RUN, _VERSION, _REPORT, _DATASET = STEP_LINKS
+# Which links a step's result can fill. Airflow stores every declared link of a task instance
+# (one XCom each), so a task declares only these; a mapped task's class declares all four.
+LINKS_OF_STEP: dict[str, tuple[StepLink, ...]] = {
+    "model.train": (_RUN, _VERSION),
+    "model.evaluate": (_VERSION,),
+    "rollout.shadow": (_VERSION,), "rollout.canary": (_VERSION,), "rollout.promote": (_VERSION,),
+    "rollout.reject": (_VERSION,),
+    "report.write": (_RUN, _VERSION, _REPORT),
+    "inference.load_champion": (_RUN, _VERSION),
+    "inference.predict": (_VERSION,),
+    "data.publish": (_DATASET,), "inference.publish": (_DATASET,),
+}
+
+
+def links_of_step(step: Any) -> tuple[StepLink, ...]:
+    """The extra links a task running `step` shows."""
+    return LINKS_OF_STEP.get(step, ()) if isinstance(step, str) else ()

@@ -23,7 +23,7 @@ from airflow.providers.standard.decorators.python import _PythonDecoratedOperato
 from airflow.sdk.bases.decorator import task_decorator_factory
 
 from pipespec.airflow import lineage
-from pipespec.airflow.links import STEP_LINKS
+from pipespec.airflow.links import STEP_LINKS, links_of_step
 
 
 class SpecValuesAreData:
@@ -48,6 +48,10 @@ class StepOperator(SpecValuesAreData, _PythonDecoratedOperator):
 
     custom_operator_name = "@pipespec.step"
     operator_extra_links = STEP_LINKS
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.operator_extra_links = links_of_step((kwargs.get("op_kwargs") or {}).get("step"))
 
     def execute(self, context: Any) -> Any:
         result = super().execute(context)

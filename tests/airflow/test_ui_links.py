@@ -33,9 +33,21 @@ def link(cls, op) -> str:
     return cls().get_link(op, ti_key=None)
 
 
-def test_every_step_task_carries_the_four_links_and_branches_none():
-    assert [l.name for l in StepOperator.operator_extra_links] == ["MLflow run", "Model version", "Report", "Dataset"]
-    assert StepOperator.operator_extra_links is STEP_LINKS
+def test_a_task_declares_the_links_its_step_can_fill(tmp_path):
+    """Airflow stores every declared link of a task instance (an XCom each): a gate or an alert declares none."""
+    from pipespec.airflow.loader import load_dags
+    from tests.support.paths import EXAMPLES
+
+    namespace: dict = {}
+    load_dags(EXAMPLES, namespace, tmp_path / "cache")
+    declared = {task.task_id: [l.name for l in task.operator_extra_links]
+                for dag_id in ("user_feedback__data", "user_feedback__train") for task in namespace[dag_id].tasks}
+    assert declared["train"] == ["MLflow run", "Model version"]
+    assert declared["report"] == ["MLflow run", "Model version", "Report"]
+    assert declared["publish"] == ["Dataset"]
+    assert declared["decide"] == declared["gate"] == declared["measure"] == declared["notify_promoted"] == []
+    # A mapped task is serialized with its class's links; each instance fills what its step returned.
+    assert declared["extract"] == [l.name for l in STEP_LINKS]
     assert not BranchStepOperator.operator_extra_links
 
 
