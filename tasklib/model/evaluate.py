@@ -157,7 +157,8 @@ def _log_holdout_dataset(pipeline: str, version: str, table: Any, job: dict[str,
 
     run_id = registry.client().get_model_version(pipeline, version).run_id
     fixed = job.get("holdout")
-    tracking.log_dataset(run_id, table, source=fixed or job["dataset"], context="evaluation",
+    source = fixed or job.get("dataset") or job.get("holdout_source") or "holdout"
+    tracking.log_dataset(run_id, table, source=source, context="evaluation",
                          name=f"{pipeline} holdout" if fixed else f"{pipeline} holdout split", sha256=sha256,
                          label=job["model"]["label"])
 
