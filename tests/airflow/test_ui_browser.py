@@ -133,6 +133,8 @@ def test_in_chromium_task_links_the_pipelines_page_and_the_report(ui, tmp_path):
             assert response.status == 200
             assert "sandbox" in response.headers["content-security-policy"]
             assert "user_feedback" in page.content()
+            # Its charts render under the sandbox's policy (images only from the report or data: URIs).
+            assert page.evaluate("() => [...document.images].every(i => i.complete && i.naturalWidth > 0)")
             page.screenshot(path=str(shots / "report.png"), full_page=True)
             assert page.evaluate("() => window.__pwned") is None
         finally:
