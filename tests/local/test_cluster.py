@@ -11,7 +11,8 @@ from __future__ import annotations
 import hashlib
 import json
 import multiprocessing
-import os
+import shutil
+import tempfile
 import time
 from pathlib import Path
 
@@ -35,11 +36,17 @@ def s3() -> GatedS3:
 
 
 @pytest.fixture(scope="module")
-def running(tmp_path_factory, s3) -> Cluster:
-    workspace = demo.fresh_workspace(tmp_path_factory.mktemp("cluster") / "workspace")
-    with AlertSinks() as sinks, cluster(workspace, s3_endpoint=s3.endpoint, extra_env=demo.alert_connections(sinks)) as live:
-        live.wait_for_dags()
-        yield live
+def running(s3) -> Cluster:
+    # Not under pytest's tmp_path: every pytest session (other test runs on this machine) makes
+    # pytest-of-<user> 0700 again, and PostgreSQL runs as another user (pgserver, under root).
+    workspace = demo.fresh_workspace(Path(tempfile.mkdtemp(prefix="pipespec-cluster-")) / "workspace")
+    try:
+        with AlertSinks() as sinks, cluster(workspace, s3_endpoint=s3.endpoint,
+                                            extra_env=demo.alert_connections(sinks)) as live:
+            live.wait_for_dags()
+            yield live
+    finally:
+        shutil.rmtree(workspace.parent, ignore_errors=True)
 
 
 def task(running: Cluster, run: dict, task_id: str) -> dict | None:
@@ -47,37 +54,33 @@ def task(running: Cluster, run: dict, task_id: str) -> dict | None:
                 None)
 
 
-def s3_objects(running: Cluster, bucket: str, prefix: str = "") -> dict[str, bytes]:
-    client = running.s3_client()
-    keys = [o["Key"] for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
-            for o in page.get("Contents", [])]
-    return {key: client.get_object(Bucket=bucket, Key=key)["Body"].read() for key in keys}
-
-
 def s3_keys(running: Cluster, bucket: str, prefix: str = "") -> list[str]:
     paginator = running.s3_client().get_paginator("list_objects_v2")
     return [o["Key"] for page in paginator.paginate(Bucket=bucket, Prefix=prefix) for o in page.get("Contents", [])]
 
 
-def published(running: Cluster, asset: str) -> tuple[str, dict, bytes] | None:
-    """(run prefix, manifest, data bytes) of what `<asset>/_LATEST` names: what readers see."""
-    objects = s3_objects(running, "feedback", f"{asset}/")
-    pointer = objects.get(f"{asset}/_LATEST")
-    if pointer is None:
+def published(running: Cluster, asset: str) -> tuple[str, dict] | None:
+    """(run prefix, manifest) of what `<asset>/_LATEST` names: what readers see."""
+    client = running.s3_client()
+    try:
+        pointer = client.get_object(Bucket="feedback", Key=f"{asset}/_LATEST")["Body"].read()
+    except client.exceptions.NoSuchKey:
         return None
     key = pointer.decode().strip().removeprefix("s3://feedback/")
-    manifest = json.loads(objects[f"{key}/manifest.json"])
-    return key, manifest, objects[manifest["data"]["uri"].removeprefix("s3://feedback/")]
+    return key, json.loads(client.get_object(Bucket="feedback", Key=f"{key}/manifest.json")["Body"].read())
 
 
 def assert_complete(running: Cluster, asset: str) -> str:
-    """What readers see under `asset` is whole: the data's sha256 and rows are the manifest's. Its prefix."""
+    """What readers see under `asset` is whole: each data file's sha256 and rows are the manifest's. Its prefix."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    key, manifest, data = published(running, asset)
-    assert hashlib.sha256(data).hexdigest() == manifest["data"]["sha256"]
-    assert pq.read_table(pa.BufferReader(data)).num_rows == manifest["data"]["rows"]
+    key, manifest = published(running, asset)
+    client = running.s3_client()
+    for part in manifest.get("parts") or [manifest["data"]]:  # predictions: parts; a dataset: one file
+        data = client.get_object(Bucket="feedback", Key=part["uri"].removeprefix("s3://feedback/"))["Body"].read()
+        assert hashlib.sha256(data).hexdigest() == part["sha256"]
+        assert pq.read_table(pa.BufferReader(data)).num_rows == part["rows"]
     return key
 
 
@@ -103,8 +106,9 @@ def test_pipeline_runs_end_to_end_across_two_workers(running):
 
     assert champion_loads(running) == "1"
     assert any("/model/" in key for key in s3_keys(running, "mlflow-artifacts"))  # the server put it in S3
-    predictions = published(running, "predictions")
-    assert predictions is not None and predictions[1]["model_version"] == "1" and predictions[1]["data"]["rows"] == 1200
+    _, predictions = published(running, "predictions")
+    assert predictions["model_version"] == "1" and predictions["data"]["rows"] == 1200
+    assert_complete(running, "predictions")
     assert_complete(running, "curated")
     assert any(key.endswith(".html") for key in s3_keys(running, "pipespec-work"))  # the report
     assert s3_keys(running, "airflow-logs", "logs/")  # task logs, uploaded by the workers

@@ -52,6 +52,7 @@ USER = "admin"
 CONTROL_PLANE = (["api-server"], ["scheduler", "--skip-serve-logs"], ["dag-processor"],
                  ["triggerer", "--skip-serve-logs"])
 PRIVATE = 0o077
+CODE = ("pipespec", "schemas", "tasklib", "dags")  # what the image holds of the checkout
 AIRFLOW = [sys.executable, "-m", "pipespec.local.cluster.launch"]  # `airflow`, with a Celery compatibility fix
 
 
@@ -168,6 +169,7 @@ class Cluster:
         self.password = secrets.token_urlsafe(16)
         self._postgres: Any = None
         self.socket_dir = ""
+        self.image = self.workspace / "image"
 
     # --- configuration --------------------------------------------------------------------
 
@@ -197,7 +199,8 @@ class Cluster:
             "AIRFLOW__API_AUTH__JWT_SECRET": self._secret("jwt"),
             "AIRFLOW__API__SECRET_KEY": self._secret("api"),
             "AIRFLOW__CORE__FERNET_KEY": self._fernet(),
-            "AIRFLOW__CORE__DAGS_FOLDER": str(ROOT / "dags" / "pipespec_dags.py"),
+            "AIRFLOW__CORE__DAGS_FOLDER": str(self.image / "dags" / "pipespec_dags.py"),
+            "PYTHONPATH": str(self.image),  # `import pipespec` finds the image's copy first
             "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
             "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
             "AIRFLOW__CORE__PARALLELISM": "4",
@@ -256,6 +259,7 @@ class Cluster:
         (self.workspace / "passwords.json").write_text(json.dumps({USER: self.password}))
         (self.workspace / "passwords.json").chmod(0o600)
         try:
+            self._build_image()
             self._start_postgres()
             self._start_redis()
             if self.s3_endpoint is None:
@@ -287,6 +291,14 @@ class Cluster:
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
+
+    def _build_image(self) -> None:
+        """The code every component runs, copied once at start, as if baked into their image: an edit
+        to the checkout while the cluster runs (a half-saved file) cannot break its DAG parses."""
+        ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
+        for package in CODE:
+            if (ROOT / package).is_dir():
+                shutil.copytree(ROOT / package, self.image / package, ignore=ignore, dirs_exist_ok=True)
 
     def _start_postgres(self) -> None:
         import logging
