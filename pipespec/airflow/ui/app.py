@@ -74,7 +74,10 @@ def _checked(run_id: str) -> str:
 def _report_file(run_id: str, name: str, user: Any, session: Any) -> Response:
     from pipespec.airflow.ui.views import report_file, report_of_run
 
-    found = report_of_run(_checked(run_id))
+    try:
+        found = report_of_run(_checked(run_id))
+    except ImportError:  # an API server without pipespec[ml] has no MLflow client
+        raise HTTPException(404, "reports need MLflow on the API server (pipespec[ml])") from None
     # Same answer for "no such run" and "not yours": a run id tells nobody what exists.
     if found is None or not _readable_dag_ids(user, session).intersection(
             f"{found[0]}__{stage}" for stage in ("data", "train", "inference")):
@@ -93,7 +96,13 @@ def _readable_dag_ids(user: Any, session: Any) -> set[str]:
 
 
 def _charts(views: list[Any]) -> dict[str, str]:
+    """{pipeline: chart as a data URI}; none where matplotlib (pipespec[ml]) is not installed."""
+    from importlib.util import find_spec
+
     from pipespec.airflow.ui.chart import champion_history_svg, data_uri
+
+    if find_spec("matplotlib") is None:
+        return {}
 
     return {view.name: data_uri(champion_history_svg(
         view.metric or "metric",
