@@ -94,11 +94,13 @@ def pod_operator_kwargs(task_id: str, params: Mapping[str, Any], *, run: Mapping
     }
 
 
-def collect_result(params: Mapping[str, Any], run: Mapping[str, Any], pushed: Any) -> Any:
-    """What the `train` task returns once the pod succeeded: the runner's result (its xcom), or for a
-    `container` model the version registered from what the code wrote to its output URI."""
+def collect_result(params: Mapping[str, Any], run: Mapping[str, Any], operator_kwargs: Mapping[str, Any],
+                   returned: Any) -> Any:
+    """What the `train` task returns once the pod succeeded (pipespec/airflow/lazy.py calls it): the
+    runner's result (the pod's xcom), or for a `container` model the version registered from what the
+    code wrote to its output URI."""
     if params["model"]["type"] != "container":
-        return pushed
+        return returned
     from pipespec.tasklib.model import container
 
     return container.collect_remote(dict(params), dict(run), f"pod of {params['pipeline']}")

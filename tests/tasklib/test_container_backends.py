@@ -80,4 +80,9 @@ def test_what_the_remote_code_wrote_becomes_the_challenger(xray, clean_env, tmp_
     assert result["version"] == "1" and result["anyscale_job_id"] == "job-1"
     assert result["train_metrics"] == {"accuracy": 0.93}
     assert registry.version_for("xray_own_code", "challenger") == "1"
-    assert kubernetes.collect_result(xray, {**RUN, "run_id": RUN["run_id"]}, None)["version"] == "2"
+    # The pod's task collects the same way (lazy.py calls the builder module's collect_result).
+    pod_kwargs = kubernetes.pod_operator_kwargs("train", xray, run=RUN)
+    assert kubernetes.collect_result(xray, RUN, pod_kwargs, None)["version"] == "2"
+    keras_result = {"version": "7"}
+    assert kubernetes.collect_result({**xray, "model": {"type": "keras_image_classifier"}}, RUN, {}, keras_result) \
+        is keras_result
