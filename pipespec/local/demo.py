@@ -53,7 +53,6 @@ def main() -> None:
         ensure_db()
         with AlertSinks() as sinks, listening(LiveRun(console)) as view:
             os.environ.update(sinks.connections())
-            os.environ["AIRFLOW_CONN_SMTP_DEFAULT"] = plain_smtp(sinks.smtp_port)
             os.environ["AIRFLOW_CONN_FEEDBACK_DB"] = f'{{"conn_type": "sqlite", "host": "{workspace / "slack.db"}"}}'
             rounds = [
                 ("first drop: 240 Zendesk + 160 Slack messages", lambda: drop(workspace, 0, 160, noise=0.0)),
@@ -68,15 +67,6 @@ def main() -> None:
                 new_data()
                 summaries.append(_round(workspace / "pipelines" / SPEC, number, view))
             _summary(console, summaries, sinks, workspace, log_path, time.perf_counter() - started)
-
-
-def plain_smtp(port: int) -> str:
-    """The local SMTP receiver speaks plain SMTP: its connection must say so, since the smtp
-    provider's hook uses SSL unless `disable_ssl` (and STARTTLS unless `disable_tls`)."""
-    import json
-
-    return json.dumps({"conn_type": "smtp", "host": "127.0.0.1", "port": port,
-                       "extra": {"disable_ssl": True, "disable_tls": True, "from_email": "pipespec@localhost"}})
 
 
 def fresh_workspace(workspace: Path = DEMO) -> Path:

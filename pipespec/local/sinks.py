@@ -57,8 +57,10 @@ class AlertSinks:
         return {
             "AIRFLOW_CONN_SLACK_DEFAULT": json.dumps({"conn_type": "slack", "password": "xoxb-local-sink",
                                                       "extra": {"base_url": f"{base}/slack/"}}),
-            "AIRFLOW_CONN_SMTP_DEFAULT": json.dumps({"conn_type": "smtp", "host": "127.0.0.1",
-                                                     "port": self.smtp_port}),
+            # Plain SMTP, which the smtp provider's hook speaks only when the connection says so.
+            "AIRFLOW_CONN_SMTP_DEFAULT": json.dumps({"conn_type": "smtp", "host": "127.0.0.1", "port": self.smtp_port,
+                                                     "extra": {"disable_ssl": True, "disable_tls": True,
+                                                               "from_email": "pipespec@localhost"}}),
             "AIRFLOW_CONN_HTTP_ALERTS": json.dumps({"conn_type": "http", "host": "127.0.0.1",
                                                     "port": self.http_port}),
         }
@@ -115,9 +117,11 @@ class _Smtp:
         class Handler:
             async def handle_DATA(self, server, session, envelope):  # noqa: N802 - aiosmtpd API
                 mail = message_from_bytes(envelope.content)
+                # The smtp provider sends multipart mail: the text is the first text part, decoded.
+                part = next((p for p in mail.walk() if p.get_content_maintype() == "text"), mail)
+                text = part.get_payload(decode=True).decode(part.get_content_charset() or "utf-8", errors="replace")
                 received.append(Received("email", {"to": envelope.rcpt_tos, "subject": mail["Subject"],
-                                                   "text": mail.get_payload(decode=True).decode(errors="replace")
-                                                   if not mail.is_multipart() else str(mail)}))
+                                                   "text": text}))
                 return "250 OK"
 
         self.port = _free_port()  # aiosmtpd's readiness check cannot start on port 0
