@@ -161,39 +161,71 @@ def _rows_to_table(rows: list[dict], origin: str, first_line: int, last_line: in
         raise ValueError(f"{origin}:{first_line}-{last_line}: {without_values(error)}") from None
 
 
-def read_csv(stream: Any, origin: str, bad_rows: BadRows, block_bytes: int = CSV_BLOCK_BYTES) -> Iterator[Any]:
-    """CSV with a header row, streamed block by block; rows with the wrong number of fields are bad rows."""
+def read_csv(stream: Any, origin: str, bad_rows: BadRows, block_bytes: int | None = None) -> Iterator[Any]:
+    """CSV with a header row, block by block; rows with the wrong number of fields are bad rows.
+
+    The stream is cut into blocks of whole lines here (a value never spans lines: pyarrow's
+    `newlines_in_values` is off), and each block parsed with the header and the column types of the
+    first block, which is what pyarrow's streaming reader does, without its reading up to 32 blocks
+    ahead (its memory grew with the file, up to ~130 MB). Line numbers count from the file's start."""
     import pyarrow as pa
     from pyarrow import csv
 
+    size = block_bytes or CSV_BLOCK_BYTES
     pending: list[str] = []  # pyarrow reports a rejected row only as "parse error": keep ours
+    header, types, before = b"", None, 0  # `before`: the file's lines ahead of the current block
 
     def on_invalid(row: Any) -> str:
+        number = row.number + before - (1 if header else 0)
         reason = f"malformed CSV row: expected {row.expected_columns} fields, got {row.actual_columns}"
         if bad_rows.policy == "fail":
-            pending.append(f"{origin}:{row.number}: {reason} (set on_bad_rows: skip to drop such rows)")
+            pending.append(f"{origin}:{number}: {reason} (set on_bad_rows: skip to drop such rows)")
             return "error"
-        bad_rows.reject(origin, row.number, reason)
+        bad_rows.reject(origin, number, reason)
         return "skip"
 
-    try:
-        # use_threads=False: only then does pyarrow know each row's line number.
-        reader = csv.open_csv(stream, read_options=csv.ReadOptions(use_threads=False, block_size=block_bytes),
-                              parse_options=csv.ParseOptions(invalid_row_handler=on_invalid))
-        empty = True
-        for batch in reader:
-            empty = False
-            yield pa.Table.from_batches([batch])
-        if empty:  # a header and no rows: still a schema (all-null columns)
-            yield reader.schema.empty_table()
-    except pa.ArrowInvalid as error:
-        if str(error) == "Empty CSV file":  # not even a header: no rows, no columns
+    for block in _line_blocks(stream, size):
+        text = header + block
+        try:
+            # use_threads=False: only then does pyarrow know each row's line number.
+            table = csv.read_csv(pa.BufferReader(text),
+                                 read_options=csv.ReadOptions(use_threads=False, block_size=len(text) + 1),
+                                 parse_options=csv.ParseOptions(invalid_row_handler=on_invalid),
+                                 convert_options=csv.ConvertOptions(column_types=types))
+        except pa.ArrowInvalid as error:
+            if str(error) == "Empty CSV file":  # not even a header: no rows, no columns
+                return
+            if pending:
+                raise ValueError(pending[0]) from None
+            message = re.sub(r"Row #(\d+)", lambda m: f"Row #{int(m.group(1)) + before - (1 if header else 0)}",
+                             without_values(error))
+            hint = (" (column types are inferred from the first rows; quote the column or clean the value)"
+                    if "conversion error" in str(error) else "")
+            raise ValueError(f"{origin}: {message}{hint}") from None
+        if types is None:  # the first block: a header and no rows still gives a schema (all-null columns)
+            header = block[:block.find(b"\n") + 1].removeprefix(UTF8_BOM) if b"\n" in block else block + b"\n"
+            types = table.schema
+        if table.num_rows or before == 0:
+            yield table
+        before += block.count(b"\n")
+
+
+def _line_blocks(stream: Any, size: int) -> Iterator[bytes]:
+    """The stream in blocks of about `size` bytes, each ending at a line end (the last one: the rest)."""
+    rest = b""
+    while True:
+        data = stream.read(size)
+        if not data:
+            if rest:
+                yield rest
             return
-        if pending:
-            raise ValueError(pending[0]) from None
-        hint = (" (column types are inferred from the first rows; quote the column or clean the value)"
-                if "conversion error" in str(error) else "")
-        raise ValueError(f"{origin}: {without_values(error)}{hint}") from None
+        block = rest + data
+        cut = block.rfind(b"\n")
+        if cut < 0:  # one line longer than a block: keep reading
+            rest = block
+            continue
+        rest = block[cut + 1:]
+        yield block[:cut + 1]
 
 
 def parquet_file(handle: Any, origin: str) -> Any:
@@ -202,7 +234,8 @@ def parquet_file(handle: Any, origin: str) -> Any:
     import pyarrow.parquet as pq
 
     try:
-        return pq.ParquetFile(handle)
+        # pre_buffer (pyarrow's default) would keep every column chunk read until the file is closed.
+        return pq.ParquetFile(handle, pre_buffer=False)
     except pa.ArrowInvalid as error:
         raise ValueError(f"{origin}: not a readable Parquet file ({without_values(error)})") from None
 

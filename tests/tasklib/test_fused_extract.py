@@ -152,3 +152,31 @@ def test_jsonl_blocks_are_cut_at_line_ends(work, monkeypatch):
     items = [{"text": "x" * (i % 13), "n": i} for i in range(300)]
     out = run(write_jsonl(work / "data" / "feed.jsonl", items))
     assert pq.read_table(storage.filesystem(out["uri"])[1]).to_pylist() == items
+
+
+# --- CSV in blocks of whole lines --------------------------------------------------
+
+def test_csv_blocks_keep_types_rows_and_line_numbers(work, monkeypatch):
+    monkeypatch.setattr(readers, "CSV_BLOCK_BYTES", 64)  # many blocks, lines spanning reads
+    lines = ["text,n"] + [f"row {i},{i}" for i in range(200)]
+    lines.insert(150, "broken,1,2")  # line 151 of the file
+    path = work / "data" / "feed.csv"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(lines) + "\n")
+    source = {"name": "feed", "type": "local", "path": "data/feed.csv", "format": "csv"}
+    with pytest.raises(ValueError, match=r"data/feed.csv:151: malformed CSV row: expected 2 fields, got 3"):
+        run(source)
+    out = run({**source, "on_bad_rows": "skip"})
+    table = pq.read_table(storage.filesystem(out["uri"])[1])
+    assert out["bad_rows"] == 1 and table.schema.field("n").type == pa.int64()
+    assert table.column("n").to_pylist() == list(range(200))
+
+
+def test_csv_conversion_error_in_a_later_block_names_the_file_line(work, monkeypatch):
+    monkeypatch.setattr(readers, "CSV_BLOCK_BYTES", 64)
+    path = work / "data" / "feed.csv"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("n\n" + "".join(f"{i}\n" for i in range(100)) + "secret-value\n")  # line 102
+    with pytest.raises(ValueError) as error:
+        run({"name": "feed", "type": "local", "path": "data/feed.csv", "format": "csv"})
+    assert "Row #102" in str(error.value) and "secret-value" not in str(error.value)
