@@ -116,6 +116,7 @@ def test_in_chromium_task_links_the_pipelines_page_and_the_report(ui, tmp_path):
             frame = page.frame_locator("iframe")
             section = frame.locator("#pipeline-user_feedback")
             section.wait_for(timeout=30_000)
+            assert section.locator("dd code").first.inner_text() == "pipelines/user_feedback.yaml"  # not a server path
             assert "passed" in section.locator(".gate").inner_text()
             assert "promoted" in section.locator(".decision").inner_text()
             chart = section.locator("img.chart")

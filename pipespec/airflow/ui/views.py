@@ -66,13 +66,17 @@ def pipeline_views(session: Any, readable_dag_ids: set[str]) -> list[PipelineVie
     from pipespec.compiler.build import build_repo
 
     cache = os.environ.get("PIPESPEC_CACHE_DIR")
-    built = build_repo(pipelines_dir(), Path(cache) if cache else None)
+    root = pipelines_dir()
+    built = build_repo(root, Path(cache) if cache else None)
     views = []
     for pipeline in sorted(built.pipelines, key=lambda p: p.name):
         dag_ids = [dag.dag_id for dag in pipeline.dags]
         if not readable_dag_ids.intersection(dag_ids):
             continue
-        view = PipelineView(pipeline.name, pipeline.spec_file, _spec_text(Path(pipeline.spec_file)), dag_ids)
+        spec = Path(pipeline.spec_file)
+        # Named as in the repository, not by where the server keeps it.
+        shown = spec.relative_to(root.parent) if spec.is_relative_to(root.parent) else Path(spec.name)
+        view = PipelineView(pipeline.name, str(shown), _spec_text(spec), dag_ids)
         _fill_from_runs(view, session)
         view.champion = _champion(pipeline.name) if view.history else None
         views.append(view)
