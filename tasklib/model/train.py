@@ -105,7 +105,7 @@ def fit_and_register(job: dict[str, Any]) -> dict[str, Any]:
 
 def _fit_and_log(job: dict[str, Any], params: dict[str, Any], table: Any, tags: dict[str, str]) -> dict[str, str]:
     """Train, score the training rows, and register the model directory as a new version."""
-    from pipespec.tasklib.model import model_types, registry
+    from pipespec.tasklib.model import model_types, registry, tracking
     from pipespec.tasklib.model.evaluate import score_prediction
 
     model = job["model"]
@@ -113,16 +113,22 @@ def _fit_and_log(job: dict[str, Any], params: dict[str, Any], table: Any, tags: 
     network, classes, meta = implementation.fit(model, params, table)
     meta.update(dataset=job["dataset"], dataset_sha256=tags["pipespec.dataset_sha256"], rows_train=table.num_rows)
     loaded = model_types.Loaded(network, meta, classes)
-    scores = score_prediction(loaded, implementation.predict(loaded, table), table.column(model["label"]).to_pylist())
+    prediction = implementation.predict(loaded, table)
+    scores = score_prediction(loaded, prediction, table.column(model["label"]).to_pylist())
     train_metrics = {f"train_{name}": value for name, value in scores.items() if value is not None}
     with tempfile.TemporaryDirectory(prefix="pipespec-model-") as directory:
         implementation.save(network, classes, meta, Path(directory))
+        tracking.describe_model(Path(directory), table, meta, prediction.values)  # MLmodel: signature, example
         registered = registry.register(
             job["pipeline"], Path(directory), tags=tags,
             run_name=f"{job.get('dag_id') or job['pipeline']} {job['run_id']}",
             params={**params, "features": model["features"], "label": model["label"], "model_type": model["type"],
                     "rows_train": table.num_rows},
             metrics={**train_metrics, **({"train_loss": meta["final_loss"]} if "final_loss" in meta else {})})
+    tracking.log_dataset(registered["run_id"], table, source=job["dataset"], context="training",
+                         name=f"{job['pipeline']} training data", label=model["label"],
+                         sha256=tags["pipespec.dataset_sha256"] or None)
+    tracking.log_history(registered["run_id"], meta.get("history") or {})
     log.info("registered %s version %s (%s)", job["pipeline"], registered["version"],
              ", ".join(f"{k}={v:.4f}" for k, v in train_metrics.items()))
     return registered

@@ -16,7 +16,7 @@ EXPECTED_DAGS = {
     "churn__data", "churn__train", "churn__inference", "feedback_llm_finetune__train",
     "genai_content__data", "genai_content__train", "user_feedback__data", "user_feedback__train",
     "user_feedback__inference", "weekly_retrain__data", "weekly_retrain__train",
-    "xray_classifier__data", "xray_classifier__train",
+    "xray_classifier__data", "xray_classifier__train", "xray_own_code__train",
 }
 
 
