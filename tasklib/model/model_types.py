@@ -14,6 +14,10 @@ with these methods, the ones pipespec's own Keras types have (tasklib/model/kera
 `meta` carries at least `model_type`, `task`, `features`, `label` (and `positive_label` for
 classifiers): evaluation and the report read them. Saving through MLflow's flavours
 (`mlflow.sklearn.save_model` into the directory) keeps the model loadable by MLflow tools too.
+
+Evaluation (pipespec.tasklib.model.evaluate) loads and predicts every saved model through `load` and
+`predict` here: the Keras built-ins, a plugin's types, and `container` models, whose code trains
+outside this contract but leaves an MLflow model that `CONTAINER` loads and predicts with.
 """
 
 from __future__ import annotations
@@ -46,10 +50,35 @@ class _LazyKeras:
 KERAS = _LazyKeras()
 
 
+class _ContainerModel:
+    """load/predict for a `container` model: the MLflow model the team's code wrote (container contract
+    v1), with the `pipespec.json` its registration added. Training is the team's command, not `fit`."""
+
+    def load(self, directory: Path) -> Loaded:
+        import mlflow.pyfunc
+
+        meta = json.loads((directory / META_FILE).read_text())
+        # An MLflow model does not record its class labels: evaluation takes the labels it sees.
+        return Loaded(mlflow.pyfunc.load_model(str(directory)), meta, [])
+
+    def predict(self, loaded: Loaded, table: Any) -> Prediction:
+        predicted = loaded.model.predict(table.select(loaded.meta["features"]).to_pandas())
+        values = list(getattr(predicted, "tolist", lambda: predicted)())
+        # A one-column frame or 2-d array predicts one-element rows.
+        return Prediction([v[0] if isinstance(v, list) and len(v) == 1 else v for v in values], None)
+
+
+CONTAINER = _ContainerModel()
+
+
 def implementation(model_type: str) -> Any:
     """The implementation object of an installed model type; ValueError naming what to install."""
     from pipespec.tasklib.steps import plugin_implementation
 
+    if model_type == "container":
+        # The built-in plugin registry names `pipespec.tasklib.model.container:CONTAINER`, which does
+        # not exist yet; this is that object until the registration points here.
+        return CONTAINER
     return plugin_implementation("model", model_type)
 
 

@@ -34,7 +34,6 @@ ERROR_MARKER = "PIPESPEC_ERROR "
 COMMANDS = {
     "train": "pipespec.tasklib.model.train:fit_and_register",
     "evaluate": "pipespec.tasklib.model.evaluate:score_versions",
-    "evaluate_contract": "pipespec.tasklib.model.evaluate_contract:score_versions",
 }
 TAIL_LINES = 20
 
