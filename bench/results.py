@@ -86,15 +86,18 @@ def _chart(rows: list[dict[str, Any]], path: Path, title: str) -> None:
 
     labels = [f"{r['bench']}: {r['target']}" for r in rows]
     values = [headroom(r) for r in rows]
-    figure, axes = plt.subplots(figsize=(11, 0.45 * len(rows) + 1.6))
+    from matplotlib.ticker import NullFormatter
+
+    figure, axes = plt.subplots(figsize=(14, 0.45 * len(rows) + 1.8))
     axes.barh(range(len(rows)), values, color=["#3a923a" if r["ok"] else "#c0392b" for r in rows])
     axes.axvline(1.0, color="black", linewidth=1, linestyle="--")
     axes.set_yticks(range(len(rows)), labels, fontsize=8)
     axes.invert_yaxis()
     axes.set_xscale("log")
     axes.set_xlim(min(0.1, min(values) / 1.5), max(2.0, max(values) * 1.5))  # bars start at the same place
-    axes.set_xlabel("headroom against the target (value/goal; goal/value where lower is better); >= 1 meets it")
-    axes.set_title(title, fontsize=9)
+    axes.xaxis.set_minor_formatter(NullFormatter())
+    axes.set_xlabel("headroom: value/goal (goal/value where lower is better); 1 or more meets the target", fontsize=8)
+    axes.set_title(title.split(", code")[0], fontsize=9)
     for index, value in enumerate(values):
         axes.annotate(f"{value:.2f}", (value, index), xytext=(3, 0), textcoords="offset points", va="center",
                       fontsize=7)
