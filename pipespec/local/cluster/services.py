@@ -14,6 +14,11 @@ area is `s3://` (`PIPESPEC_WORK_URI`), task logs go to S3 (Airflow's remote logg
 that fell back to a local folder would write under its own worker's home, where the next step,
 on the other worker, would not find it.
 
+The triggerer runs, so deferrable waits (remote training, shadow and canary windows) have
+somewhere to wait. A Ray head node fits as one more service started like MLflow's (its own
+process group, `ray start --head --block` bound to 127.0.0.1), with `RAY_ADDRESS` added to
+`airflow_env()`.
+
 Every service runs in a process group of its own, so one can be stopped (or, in the fault tests,
 killed like a lost machine) without touching the others; `Cluster.stop()` stops them all, in
 reverse order, also when starting failed half way.
