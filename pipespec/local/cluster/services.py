@@ -84,13 +84,23 @@ class Service:
     home: Path | None = None  # an Airflow component's AIRFLOW_HOME (stop_airflow also finds its task processes)
 
 
-def spawn(name: str, command: list[str], env: dict[str, str], log: Path, cwd: Path | None = None) -> Service:
-    """Start `command` in a new process group, output appended to `log`."""
+def spawn(name: str, command: list[str], env: dict[str, str], log: Path, cwd: Path | None = None,
+          airflow_home: Path | None = None) -> Service:
+    """Start `command` in a new process group, output appended to `log`. `airflow_home`: an Airflow
+    component's own home, by which `stop_airflow` also finds its task processes; never set it for
+    anything else (stop_airflow stops every process that has that AIRFLOW_HOME)."""
     log.parent.mkdir(parents=True, exist_ok=True)
     with open(log, "ab") as out:
         process = subprocess.Popen(command, env=env, cwd=cwd, stdout=out, stderr=subprocess.STDOUT,
                                    process_group=0, umask=PRIVATE)
-    return Service(name, process, log, Path(env["AIRFLOW_HOME"]) if "AIRFLOW_HOME" in env else None)
+    return Service(name, process, log, airflow_home)
+
+
+def _plain_env(drop: tuple[str, ...] = ()) -> dict[str, str]:
+    """This process's environment without Airflow's and pipespec's settings (and `drop`), for the
+    services that are not Airflow: nothing stopping an Airflow by its AIRFLOW_HOME may match them."""
+    return {key: value for key, value in os.environ.items()
+            if not key.startswith(("AIRFLOW", "PIPESPEC_", *drop))}
 
 
 def kill_tree(service: Service) -> None:
@@ -312,7 +322,13 @@ class Cluster:
         import psycopg
 
         logging.getLogger("pgserver").setLevel(logging.WARNING)
-        self._postgres = pgserver.get_server(self.workspace / "postgres", cleanup_mode="stop")
+        # PostgreSQL inherits this process's environment: without AIRFLOW_HOME, so that stopping an
+        # Airflow by its home (pipespec/local/processes.py) never takes the database with it.
+        saved = {key: os.environ.pop(key) for key in list(os.environ) if key.startswith("AIRFLOW")}
+        try:
+            self._postgres = pgserver.get_server(self.workspace / "postgres", cleanup_mode="stop")
+        finally:
+            os.environ.update(saved)
         from urllib.parse import parse_qs, urlparse
 
         self.socket_dir = parse_qs(urlparse(self._postgres.get_uri()).query)["host"][0]
@@ -329,7 +345,7 @@ class Cluster:
         folder.mkdir(exist_ok=True)
         service = spawn("redis", [redis_server, "--bind", LOOPBACK, "--port", str(self.ports["redis"]),
                                   "--save", "", "--appendonly", "no", "--dir", str(folder)],
-                        dict(os.environ), self.logs / "redis.log")
+                        _plain_env(), self.logs / "redis.log")
         self.services["redis"] = service
 
         def ping() -> bool:
@@ -340,7 +356,7 @@ class Cluster:
         wait_until(ping, "Redis", 30, 0.3, alive=lambda: service.process.poll() is None)
 
     def _start_s3(self) -> None:
-        env = {**os.environ, **AWS_KEYS}
+        env = {**_plain_env(), **AWS_KEYS}
         service = spawn("s3", [sys.executable, "-m", "moto.server", "-H", LOOPBACK, "-p", str(self.ports["s3"])],
                         env, self.logs / "s3.log")
         self.services["s3"] = service
@@ -366,7 +382,7 @@ class Cluster:
         """The MLflow tracking server: backend store in PostgreSQL, artifacts proxied to S3."""
         folder = self.workspace / "mlflow"
         folder.mkdir(exist_ok=True)
-        env = {key: value for key, value in os.environ.items() if not key.startswith(("MLFLOW_", "AWS_"))}
+        env = _plain_env(("MLFLOW_", "AWS_"))
         # No job runner: it starts ~40 consumer processes for GenAI jobs the registry does not need.
         env.update(AWS_KEYS, MLFLOW_S3_ENDPOINT_URL=self.s3_url, HOME=str(folder),
                    MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false")
@@ -395,7 +411,7 @@ class Cluster:
         for component in CONTROL_PLANE:
             name = component[0]
             self.services[name] = spawn(name, [*AIRFLOW, *component], env,
-                                        self.logs / f"{name}.log", cwd=home)
+                                        self.logs / f"{name}.log", cwd=home, airflow_home=home)
         api = self.services["api-server"]
         wait_until(lambda: _http_ok(f"{self.api_url}/api/v2/monitor/health"), "the Airflow API server", 240, 2,
                    alive=lambda: api.process.poll() is None)
@@ -411,7 +427,7 @@ class Cluster:
         self.services[name] = spawn(
             name, [*AIRFLOW, "celery", "worker", "--concurrency", str(self.worker_concurrency),
                    "--celery-hostname", f"{name}@%h", "--skip-serve-logs", "--without-mingle", "--without-gossip"],
-            env, self.logs / f"{name}.log", cwd=home / "work")
+            env, self.logs / f"{name}.log", cwd=home / "work", airflow_home=home)
 
     def kill_worker(self, name: str) -> None:
         """SIGKILL a worker and every process under it, like a machine that disappears."""
