@@ -24,16 +24,16 @@ class ModelType:
 
 MODEL_TYPES: dict[str, ModelType] = {
     "keras_text_classifier": ModelType(
-        "classification", frozenset({"local", "kubernetes", "anyscale"}),
+        "classification", frozenset({"local", "kubernetes", "anyscale", "ray"}),
         "Keras text classifier (TextVectorization + embedding) for intents and feedback."),
     "keras_image_classifier": ModelType(
-        "classification", frozenset({"local", "kubernetes", "anyscale"}),
+        "classification", frozenset({"local", "kubernetes", "anyscale", "ray"}),
         "Small Keras CNN image classifier."),
     "keras_tabular_classifier": ModelType(
-        "classification", frozenset({"local", "kubernetes", "anyscale"}),
+        "classification", frozenset({"local", "kubernetes", "anyscale", "ray"}),
         "Keras dense network over numeric columns, predicting a class."),
     "keras_tabular_regressor": ModelType(
-        "regression", frozenset({"local", "kubernetes", "anyscale"}),
+        "regression", frozenset({"local", "kubernetes", "anyscale", "ray"}),
         "Keras dense network over numeric columns, predicting a number."),
     "llm_finetune": ModelType(
         "structured_generation", frozenset({"anyscale"}),

@@ -22,7 +22,7 @@ _IMPLEMENTATION["llm_finetune"] = "pipespec.tasklib.compute.anyscale:job_operato
 PLUGINS: list[Plugin] = [
     *(Plugin("model", name, _PARAMS[name], _IMPLEMENTATION[name], kind.description, kind.task, kind.backends)
       for name, kind in MODEL_TYPES.items()),
-    Plugin("model", "container", p.ContainerParams, "pipespec.tasklib.model.container:CONTAINER",
+    Plugin("model", "container", p.ContainerParams, "pipespec.tasklib.model.model_types:CONTAINER",
            "Your own training code in your own image, under the container contract (v1).", "classification",
            frozenset({"local", "kubernetes", "anyscale"})),
 ]

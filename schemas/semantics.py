@@ -221,6 +221,11 @@ def schedules_have_one_meaning(spec: PipelineSpec) -> Iterator[Finding]:
         if not isinstance(schedule, Trigger):
             continue
         at = (section, "schedule")
+        if schedule.every is not None:
+            if schedule.cron is not None or schedule.assets is not None or schedule.or_cron is not None:
+                yield (at + ("every",), "`every` stands alone: it is a timedelta schedule",
+                       "remove `every`, or the cron and Assets beside it")
+            continue
         if schedule.cron is None and schedule.assets is None:
             if schedule.or_cron is None:
                 yield (at, "a schedule needs `cron` or `assets`",
@@ -266,3 +271,29 @@ def backoff_settings_agree(spec: PipelineSpec) -> Iterator[Finding]:
     if spec.retries.max_delay and spec.retries.backoff != "exponential":
         yield ("retries", "max_delay"), "`max_delay` only applies to exponential backoff", \
             "set `backoff: exponential` or remove `max_delay`"
+
+
+@check
+def lifecycle_settings_fit(spec: PipelineSpec) -> Iterator[Finding]:
+    """Decision rules name metrics of the model; drift-only retraining measures drift; a live evaluation
+    has an endpoint to reach."""
+    data, evaluate = spec.data, spec.evaluate
+    if data and data.threshold.retrain_on == "drift" and data.drift is None:
+        yield (("data", "threshold", "retrain_on"), "`retrain_on: drift` needs `data.drift` to measure drift",
+               "add `drift: {method: psi, threshold: 0.2, columns: [...]}`, or remove `retrain_on`")
+    if not evaluate:
+        return
+    allowed = None
+    if spec.train and plugins.lookup("model", spec.train.model.type):  # unchecked in declared mode
+        allowed = metrics_for(spec.train.model.type, spec.train.model.params)
+    for index, rule in enumerate(evaluate.decision.rules if evaluate.decision else []):
+        at = ("evaluate", "decision", "rules", index, "metric")
+        if rule.metric not in METRICS:
+            yield at, f"unknown metric `{rule.metric}`", did_you_mean(rule.metric, sorted(METRICS))
+        elif allowed is not None and rule.metric not in allowed:
+            yield at, f"`{rule.metric}` does not apply to `{spec.train.model.type}`", f"use one of {', '.join(allowed)}"
+    target = spec.rollout.target.type if spec.rollout else None
+    if evaluate.live and not evaluate.live.conn_id and target != "anyscale_service":
+        yield (("evaluate", "live"), "a live evaluation needs an endpoint: `conn_id`, or an anyscale_service "
+                                     "rollout target whose temporary evaluation service it deploys",
+               "set `evaluate.live.conn_id` to an OpenAI-compatible server's connection")

@@ -85,13 +85,12 @@ def _email(channel: dict, body: dict) -> None:
     from airflow.providers.smtp.hooks.smtp import SmtpHook
 
     details = json.dumps(body["details"], indent=2, default=str)
-    # Plain ASCII with character references: readable as 7-bit in any mail client and in the
-    # raw message, where utf-8 would be base64-encoded.
-    text = html.escape(f"{body['text']}\n\n{details}", quote=False)
-    page = f"<pre>{text}</pre>".encode("ascii", "xmlcharrefreplace").decode()
+    page = f"<pre>{html.escape(body['text'] + chr(10) * 2 + details, quote=False)}</pre>"
+    # utf-8 goes out base64-encoded, in lines of 76: SMTP refuses lines over 998 bytes, and a
+    # report's summary or a JSON value can be longer than that.
     with SmtpHook(smtp_conn_id=channel.get("conn_id", "smtp_default")) as hook:
         hook.send_email_smtp(to=channel["to"], subject=body["text"].splitlines()[0], html_content=page,
-                             from_email=hook.from_email or DEFAULT_SENDER, mime_charset="us-ascii")
+                             from_email=hook.from_email or DEFAULT_SENDER, mime_charset="utf-8")
 
 
 def _slack(channel: dict, body: dict) -> None:

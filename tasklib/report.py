@@ -42,11 +42,15 @@ class Evidence:
     run_id: str | None = None  # the challenger version's MLflow run
 
 
-def write(ctx: RunContext, *, pipeline: str, metric: str, scores: dict) -> dict:
+def write(ctx: RunContext, *, pipeline: str, metric: str, scores: dict, rules: list[dict] | None = None,
+          combine: str = "all") -> dict:
     """Write the training report (champion vs challenger, classes, curves, data) as Markdown and HTML.
 
     Returns {"report_uri": the HTML page, "markdown_uri", "report_artifact": the page in MLflow,
-    "markdown": a summary for alerts, "mlflow_run_id", "outcome"}."""
+    "markdown": a summary for alerts, "mlflow_run_id", "outcome"}. With `rules` (evaluate.decision), each
+    rule's verdict is listed under the decision."""
+    if rules:
+        scores = {**scores, "decision_rules": {"rules": rules, "combine": combine}}
     rows = metric_rows(scores, metric)
     outcome = rollout_outcome(pipeline, scores)
     evidence = gather(pipeline, scores)
@@ -127,6 +131,12 @@ def summary(metric: str, scores: dict, outcome: dict) -> str:
         text += f" vs champion {_fmt(champion)} ({_signed(_improvement(scores))} improvement)"
     else:
         text += " (no champion before)"
+    both, decision = scores.get("scores") or {}, scores.get("decision_rules")
+    if decision and both.get("challenger"):
+        from pipespec.tasklib.rollout.decide import judge_rule
+
+        text += "; " + "; ".join(judge_rule(rule, both["challenger"], both.get("champion"))["reason"]
+                                 for rule in decision["rules"])
     return f"{text}; {outcome['outcome']}"
 
 
@@ -326,6 +336,17 @@ def _decision_items(metric: str, scores: dict, outcome: dict) -> list[str]:
              f"Improvement over the champion: {_signed(_improvement(scores))}"]
     if scores.get("min_improvement") is not None and scores.get("champion") is not None:
         items.append(f"Required improvement: {scores['min_improvement']}")
+    both = scores.get("scores") or {}
+    baseline = both.get("baseline")
+    if baseline and baseline.get(metric) is not None:
+        items.append(f"Base model (baseline) `{metric}`: {_fmt(baseline[metric])}")
+    decision = scores.get("decision_rules")
+    if decision and both.get("challenger"):
+        from pipespec.tasklib.rollout.decide import judge_rule
+
+        items.append(f"Rules ({decision['combine']} of {len(decision['rules'])} must improve; every floor holds):")
+        items += [f"  {judge_rule(rule, both['challenger'], both.get('champion'))['reason']}"
+                  for rule in decision["rules"]]
     return [*items, f"Outcome: {outcome['text']}"]
 
 

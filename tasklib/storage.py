@@ -331,7 +331,9 @@ def open_parquet(ref: Ref | dict, conn_id: str | None = None) -> Any:
 
     uri = ref.uri if isinstance(ref, Ref) else ref["uri"]
     filesystem_, path = filesystem(uri, conn_id)
-    return pq.ParquetFile(path, filesystem=filesystem_)
+    # Without pre_buffer: Arrow would keep every column chunk read until close, so join and measure
+    # would grow with the data (bench/data_throughput.py measures memory from 1M to 10M rows).
+    return pq.ParquetFile(path, filesystem=filesystem_, pre_buffer=False)
 
 
 def read_table(ref: Ref | dict, conn_id: str | None = None) -> Any:

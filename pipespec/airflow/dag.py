@@ -11,7 +11,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from airflow.sdk import (DAG, Asset, AssetAll, AssetAny, AssetOrTimeSchedule, CronDataIntervalTimetable,
-                         CronTriggerTimetable, XComArg)
+                         CronTriggerTimetable, DeltaDataIntervalTimetable, XComArg)
 
 from pipespec.compiler import ir
 
@@ -42,7 +42,8 @@ def render_dag(spec: ir.Dag) -> DAG:
         schedule=_schedule(spec.schedule),
         start_date=START_DATE,
         catchup=False,
-        max_active_runs=1,
+        max_active_runs=spec.max_active_runs,
+        max_consecutive_failed_dag_runs=spec.max_consecutive_failed_dag_runs or 0,  # 0: Airflow's "never pause"
         description=spec.description,
         doc_md=_doc_text(spec.doc_md),
         tags=set(spec.tags),
@@ -61,6 +62,11 @@ def render_dag(spec: ir.Dag) -> DAG:
             explicit = [_operator(built[u]) for u in task_ir.upstream if u not in _implied_upstream(task_ir)]
             if explicit:
                 _operator(built[task_ir.task_id]).set_upstream(explicit)
+        for task_ir in spec.tasks:  # Airflow's setup/teardown: the teardown runs whatever happened after its setup
+            if task_ir.teardown_of:
+                _operator(built[task_ir.task_id]).as_teardown(setups=_operator(built[task_ir.teardown_of]))
+            elif task_ir.setup:
+                _operator(built[task_ir.task_id]).as_setup()
     return dag
 
 
@@ -81,6 +87,9 @@ def _implied_upstream(task_ir: ir.Task) -> set[str]:
 def _schedule(schedule: ir.Schedule) -> Any:
     if schedule.kind == "none":
         return None
+    if schedule.kind == "every":
+        # Like the cron form: a run covers the interval since the previous one.
+        return DeltaDataIntervalTimetable(timedelta(seconds=schedule.every_s or 0))
     if schedule.kind == "cron":
         # A run covers the period since the previous tick, so a query templated on
         # `{{ data_interval_start }}`..`{{ data_interval_end }}` reads that period. A plain
@@ -167,6 +176,22 @@ def _lazy(task_ir: ir.Task, built: dict[str, Any]) -> Any:
                         step_params=task_ir.params, **_common(task_ir))
 
 
+def _ray(task_ir: ir.Task, built: dict[str, Any]) -> Any:
+    from pipespec.airflow.ray_job import RayJobOperator
+
+    return RayJobOperator(step_params=task_ir.params, **_common(task_ir))
+
+
+def _s3_sensor(task_ir: ir.Task, built: dict[str, Any]) -> Any:
+    """Seed 001's wait for a new archive: deferred (no worker slot), failing at the spec's timeout."""
+    from pipespec.airflow.sensors import DataArrivalSensor
+
+    params = task_ir.params
+    return DataArrivalSensor(bucket_key=params["uri"], wildcard_match="*" in params["uri"], aws_conn_id=params["conn_id"],
+                       deferrable=True, timeout=_seconds(params["timeout"]), poke_interval=_seconds(params["poke_interval"]),
+                       soft_fail=False, **_common(task_ir))
+
+
 def _seconds(duration: str) -> int:
     from pipespec.schemas.models.common import parse_duration
 
@@ -184,5 +209,5 @@ def _operator(built: Any) -> Any:
 
 _BUILDERS: dict[str, Callable[[ir.Task, dict[str, Any]], Any]] = {
     "python": _python, "branch": _branch, "approval": _approval,
-    "kubernetes_pod": _lazy, "anyscale_job": _lazy,
+    "kubernetes_pod": _lazy, "anyscale_job": _lazy, "ray_job": _ray, "s3_sensor": _s3_sensor,
 }

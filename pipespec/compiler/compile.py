@@ -70,6 +70,8 @@ def _schedule(trigger: Trigger | None) -> Schedule:
     """One meaning per form; semantics.schedules_have_one_meaning has refused every other combination."""
     if trigger is None:
         return Schedule("none")
+    if trigger.every is not None:
+        return Schedule("every", every_s=parse_duration(trigger.every))
     if trigger.cron is not None and trigger.assets is None and trigger.or_cron is None:
         return Schedule("cron", cron=trigger.cron)
     if trigger.assets is not None and trigger.cron is None:
@@ -123,7 +125,8 @@ def _dag(spec: PipelineSpec, suffix: str, schedule: Schedule, spec_file: str, ta
         doc_md=dag_doc(spec, suffix, spec_file), owner=spec.owner,
         tags=tuple(dict.fromkeys(("pipespec", *spec.tags, suffix))),
         retry=_retry(spec), alerts=tuple(a for a in _alerts(spec) if set(a.events) & set(CALLBACK_EVENTS)),
-        tasks=tuple(tasks),
+        tasks=tuple(tasks), max_active_runs=spec.dag.max_active_runs or 1,
+        max_consecutive_failed_dag_runs=spec.dag.max_consecutive_failed_dag_runs,
     )
 
 
@@ -138,25 +141,31 @@ def _data_dag(spec: PipelineSpec, spec_file: str, spec_dir: str, content_hash: s
     sources = tuple(s.model_dump() for s in data.sources)
     timeouts = [parse_duration(s.timeout) for s in data.sources if s.timeout]
     # Mapped instances share one execution timeout: the longest any source asks for.
-    tasks = [Task("extract", "data.extract", {"pipeline": pipeline, "spec_dir": spec_dir, "publishes": publishes},
-                  mapping=Mapping("source", items=sources, label="name"),
-                  retry=retry, timeout_s=max(timeouts) if timeouts else None,
-                  doc="Read each source into Parquet; one mapped instance per source.")]
-    previous = "extract"
-    for index, transform in enumerate(data.transforms, start=1):
-        name = next(iter(type(transform).model_fields))  # each transform model has exactly one key
-        task_id = f"transform_{index}_{name}"
-        tasks.append(Task(task_id, "data.transform", {"pipeline": pipeline, "transform": transform.model_dump(mode="json")},
-                          upstream=(previous,), mapping=Mapping("ref", over=previous, label="source"),
-                          retry=retry, doc=f"`{name}` on every source; one mapped instance per source."))
-        previous = task_id
-    tasks.append(Task("join", "data.join", {"pipeline": pipeline, "join": data.join.model_dump()}, {"refs": previous},
-                      (previous,), retry=retry, doc=f"{data.join.type} of all sources."))
+    waits = []
+    if data.wait_for is not None:
+        waits = [Task("wait_for_data", "data.wait_for", data.wait_for.model_dump(), kind="s3_sensor",
+                      retry=Retry(0, 0, False, None),
+                      doc=f"Wait in the triggerer for `{data.wait_for.uri}` (at most {data.wait_for.timeout}).")]
+    # A source's transforms run inside its extract task: a task (and a process start-up, and a
+    # Parquet round trip) per transform would add no parallelism, only overhead.
+    transforms = [t.model_dump(mode="json") for t in data.transforms]
+    tasks = [*waits, Task("extract", "data.extract", {"pipeline": pipeline, "spec_dir": spec_dir,
+                                                      "publishes": publishes, "transforms": transforms},
+                          upstream=tuple(t.task_id for t in waits), mapping=Mapping("source", items=sources, label="name"),
+                          retry=retry, timeout_s=max(timeouts) if timeouts else None,
+                          doc="Read each source into Parquet and apply the spec's transforms; one mapped instance "
+                              "per source.")]
+    tasks.append(Task("join", "data.join", {"pipeline": pipeline, "join": data.join.model_dump()}, {"refs": "extract"},
+                      ("extract",), retry=retry, doc=f"{data.join.type} of all sources."))
     tasks.append(Task("measure", "data.measure", {
         "pipeline": pipeline, "publishes": publishes, "threshold": data.threshold.model_dump(),
         "quality": data.quality.model_dump() if data.quality else None,
         "drift": data.drift.model_dump() if data.drift else None,
     }, {"dataset": "join"}, ("join",), retry=retry, doc="Count records, new records, quality and drift."))
+    if data.record_counts is not None:
+        tasks.append(Task("record_counts", "data.record_counts", {"pipeline": pipeline, **data.record_counts.model_dump()},
+                          {"measurement": "measure"}, ("measure",), retry=retry,
+                          doc=f"Write per-source record counts to `{data.record_counts.table}`."))
     blocked = _notify(spec, "gate_blocked", ("gate",), {"details": "measure"})
     branches = {"pass": "publish", **({"blocked": blocked[0].task_id} if blocked else {})}
     tasks.append(Task("gate", "data.gate", {}, {"measurement": "measure"}, ("measure",), kind="branch",
@@ -172,7 +181,7 @@ def _data_dag(spec: PipelineSpec, spec_file: str, spec_dir: str, content_hash: s
 
 # --- train ----------------------------------------------------------------
 
-_KIND_BY_BACKEND = {"local": "python", "kubernetes": "kubernetes_pod", "anyscale": "anyscale_job"}
+_KIND_BY_BACKEND = {"local": "python", "kubernetes": "kubernetes_pod", "anyscale": "anyscale_job", "ray": "ray_job"}
 
 
 def _train_dag(spec: PipelineSpec, spec_file: str, content_hash: str) -> Dag:
@@ -187,8 +196,11 @@ def _train_dag(spec: PipelineSpec, spec_file: str, content_hash: str) -> Dag:
         # Training must hold out exactly the rows evaluation scores on.
         "holdout": evaluate.holdout if evaluate else None,
         "holdout_fraction": evaluate.holdout_fraction if evaluate else 0.2,
-    }, kind=_KIND_BY_BACKEND[train.compute.backend], retry=_retry(spec, "train"),  # type: ignore[arg-type]
+    }, upstream=("cost_gate",) if train.cost_gate else (),
+        kind=_KIND_BY_BACKEND[train.compute.backend], retry=_retry(spec, "train"),  # type: ignore[arg-type]
         doc=f"Train a `{train.model.type}` challenger on {train.compute.backend} compute.")]
+    if train.cost_gate is not None:
+        tasks = _cost_gate(spec, train.cost_gate) + tasks
     if evaluate is None:
         # Train-only pipelines register the model and make it champion directly.
         tasks.append(Task("promote", "rollout.promote", {**base, "target": {"type": "registry_alias", "alias": "champion"}},
@@ -201,18 +213,55 @@ def _train_dag(spec: PipelineSpec, spec_file: str, content_hash: str) -> Dag:
                 f"Train, evaluate and roll out {spec.pipeline} (champion/challenger).")
 
 
+def _cost_gate(spec: PipelineSpec, gate: Any) -> list[Task]:
+    """Estimate the fine-tune's cost first; over budget, alert (gate_blocked) instead of training."""
+    assert spec.train is not None
+    model = spec.train.model
+    blocked = _notify(spec, "gate_blocked", ("cost_gate",), {"details": "cost_gate"})
+    return [Task("cost_gate", "model.cost_gate", {
+        "dataset": train_dataset(spec), "columns": [*model.features, model.label],
+        "epochs": int((model.params or {}).get("epochs", 1)), **gate.model_dump(),
+    }, kind="branch", branches={"pass": "train", **({"blocked": blocked[0].task_id} if blocked else {})},
+        retry=_retry(spec, "train"), doc=f"Estimated tokens × price must stay under ${gate.budget_usd:,.2f}."),
+        *blocked]
+
+
+def _evaluation_tasks(spec: PipelineSpec, base: dict, params: dict, target: dict) -> list[Task]:
+    """`evaluate` on a worker, or live: through a temporary evaluation service (setup/teardown) or a server."""
+    evaluate = spec.evaluate
+    assert evaluate is not None and spec.train is not None
+    doc = f"Score challenger and champion on the same holdout ({evaluate.metric})."
+    if evaluate.live is None:
+        return [Task("evaluate", "model.evaluate", params, {"trained": "train"}, ("train",),
+                     retry=_retry(spec, "evaluate"), doc=doc)]
+    live = {**evaluate.live.model_dump(exclude={"timeout"}), "timeout_s": parse_duration(evaluate.live.timeout)}
+    scored = Task("evaluate", "model.evaluate_live", {**params, "live": live, "target": target}, {"trained": "train"},
+                  ("train",), retry=_retry(spec, "evaluate"),
+                  doc=doc[:-1] + ", over the live endpoint" + (", after the base model" if live["baseline"] else "")
+                  + ".")
+    if evaluate.live.conn_id:
+        return [scored]
+    return [Task("eval_service", "rollout.deploy_eval_service", {**base, "target": target}, {"trained": "train"},
+                 ("train",), retry=_retry(spec, "rollout"), setup=True,
+                 doc="Deploy a temporary evaluation service serving the base model and the adapters."),
+            Task(**{**scored.__dict__, "upstream": ("train", "eval_service")}),
+            Task("eval_teardown", "rollout.terminate_eval_service", {"target": target}, {}, ("evaluate",),
+                 trigger_rule="all_done", retry=_retry(spec, "rollout"), teardown_of="eval_service",
+                 doc="Terminate the temporary evaluation service, whatever happened.")]
+
+
 def _evaluate_and_rollout(spec: PipelineSpec, base: dict, model_uri: str) -> list[Task]:
     evaluate, rollout = spec.evaluate, spec.rollout
     assert evaluate is not None and spec.train is not None
     direction = evaluate.direction or METRICS[evaluate.metric].direction
-    tasks = [Task("evaluate", _evaluate_step(spec.train.model.type), {
+    target = (rollout.target.model_dump() if rollout else {"type": "registry_alias", "alias": "champion"})
+    tasks = _evaluation_tasks(spec, base, {
         **base, "metric": evaluate.metric, "direction": direction, "holdout": evaluate.holdout,
         "holdout_fraction": evaluate.holdout_fraction, "dataset": train_dataset(spec),
         "model": spec.train.model.model_dump(),
         # The champion is what serving loads; promotion re-decides with the same rule if it moved.
         "alias": _serving_alias(spec), "min_improvement": rollout.min_improvement if rollout else 0.0,
-    }, {"trained": "train"}, ("train",), retry=_retry(spec, "evaluate"),
-        doc=f"Score challenger and champion on the same holdout ({evaluate.metric}).")]
+    }, target)
     scored = "evaluate"
     if evaluate.gates:
         tasks.append(Task("gates", "model.gates", {"gates": [g.model_dump() for g in evaluate.gates]},
@@ -221,13 +270,12 @@ def _evaluate_and_rollout(spec: PipelineSpec, base: dict, model_uri: str) -> lis
                               + "; any of them can veto the promotion."))
         scored = "gates"
     stages = rollout.stages if rollout else [Full()]
-    target = (rollout.target.model_dump() if rollout else {"type": "registry_alias", "alias": "champion"})
     rollout_retry = _retry(spec, "rollout")
     stage_tasks = [_stage_task(stage, base, target, rollout_retry, model_uri) for stage in stages]
     stage_ids = [t.task_id for t in stage_tasks]
     tasks.append(Task("decide", "rollout.decide_gated" if evaluate.gates else "rollout.decide", {
         "direction": direction, "floor": evaluate.floor,
-        "min_improvement": rollout.min_improvement if rollout else 0.0,
+        "min_improvement": rollout.min_improvement if rollout else 0.0, **_decision_rules(evaluate),
     }, {"scores": scored}, (scored,), kind="branch",
         branches={"promote": stage_ids[0], "reject": "reject"}, retry=rollout_retry,
         doc="Promote when the challenger clears the floor and beats the champion; else reject."))
@@ -242,7 +290,8 @@ def _evaluate_and_rollout(spec: PipelineSpec, base: dict, model_uri: str) -> lis
                       tuple(stage_ids), trigger_rule="one_failed", retry=rollout_retry,
                       doc="A stage failed: restore the previous champion."))
     tasks += _notify(spec, "rolled_back", ("rollback",), {"details": "rollback"})
-    tasks.append(Task("report", "report.write", {**base, "metric": evaluate.metric}, {"scores": "evaluate"},
+    tasks.append(Task("report", "report.write", {**base, "metric": evaluate.metric, **_decision_rules(evaluate)},
+                      {"scores": "evaluate"},
                       (stage_ids[-1], "reject"), trigger_rule="none_failed_min_one_success", retry=rollout_retry,
                       doc="Write the training report (metrics, champion vs challenger)."))
     # After the report, so the alert links to it; each runs only on its own path.
@@ -252,14 +301,13 @@ def _evaluate_and_rollout(spec: PipelineSpec, base: dict, model_uri: str) -> lis
     return tasks
 
 
-# The Keras built-ins are scored by model.evaluate; every other model type (a plugin's, `container`)
-# through the model-type contract, by model.evaluate_contract.
-_KERAS_EVALUATED = frozenset({"keras_text_classifier", "keras_image_classifier", "keras_tabular_classifier",
-                              "keras_tabular_regressor", "llm_finetune"})
-
-
-def _evaluate_step(model_type: str) -> str:
-    return "model.evaluate" if model_type in _KERAS_EVALUATED else "model.evaluate_contract"
+def _decision_rules(evaluate: Any) -> dict[str, Any]:
+    """`evaluate.decision` as decide's `rules` and `combine`, each rule with its metric's direction."""
+    if evaluate.decision is None:
+        return {}
+    rules = [{**rule.model_dump(), "direction": rule.direction or METRICS[rule.metric].direction}
+             for rule in evaluate.decision.rules]
+    return {"rules": rules, "combine": evaluate.decision.combine}
 
 
 def _stage_task(stage: Any, base: dict, target: dict, retry: Retry, model_uri: str) -> Task:
@@ -298,7 +346,8 @@ def _inference_dag(spec: PipelineSpec, spec_file: str) -> Dag:
              doc=f"Resolve the `{alias}` model version; fail clearly if there is none."),
         Task("plan_shards", "inference.plan_shards", {"input": inference.input, "format": inference.format,
                                                        "shard_size": inference.shard_size},
-             retry=retry, doc=f"Split the input into shards of {inference.shard_size} rows."),
+             retry=retry, doc=f"Split the input into shards of {inference.shard_size} rows." if inference.shard_size
+             else "Split the input into one shard per worker slot."),
         Task("predict", "inference.predict", base, {"model": "load_champion"},
              ("load_champion", "plan_shards"), mapping=Mapping("shard", over="plan_shards", label="label"),
              retry=retry, doc="Predict one shard; one mapped instance per shard."),

@@ -62,7 +62,7 @@ def _inference(spec: PipelineSpec) -> list[str]:
     inference = spec.inference
     assert inference is not None
     return ["## Inference", f"- **Input:** `{inference.input}`", f"- **Output:** `{inference.output}`",
-            f"- **Shards:** {inference.shard_size} rows each"]
+            f"- **Shards:** {f'{inference.shard_size} rows each' if inference.shard_size else 'one per worker slot'}"]
 
 
 _SECTIONS = {"data": _data, "train": _train, "inference": _inference}

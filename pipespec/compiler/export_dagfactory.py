@@ -184,6 +184,9 @@ def _schedule(schedule: ir.Schedule) -> Any:
     if schedule.kind == "cron":  # as pipespec/airflow/dag.py: runs cover the period since the previous tick
         return {"__type__": "airflow.sdk.CronDataIntervalTimetable", "__args__": [_plain(schedule.cron, "cron")],
                 "timezone": "UTC"}
+    if schedule.kind == "every":  # as pipespec/airflow/dag.py: runs cover the interval since the previous one
+        return {"__type__": "airflow.sdk.DeltaDataIntervalTimetable",
+                "__args__": [_timedelta(schedule.every_s or 0)]}
     if schedule.kind == "assets":
         return _assets(schedule.assets, typed=not _folds_exactly(schedule.assets))
     return {"__type__": "airflow.sdk.AssetOrTimeSchedule",
@@ -289,8 +292,20 @@ def _lazy(task: ir.Task, dag_id: str) -> dict[str, Any]:
             "builder": COMPUTE_BUILDERS[task.kind], "step_params": _data(task.params)}
 
 
+def _ray(task: ir.Task, dag_id: str) -> dict[str, Any]:
+    return {"operator": "pipespec.airflow.ray_job.RayJobOperator", **_common(task), "step_params": _data(task.params)}
+
+
+def _s3_sensor(task: ir.Task, dag_id: str) -> dict[str, Any]:
+    params = task.params
+    return {"operator": "pipespec.airflow.sensors.DataArrivalSensor", **_common(task),
+            "bucket_key": _plain(params["uri"], "S3 key"), "wildcard_match": "*" in params["uri"],
+            "aws_conn_id": _plain(params["conn_id"], "connection id"), "deferrable": True,
+            "timeout": parse_duration(params["timeout"]), "poke_interval": parse_duration(params["poke_interval"])}
+
+
 _KINDS = {"python": _python, "branch": _branch, "approval": _approval,
-          "kubernetes_pod": _lazy, "anyscale_job": _lazy}
+          "kubernetes_pod": _lazy, "anyscale_job": _lazy, "ray_job": _ray, "s3_sensor": _s3_sensor}
 
 
 # --- values ---------------------------------------------------------------------------------------

@@ -23,10 +23,18 @@ def describe_schedule(schedule: Schedule) -> str:
         return "manual"  # no schedule: runs only when triggered
     if schedule.kind == "cron":
         return f"cron {schedule.cron}"
+    if schedule.kind == "every":
+        return f"every {_duration_text(schedule.every_s or 0)}"
     expr = describe_assets(schedule.assets)
     if schedule.kind == "assets":
         return f"assets: {expr}"
     return f"assets {expr} or cron {schedule.cron}"
+
+
+def _duration_text(seconds: int) -> str:
+    """7 days as `7d`, 90 minutes as `1h30m`: the spec's own way of writing it."""
+    parts = [(seconds // 86400, "d"), (seconds % 86400 // 3600, "h"), (seconds % 3600 // 60, "m"), (seconds % 60, "s")]
+    return "".join(f"{value}{unit}" for value, unit in parts if value) or "0s"
 
 
 def describe_assets(expr: Any) -> str:

@@ -10,10 +10,10 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
-IR_VERSION = 1
+IR_VERSION = 2
 
 # How the renderer builds a task. One generic builder per kind, never per step.
-TaskKind = Literal["python", "branch", "approval", "kubernetes_pod", "anyscale_job"]
+TaskKind = Literal["python", "branch", "approval", "kubernetes_pod", "anyscale_job", "ray_job", "s3_sensor"]
 TriggerRule = Literal["all_success", "none_failed_min_one_success", "one_failed", "all_done", "none_failed"]
 Events = Literal["failure", "retry", "gate_blocked", "promoted", "rejected", "rolled_back"]
 
@@ -60,15 +60,18 @@ class Task:
     timeout_s: int | None = None  # execution timeout; a timed-out try is retried like a failed one
     outlets: tuple[str, ...] = ()
     doc: str = ""
+    setup: bool = False  # an Airflow setup task: its teardown runs whatever happens in between
+    teardown_of: str | None = None  # an Airflow teardown task, of this setup task
 
 
 @dataclass(frozen=True)
 class Schedule:
-    """`kind`: none | cron | assets | assets_or_cron. `assets` is a URI or {"all"|"any": [...]}."""
+    """`kind`: none | cron | assets | assets_or_cron | every. `assets` is a URI or {"all"|"any": [...]}."""
 
-    kind: Literal["none", "cron", "assets", "assets_or_cron"]
+    kind: Literal["none", "cron", "assets", "assets_or_cron", "every"]
     cron: str | None = None
     assets: Any = None
+    every_s: int | None = None  # kind "every": a timedelta schedule
 
 
 @dataclass(frozen=True)
@@ -97,6 +100,8 @@ class Dag:
     retry: Retry
     alerts: tuple[Alert, ...]  # failure/retry alerts become callbacks; others are explicit tasks
     tasks: tuple[Task, ...]
+    max_active_runs: int = 1
+    max_consecutive_failed_dag_runs: int | None = None
 
     def task(self, task_id: str) -> Task:
         return next(t for t in self.tasks if t.task_id == task_id)

@@ -109,6 +109,8 @@ class Trigger(StrictModel):
     assets: AssetExpr | Annotated[list[AssetExpr], Field(max_length=64)] | None = Field(
         None, description="Run when these Assets update; a list means all of them.")
     or_cron: Cron | None = Field(None, description="With `assets`: also run on this cron (Assets-or-time).")
+    every: Duration | None = Field(None, description="Run every this long (`6h`, `1d12h`): a timedelta schedule, "
+                                                     "each run covering the interval since the previous one.")
 
 
 MANUAL = "manual"
@@ -116,7 +118,9 @@ Manual = Literal["manual"]
 
 
 def _cron_shorthand(value: Any) -> Any:
-    return {"cron": value} if isinstance(value, str) and value != MANUAL else value
+    if isinstance(value, str) and value != MANUAL:
+        return {"every": value} if _DURATION.match(value) else {"cron": value}
+    return value
 
 
 # `manual`: the DAG runs only when someone triggers it. Any other string is a cron.

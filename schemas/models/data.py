@@ -10,6 +10,7 @@ from pydantic_core import PydanticCustomError
 
 from pipespec.schemas.data_access import DATA_URI_HINT, LOCAL_PATH_HINT, data_uri_problem, local_path_problem, query_problem
 from pipespec.schemas.models.common import AssetUri, Duration, Identifier, Schedule, StrictModel, single_key_union
+from pipespec.schemas.models.lifecycle import RecordCounts, WaitForData
 
 
 def _confined(problem_of: Callable[[str], str | None]) -> AfterValidator:
@@ -26,7 +27,9 @@ def _confined(problem_of: Callable[[str], str | None]) -> AfterValidator:
 # Data that steps read or write (not Assets that only trigger a schedule): `s3://`, no traversal.
 DataUri = Annotated[AssetUri, _confined(data_uri_problem), Field(description=DATA_URI_HINT)]
 
-Format = Literal["jsonl", "csv", "parquet"]
+# `images`: image files or .tgz/.zip archives of them, labelled by folder (path, label, image pixels);
+# `documents`: .txt/.md files or archives of them (path, label, text).
+Format = Literal["jsonl", "csv", "parquet", "images", "documents"]
 
 
 Query = Annotated[str, _confined(query_problem), Field(
@@ -178,6 +181,9 @@ class Threshold(StrictModel):
 
     min_records: int = Field(0, ge=0, description="Block when the joined data has fewer rows.")
     min_new_records: int = Field(0, ge=0, description="Block when fewer rows are new since the last published data.")
+    retrain_on: Literal["new_records_or_drift", "drift"] = Field(
+        "new_records_or_drift", description="`drift`: publish (and so retrain) only when `data.drift` detects drift, "
+                                            "whatever the new-record count (seed 004).")
 
 
 class Range(StrictModel):
@@ -218,3 +224,7 @@ class DataSection(StrictModel):
     drift: Drift | None = Field(None, description="Drift above threshold also counts as a reason to retrain.")
     publishes: DataUri = Field(description="The Asset published when the gate passes (`s3://bucket/prefix/`); "
                                            "it triggers training.")
+    wait_for: WaitForData | None = Field(None, description="Wait (deferred, in the triggerer) for new data to "
+                                                           "arrive before extracting.")
+    record_counts: RecordCounts | None = Field(None, description="Also write per-source record counts to a "
+                                                                 "warehouse table.")

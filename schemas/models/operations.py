@@ -88,5 +88,6 @@ class InferenceSection(StrictModel):
     input: DataUri = Field(description="Where new records to score arrive.")
     output: DataUri = Field(description="Where predictions are published (the predictions Asset).")
     format: Literal["jsonl", "csv", "parquet"] = "parquet"
-    shard_size: int = Field(10_000, gt=0, description="Rows per mapped prediction task.")
+    shard_size: int | None = Field(None, gt=0, description="Rows per mapped prediction task; unset: one shard "
+                                                           "per worker slot (each task start-up costs seconds).")
 

@@ -8,6 +8,7 @@ from pydantic import AfterValidator, Field
 
 from pipespec.schemas.models.common import AssetUri, Identifier, StrictModel
 from pipespec.schemas.models.data import DataSection
+from pipespec.schemas.models.lifecycle import DagControls
 from pipespec.schemas.models.operations import Alert, InferenceSection, Retries
 from pipespec.schemas.models.rollout import RolloutSection
 from pipespec.schemas.models.train import EvaluateSection, TrainSection
@@ -44,3 +45,4 @@ class PipelineSpec(StrictModel):
     retries: Retries = Field(default_factory=Retries)
     alerts: list[Alert] = Field(default_factory=list, max_length=32)
     inference: InferenceSection | None = None
+    dag: DagControls = Field(default_factory=DagControls, description="Airflow's DAG-level controls, for every DAG.")

@@ -11,6 +11,7 @@ from pydantic import AfterValidator, Discriminator, Field, ValidationInfo, field
 from pipespec.schemas import plugins
 from pipespec.schemas.models.common import AssetUri, Duration, Schedule, StrictModel
 from pipespec.schemas.models.data import DataUri
+from pipespec.schemas.models.lifecycle import CostGate, Decision, LiveEvaluation
 
 PluginName = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,62}$")]
 
@@ -153,7 +154,20 @@ class AnyscaleCompute(StrictModel):
     max_retries: int = Field(1, ge=0)
 
 
-Compute = Annotated[Union[LocalCompute, KubernetesCompute, AnyscaleCompute], Discriminator("backend")]
+class RayCompute(StrictModel):
+    """Train as a Ray job on a Ray cluster (Ray Jobs API); the wait runs in Airflow's triggerer."""
+
+    backend: Literal["ray"]
+    conn_id: str = Field("ray_default", description="Airflow connection: host = the cluster's dashboard URL, "
+                                                    "password = its auth token.")
+    cpus: float = Field(1, gt=0, le=256)
+    gpus: float = Field(0, ge=0, le=16)
+    env: dict[str, str] = Field(default_factory=dict, description="Extra variables; the platform's own (MLFLOW_*, "
+                                                                  "AWS_*, PIP_*, PATH, ...) are reserved.")
+    timeout: Duration = "4h"
+
+
+Compute = Annotated[Union[LocalCompute, KubernetesCompute, AnyscaleCompute, RayCompute], Discriminator("backend")]
 
 
 def _default_compute() -> Any:
@@ -168,6 +182,8 @@ class TrainSection(StrictModel):
     model: Model
     compute: Compute = Field(default_factory=_default_compute)
     publishes: AssetUri | None = Field(None, description="Model Asset updated on promotion; default `model://<pipeline>`.")
+    cost_gate: CostGate | None = Field(None, description="Block the run when the estimated fine-tuning cost is over "
+                                                         "budget.")
 
 
 class EvaluateSection(StrictModel):
@@ -179,3 +195,6 @@ class EvaluateSection(StrictModel):
     direction: Literal["max", "min"] | None = Field(None, description="Default: the metric's natural direction.")
     floor: float | None = Field(None, description="Never deploy a model scoring worse than this.")
     gates: list[GateRef] = Field(default_factory=list, description="Plugin gates, each able to veto the promotion.")
+    live: LiveEvaluation | None = Field(None, description="Score the served models over an OpenAI-compatible "
+                                                          "endpoint instead of on a worker (LLMs).")
+    decision: Decision | None = Field(None, description="Decide on several metrics instead of `metric` alone.")

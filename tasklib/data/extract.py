@@ -47,12 +47,13 @@ from pipespec.tasklib import storage
 from pipespec.tasklib.context import RunContext
 from pipespec.tasklib.data.readers import (BadRows, NotPlainJson, parquet_file, read_csv, read_cursor, read_jsonl,
                                            read_jsonl_arrow, without_values)
+from pipespec.tasklib.data import documents
 from pipespec.tasklib.data.sql_render import render_query
 
 log = logging.getLogger(__name__)
 
 SUFFIXES = {"jsonl": (".jsonl", ".ndjson", ".jsonl.gz", ".ndjson.gz"), "csv": (".csv", ".csv.gz"),
-            "parquet": (".parquet", ".pq")}
+            "parquet": (".parquet", ".pq"), **documents.SUFFIXES}
 
 
 def extract(ctx: RunContext, *, pipeline: str, spec_dir: str, publishes: str, source: dict,
@@ -184,6 +185,11 @@ def _previous_watermark(publishes: str, pipeline: str, name: str) -> datetime | 
 
 
 def _read_file(filesystem: Any, file: _File, fmt: str, pieces: "_Pieces", bad_rows: BadRows) -> None:
+    if fmt in documents.SUFFIXES:  # images or documents: one file, or an archive of them (zip needs seeking)
+        with filesystem.open_input_file(file.path) as handle:
+            for chunk in documents.read_files(fmt, handle, file.uri, bad_rows):
+                pieces.add_table(file.uri, chunk)
+        return
     if fmt == "parquet":
         with filesystem.open_input_file(file.path) as handle:
             schema = parquet_file(handle, file.uri).schema_arrow

@@ -55,7 +55,10 @@ def _block_reasons(rows: int, new_rows: int, threshold: dict, failures: list[str
     if rows < threshold["min_records"]:
         reasons.append(f"{rows} records, fewer than min_records {threshold['min_records']}")
     reasons += failures
-    if new_rows < threshold["min_new_records"] and not drifted:
+    if threshold.get("retrain_on") == "drift":
+        if not drifted:
+            reasons.append("no drift detected, and this pipeline retrains on drift only")
+    elif new_rows < threshold["min_new_records"] and not drifted:
         why = " and no drift" if drift_configured else ""
         reasons.append(f"{new_rows} new records, fewer than min_new_records {threshold['min_new_records']}{why}")
     return reasons

@@ -19,7 +19,7 @@ TOKENS_PER_EXAMPLE = 8  # role markers and separators of one chat-format trainin
 
 
 def estimate_tokens(dataset: dict, columns: list[str], conn_id: str | None = None) -> tuple[int, int]:
-    """(estimated tokens of one epoch, examples) over the text of `columns`, streamed by batch."""
+    """(estimated tokens of one epoch, examples) over the text of `columns` of a Parquet Ref, streamed by batch."""
     import pyarrow.compute as pc
 
     from pipespec.tasklib.storage import iter_batches, open_parquet
@@ -35,10 +35,16 @@ def estimate_tokens(dataset: dict, columns: list[str], conn_id: str | None = Non
     return math.ceil(characters / CHARS_PER_TOKEN) + TOKENS_PER_EXAMPLE * examples, examples
 
 
-def cost_gate(ctx: RunContext, *, dataset: dict, columns: list[str], epochs: int, usd_per_million_tokens: float,
-              budget_usd: float, conn_id: str | None = None) -> dict[str, Any]:
-    """{"decision": "pass" | "blocked", "reason", "tokens", "estimated_usd", "budget_usd", ...}."""
-    tokens, examples = estimate_tokens(dataset, columns, conn_id)
+def cost_gate(ctx: RunContext, *, dataset: str, columns: list[str], epochs: int,
+              usd_per_million_tokens: float, budget_usd: float, conn_id: str | None = None) -> dict[str, Any]:
+    """The latest publication of `dataset` (what training will read), priced:
+    {"decision": "pass" | "blocked", "reason", "tokens", "estimated_usd", "budget_usd", ...}."""
+    from pipespec.tasklib.published import latest
+
+    published = latest(dataset, conn_id)
+    if published is None:
+        raise FileNotFoundError(f"{dataset}: nothing published yet (no _LATEST), so there is nothing to price")
+    tokens, examples = estimate_tokens(published.data.to_dict(), columns, conn_id)
     trained_tokens = tokens * epochs
     estimate = round(trained_tokens * usd_per_million_tokens / 1_000_000, 4)
     over = estimate > budget_usd

@@ -26,7 +26,7 @@ def run_gates(ctx: RunContext, *, gates: list[dict[str, Any]], scores: dict[str,
 
 
 def decide(ctx: RunContext, *, scores: dict, direction: Literal["max", "min"], floor: float | None,
-           min_improvement: float) -> dict:
+           min_improvement: float, rules: list[dict] | None = None, combine: Literal["all", "any"] = "all") -> dict:
     """Reject when a gate vetoed; otherwise the champion/challenger decision (rollout.decide)."""
     from pipespec.tasklib.rollout.decide import decide as champion_challenger
 
@@ -36,4 +36,5 @@ def decide(ctx: RunContext, *, scores: dict, direction: Literal["max", "min"], f
                 "floor": floor, "min_improvement": min_improvement, "gates": scores["gates"],
                 "reason": "; ".join(f"gate `{g['gate']}`: {g['reason']}" for g in vetoes)}
     return {**champion_challenger(ctx, scores=scores, direction=direction, floor=floor,
-                                  min_improvement=min_improvement), "gates": scores.get("gates") or []}
+                                  min_improvement=min_improvement, rules=rules, combine=combine),
+            "gates": scores.get("gates") or []}

@@ -75,10 +75,6 @@ def implementation(model_type: str) -> Any:
     """The implementation object of an installed model type; ValueError naming what to install."""
     from pipespec.tasklib.steps import plugin_implementation
 
-    if model_type == "container":
-        # The built-in plugin registry names `pipespec.tasklib.model.container:CONTAINER`, which does
-        # not exist yet; this is that object until the registration points here.
-        return CONTAINER
     return plugin_implementation("model", model_type)
 
 

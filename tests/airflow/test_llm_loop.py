@@ -99,3 +99,43 @@ def test_baseline_finetune_live_evaluation_decision_and_teardown(compiled, tmp_p
     app = anyscale.services[0].ray_serve_config["applications"][0]["args"]["llm_configs"][0]
     assert app["lora_config"]["dynamic_lora_loading_path"] == "s3://feedback/curated/_lora"
     assert [job.name for job in anyscale.jobs] == ["feedback_llm_finetune-train"] * 2
+
+
+def test_the_feedback_llm_spec_runs_its_whole_loop_as_a_dag(tmp_path, monkeypatch):
+    """pipelines/feedback_llm_finetune.yaml, compiled and run with dag.test(): the fine-tune waits in
+    the triggerer, the temporary service is a setup task and its termination the teardown, the live
+    scores decide on both accuracies, and the full rollout goes to the Anyscale Service."""
+    from pipespec.local.local_env import ensure_db
+    from pipespec.local.sinks import AlertSinks
+    from pipespec.tasklib.model import registry
+    from tests.support.airflow_harness import run_dag
+
+    ensure_db()
+    monkeypatch.setenv("PIPESPEC_STORAGE_ROOT", str(tmp_path / "storage"))
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    monkeypatch.chdir(tmp_path)
+    publish("s3://feedback/viggo_holdout/", viggo_rows(80, seed=99), "holdout")
+    publish("s3://feedback/curated/", viggo_rows(300, seed=1), "scheduled__2026-01-01")
+    with AlertSinks() as sinks, working_anyscale(monkeypatch) as anyscale:
+        for key, value in sinks.connections().items():
+            monkeypatch.setenv(key, value)
+        run, states = run_dag(ROOT / "pipelines", "feedback_llm_finetune__train", monkeypatch, tmp_path / "cache")
+        assert run.state == "success", states
+        assert {task: states[(task, -1)] for task in ("train", "eval_service", "evaluate", "eval_teardown", "decide",
+                                                        "promote", "reject", "report")} == {
+            "train": "success", "eval_service": "success", "evaluate": "success", "eval_teardown": "success",
+            "decide": "success", "promote": "success", "reject": "skipped", "report": "success"}
+        scores = run.get_task_instance("evaluate").xcom_pull(task_ids="evaluate")
+        assert scores["scores"]["baseline"]["exact_match"] < scores["challenger"]
+        from pipespec.tasklib.storage import read_text
+
+        report = run.get_task_instance("report").xcom_pull(task_ids="report")
+        assert "exact_match" in report["markdown"] and "slot_f1" in report["markdown"]  # each rule, in the alert
+        page = read_text(report["markdown_uri"])
+        assert "Rules (all of 2 must improve; every floor holds):" in page
+        assert "Base model (baseline) `exact_match`" in page
+        assert anyscale.terminated == ["feedback-intents-llm-eval"] and not anyscale.servers
+        # The eval service and then the production service (the full rollout) were deployed.
+        assert [service.name for service in anyscale.services] == ["feedback-intents-llm-eval", "feedback-intents-llm"]
+        assert registry.version_for("feedback_llm_finetune", "champion") == "1"
+        assert ("email", "promoted") in sinks.events()

@@ -54,11 +54,11 @@ def test_data_dag_maps_sources_and_transforms(dagbag):
     extract = dag.get_task("extract")
     assert extract.is_mapped and extract.map_index_template == "{{ map_label }}"
     assert [s["name"] for s in extract.op_kwargs_expand_input.value["item"]] == ["zendesk", "slack"]
-    transforms = [t.task_id for t in dag.tasks if t.task_id.startswith("transform_")]
-    assert transforms == ["transform_1_dedupe", "transform_2_drop_empty", "transform_3_normalize_text",
-                          "transform_4_redact_pii"]
-    assert all(dag.get_task(t).is_mapped for t in transforms)
-    assert {("extract", "transform_1_dedupe"), ("transform_4_redact_pii", "join"), ("join", "measure"),
+    # Each source's transforms run inside its extract task (no task per transform).
+    assert not [t.task_id for t in dag.tasks if t.task_id.startswith("transform_")]
+    transforms = extract.partial_kwargs["op_kwargs"]["step_params"]["transforms"]
+    assert [next(iter(t)) for t in transforms] == ["dedupe", "drop_empty", "normalize_text", "redact_pii"]
+    assert {("extract", "join"), ("join", "measure"),
             ("measure", "gate"), ("gate", "publish"), ("gate", "notify_gate_blocked")} <= edges(dag)
     assert dag.get_task("publish").outlets == [Asset("s3://feedback/curated/")]
     assert dag.get_task("gate").inherits_from_skipmixin  # a branch, so the blocked path skips

@@ -101,7 +101,8 @@ def test_mermaid_shows_dags_mapping_branches_and_asset_wiring() -> None:
     assert ('  subgraph user_feedback__inference ["user_feedback__inference · assets model://user_feedback '
             'or cron @hourly"]') in text
     lines = text.splitlines()
-    assert '    user_feedback__data__extract["extract<br/>[mapped over sources: zendesk, slack]"]' in lines
+    assert ('    user_feedback__data__extract["extract<br/>[mapped over sources: zendesk, slack]<br/>'
+            'then dedupe → drop_empty → normalize_text → redact_pii"]') in lines
     assert '    user_feedback__inference__predict["predict<br/>[mapped over plan_shards]"]' in lines
     # Branches are decision shapes; their edges carry the decision.
     assert '    user_feedback__data__gate{"gate"}' in lines
@@ -160,6 +161,7 @@ def test_describe_schedule() -> None:
     assert describe_schedule(Schedule("assets", assets={"all": ["s3://a", {"any": ["s3://b", "s3://c"]}]})) == \
         "assets: all(s3://a, any(s3://b, s3://c))"
     assert describe_schedule(Schedule("assets_or_cron", "@weekly", "s3://x")) == "assets s3://x or cron @weekly"
+    assert describe_schedule(Schedule("every", every_s=7 * 86400 + 5400)) == "every 7d1h30m"
 
 
 # --- DOT --------------------------------------------------------------------------
@@ -193,8 +195,8 @@ def test_dot_content() -> None:
     text = to_dot(compile_file(PIPELINES / "user_feedback.yaml"))
     lines = text.splitlines()
     assert '    label="user_feedback__train · assets: s3://feedback/curated/";' in lines
-    assert ('    user_feedback__data__extract [label="extract\\n[mapped over sources: zendesk, slack]", '
-            'shape=box, style=rounded];') in lines
+    assert ('    user_feedback__data__extract [label="extract\\n[mapped over sources: zendesk, slack]\\nthen dedupe → '
+            'drop_empty → normalize_text → redact_pii", shape=box, style=rounded];') in lines
     assert '    user_feedback__data__gate [label="gate", shape=diamond];' in lines
     assert '  user_feedback__data__gate -> user_feedback__data__publish [label="pass"];' in lines
     assert "  user_feedback__data__publish -> asset_s3_feedback_curated [style=dashed];" in lines
@@ -221,10 +223,10 @@ def test_diff_reports_exact_lines(tmp_path: Path) -> None:
     assert diff_pipelines({"user_feedback": old}, {"user_feedback": new}) == [
         "user_feedback__data:",
         "  retries: count 3 → 5",
-        "  task added: transform_5_drop_empty",
-        "  edge removed: transform_4_redact_pii → join",
-        "  edge added: transform_4_redact_pii → transform_5_drop_empty",
-        "  edge added: transform_5_drop_empty → join",
+        "  extract: transforms [{dedupe: {key: [text]}}, {drop_empty: [text, label]}, {normalize_text: {columns: "
+        "[text], lowercase: true, strip: true, collapse_whitespace: true}}, {redact_pii: [text]}] → "
+        "[{dedupe: {key: [text]}}, {drop_empty: [text, label]}, {normalize_text: {columns: [text], lowercase: true, "
+        "strip: true, collapse_whitespace: true}}, {redact_pii: [text]}, {drop_empty: [text]}]",
         "  measure: threshold.min_new_records 100 → 500",
         "user_feedback__train:",
         "  retries: count 3 → 5",
@@ -252,8 +254,7 @@ def test_diff_groups_a_section_retry_override(tmp_path: Path) -> None:
     # and notify_gate_blocked (on the DAG default) is not named.
     assert diff_pipelines({"p": old}, {"p": new}) == [
         "user_feedback__data:",
-        "  extract, transform_1_dedupe, transform_2_drop_empty, transform_3_normalize_text, transform_4_redact_pii, "
-        "join, measure, gate, publish: retries count 3 → 1",
+        "  extract, join, measure, gate, publish: retries count 3 → 1",
     ]
 
 
@@ -351,8 +352,8 @@ def test_diff_against_the_working_tree(repo: Path) -> None:
     spec = repo / "pipelines" / "weekly_retrain.yaml"
     original = spec.read_text()
     try:
-        spec.write_text(original.replace("@weekly", "@daily", 1))
-        assert "  schedule: cron @weekly → cron @daily" in diff_refs(repo, "HEAD")
+        spec.write_text(original.replace("schedule: 7d", 'schedule: "@daily"', 1))
+        assert "  schedule: every 7d → cron @daily" in diff_refs(repo, "HEAD")
     finally:
         spec.write_text(original)
 

@@ -13,7 +13,7 @@ from pipespec.compiler.compile import compile_checked
 from pipespec.local.sample_data import bar_images
 from pipespec.schemas.check import check_file
 from pipespec.tasklib.context import RunContext
-from pipespec.tasklib.model import container, evaluate_contract, registry
+from pipespec.tasklib.model import container, evaluate, registry
 from tests.airflow.test_plugin_dag import publish
 from tests.support.paths import ROOT
 
@@ -46,7 +46,7 @@ def test_the_xray_teams_own_trainer_trains_and_evaluates_locally(xray_world):
     assert trained["version"] == "1" and trained["train_metrics"]["accuracy"] > 0.5
     assert registry.version_for("xray_own_code", "challenger") == "1"
 
-    scores = evaluate_contract.evaluate(RunContext("xray_own_code__train", "evaluate", "run_1"),
+    scores = evaluate.evaluate(RunContext("xray_own_code__train", "evaluate", "run_1"),
                                         pipeline="xray_own_code", metric="roc_auc", direction="max", holdout=None,
                                         holdout_fraction=0.2, dataset=params["dataset"], model=model, trained=trained)
     assert scores["champion"] is None and scores["holdout_rows"] > 10

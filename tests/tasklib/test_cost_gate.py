@@ -17,7 +17,13 @@ def dataset(tmp_path, monkeypatch):
     monkeypatch.setenv("PIPESPEC_STORAGE_ROOT", str(tmp_path))
     table = pa.table({"body": ["a" * 400, "b" * 400, None], "tone": ["formal", "urgent", "formal"],
                       "extra": ["x" * 10_000] * 3})
-    return write_table(table, "s3://content/curated/data.parquet").to_dict()
+    from pipespec.tasklib.published import mark_latest, run_prefix, write_manifest
+
+    prefix = run_prefix("s3://content/curated/", "scheduled__1", "genai")
+    ref = write_table(table, f"{prefix}/data.parquet")
+    write_manifest(prefix, {"data": ref.to_dict(), "run_id": "scheduled__1", "pipeline": "genai"})
+    mark_latest("s3://content/curated/", prefix)
+    return "s3://content/curated/"
 
 
 def test_within_budget_passes_with_the_estimate_and_its_rule(dataset):

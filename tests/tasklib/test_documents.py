@@ -116,3 +116,23 @@ def test_a_single_image_file_is_labelled_by_its_folder():
     assert table.to_pylist()[0]["label"] == "normal"
     table = next(read_files("documents", tgz({"kb/faq/a.md": b"hi"}), "s3://kb/kb.tgz", BadRows()))
     assert table.column("label").to_pylist() == ["faq"]
+
+
+def test_an_images_source_of_archives_extracts_like_any_source(tmp_path, monkeypatch):
+    """Seed 001: a folder that receives .tgz drops of labelled JPEGs, extracted into one Parquet Ref."""
+    from pipespec.tasklib.context import RunContext
+    from pipespec.tasklib.data.extract import extract
+    from pipespec.tasklib.storage import read_table
+
+    monkeypatch.setenv("PIPESPEC_STORAGE_ROOT", str(tmp_path / "storage"))
+    drops = tmp_path / "spec" / "data" / "drops"
+    drops.mkdir(parents=True)
+    (drops / "2026-01.tgz").write_bytes(tgz({"normal/1.jpg": jpeg(10), "pneumonia/2.jpg": jpeg(240)}).getvalue())
+    (drops / "2026-02.tgz").write_bytes(tgz({"normal/3.jpg": jpeg(20), "notes.txt": b"not an image"}).getvalue())
+    ref = extract(RunContext(dag_id="xray__data", task_id="extract", run_id="r1"), pipeline="xray",
+                  spec_dir=str(tmp_path / "spec"), publishes="s3://xray/curated/",
+                  source={"name": "drops", "type": "local", "path": "data/drops/", "format": "images",
+                          "on_bad_rows": "fail"})
+    table = read_table(ref)
+    assert sorted(zip(table.column("path").to_pylist(), table.column("label").to_pylist())) == [
+        ("normal/1.jpg", "normal"), ("normal/3.jpg", "normal"), ("pneumonia/2.jpg", "pneumonia")]
