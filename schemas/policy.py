@@ -383,6 +383,8 @@ def check_train(policy: Policy | None, team: str | None, compute: Mapping[str, A
         out += _kubernetes(rules, compute, at)
     elif backend == "anyscale":
         out += _anyscale(rules, compute, at)
+    elif backend == "ray":
+        out += _ray(rules, compute, at)
     if (model or {}).get("type") == "container":
         out += _container(rules, model.get("params") or {}, (*path, "model", "params"))  # type: ignore[union-attr]
     if dataset:
@@ -499,6 +501,19 @@ def _anyscale(rules: TeamRules, compute: Mapping[str, Any], at: YamlPath) -> Ite
     yield from _retries(rules, compute.get("max_retries"), (*at, "max_retries"))
 
 
+def _ray(rules: TeamRules, compute: Mapping[str, Any], at: YamlPath) -> Iterator[Violation]:
+    """A Ray job: its connection, its environment (no platform variables), its CPUs, GPUs and timeout."""
+    for name in compute.get("env") or {}:
+        yield from check_env_name(name, (*at, "env", name))
+    yield from _allowed(rules, "conn_ids", compute.get("conn_id") or "ray_default", "connection", (*at, "conn_id"))
+    yield from _quantity(rules, "max_cpu", str(compute.get("cpus", 1)), (*at, "cpus"))
+    gpus, rule = rules.limit("max_gpus")
+    if gpus is not None and float(compute.get("gpus") or 0) > gpus:
+        yield _refuse((*at, "gpus"), f"{compute['gpus']} GPUs is more than this team may request", rule,
+                      f"at most {gpus}")
+    yield from _timeout(rules, compute.get("timeout"), (*at, "timeout"))
+
+
 # --- a whole spec ---------------------------------------------------------------------------
 
 def check_target(policy: Policy | None, team: str | None, target: Mapping[str, Any],
@@ -561,7 +576,7 @@ def _spec_uris(spec: Mapping[str, Any]) -> Iterator[tuple[YamlPath, str]]:
     for index, source in enumerate(data.get("sources") or []):
         if source.get("uri"):
             yield ("data", "sources", index, "uri"), source["uri"]
-    for path in (("data", "publishes"), ("data", "drift", "reference"), ("train", "publishes"),
+    for path in (("data", "publishes"), ("data", "drift", "reference"), ("data", "wait_for", "uri"), ("train", "publishes"),
                  ("evaluate", "holdout"), ("inference", "input"), ("inference", "output")):
         value: Any = spec
         for part in path:

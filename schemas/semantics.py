@@ -292,6 +292,11 @@ def lifecycle_settings_fit(spec: PipelineSpec) -> Iterator[Finding]:
             yield at, f"unknown metric `{rule.metric}`", did_you_mean(rule.metric, sorted(METRICS))
         elif allowed is not None and rule.metric not in allowed:
             yield at, f"`{rule.metric}` does not apply to `{spec.train.model.type}`", f"use one of {', '.join(allowed)}"
+        elif rule.direction and rule.direction != METRICS[rule.metric].direction:
+            natural = METRICS[rule.metric].direction
+            better = "higher" if natural == "max" else "lower"
+            yield (at[:-1] + ("direction",), f"`{rule.metric}` is better when {better}; `direction: {rule.direction}`"
+                   " would promote worse models", f"remove `direction` or set it to `{natural}`")
     target = spec.rollout.target.type if spec.rollout else None
     if evaluate.live and not evaluate.live.conn_id and target != "anyscale_service":
         yield (("evaluate", "live"), "a live evaluation needs an endpoint: `conn_id`, or an anyscale_service "

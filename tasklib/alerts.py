@@ -89,8 +89,15 @@ def _email(channel: dict, body: dict) -> None:
     # utf-8 goes out base64-encoded, in lines of 76: SMTP refuses lines over 998 bytes, and a
     # report's summary or a JSON value can be longer than that.
     with SmtpHook(smtp_conn_id=channel.get("conn_id", "smtp_default")) as hook:
-        hook.send_email_smtp(to=channel["to"], subject=body["text"].splitlines()[0], html_content=page,
+        hook.send_email_smtp(to=channel["to"], subject=_subject(body["text"]), html_content=page,
                              from_email=hook.from_email or DEFAULT_SENDER, mime_charset="utf-8")
+
+
+def _subject(text: str, limit: int = 150) -> str:
+    """The message's first line, shortened: a header line is never folded here, and SMTP refuses
+    lines over 998 bytes (a summary that lists every decision rule can be longer)."""
+    first = text.splitlines()[0] if text else ""
+    return first if len(first) <= limit else first[: limit - 3] + "..."
 
 
 def _slack(channel: dict, body: dict) -> None:

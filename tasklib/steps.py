@@ -34,6 +34,7 @@ STEPS: dict[str, str] = {
     "rollout.decide_gated": "pipespec.tasklib.model.gates:decide",
     "rollout.shadow": "pipespec.tasklib.rollout.stages:shadow",
     "rollout.canary": "pipespec.tasklib.rollout.stages:canary",
+    "rollout.canary_guard": "pipespec.tasklib.rollout.stages:canary_guard",
     "rollout.promote": "pipespec.tasklib.rollout.stages:promote",
     "rollout.reject": "pipespec.tasklib.rollout.stages:reject",
     "rollout.rollback": "pipespec.tasklib.rollout.stages:rollback",

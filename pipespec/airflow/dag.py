@@ -192,6 +192,13 @@ def _s3_sensor(task_ir: ir.Task, built: dict[str, Any]) -> Any:
                        soft_fail=False, **_common(task_ir))
 
 
+def _wait(task_ir: ir.Task, built: dict[str, Any]) -> Any:
+    """A rollout stage's window, waited out in the triggerer (no worker slot held)."""
+    from pipespec.airflow.waits import StageWindow
+
+    return StageWindow(seconds=_seconds(task_ir.params["duration"]), **_common(task_ir))
+
+
 def _seconds(duration: str) -> int:
     from pipespec.schemas.models.common import parse_duration
 
@@ -210,4 +217,5 @@ def _operator(built: Any) -> Any:
 _BUILDERS: dict[str, Callable[[ir.Task, dict[str, Any]], Any]] = {
     "python": _python, "branch": _branch, "approval": _approval,
     "kubernetes_pod": _lazy, "anyscale_job": _lazy, "ray_job": _ray, "s3_sensor": _s3_sensor,
+    "wait": _wait,
 }

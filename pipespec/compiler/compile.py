@@ -245,7 +245,7 @@ def _evaluation_tasks(spec: PipelineSpec, base: dict, params: dict, target: dict
                  ("train",), retry=_retry(spec, "rollout"), setup=True,
                  doc="Deploy a temporary evaluation service serving the base model and the adapters."),
             Task(**{**scored.__dict__, "upstream": ("train", "eval_service")}),
-            Task("eval_teardown", "rollout.terminate_eval_service", {"target": target}, {}, ("evaluate",),
+            Task("eval_teardown", "rollout.terminate_eval_service", {"target": target}, {}, ("evaluate", "eval_service"),
                  trigger_rule="all_done", retry=_retry(spec, "rollout"), teardown_of="eval_service",
                  doc="Terminate the temporary evaluation service, whatever happened.")]
 
@@ -271,7 +271,7 @@ def _evaluate_and_rollout(spec: PipelineSpec, base: dict, model_uri: str) -> lis
         scored = "gates"
     stages = rollout.stages if rollout else [Full()]
     rollout_retry = _retry(spec, "rollout")
-    stage_tasks = [_stage_task(stage, base, target, rollout_retry, model_uri) for stage in stages]
+    stage_tasks = [task for stage in stages for task in _stage_tasks(stage, base, target, rollout_retry, model_uri)]
     stage_ids = [t.task_id for t in stage_tasks]
     tasks.append(Task("decide", "rollout.decide_gated" if evaluate.gates else "rollout.decide", {
         "direction": direction, "floor": evaluate.floor,
@@ -281,7 +281,8 @@ def _evaluate_and_rollout(spec: PipelineSpec, base: dict, model_uri: str) -> lis
         doc="Promote when the challenger clears the floor and beats the champion; else reject."))
     previous = "decide"
     for stage in stage_tasks:
-        tasks.append(Task(**{**stage.__dict__, "upstream": (previous,), "inputs": {"scores": "evaluate"}}))
+        inputs = {} if stage.kind == "wait" else {"scores": "evaluate"}
+        tasks.append(Task(**{**stage.__dict__, "upstream": (previous,), "inputs": inputs}))
         previous = stage.task_id
     tasks.append(Task("reject", "rollout.reject", {**base, "target": target}, {"scores": "evaluate"}, ("decide",),
                       retry=rollout_retry, doc="Keep the champion; retire the challenger."))
@@ -310,22 +311,38 @@ def _decision_rules(evaluate: Any) -> dict[str, Any]:
     return {"rules": rules, "combine": evaluate.decision.combine}
 
 
-def _stage_task(stage: Any, base: dict, target: dict, retry: Retry, model_uri: str) -> Task:
+def _stage_tasks(stage: Any, base: dict, target: dict, retry: Retry, model_uri: str) -> list[Task]:
+    """A stage's tasks. A shadow or canary `duration` is waited out in the triggerer (no worker slot),
+    and a canary's guard is checked when its window ends."""
     if isinstance(stage, Shadow):
         args = stage.shadow.model_dump() if stage.shadow else {}
-        return Task("shadow", "rollout.shadow", {**base, "target": target, **args}, retry=retry,
-                    doc="Deploy the challenger with no traffic.")
+        deploy = Task("shadow", "rollout.shadow", {**base, "target": target, **args}, retry=retry,
+                      doc="Deploy the challenger with no traffic.")
+        return [deploy, *_window("shadow", args.get("duration"))]
     if isinstance(stage, Canary):
-        percent = stage.canary.percent
-        return Task(f"canary_{percent}", "rollout.canary", {**base, "target": target, **stage.canary.model_dump()},
-                    retry=retry, doc=f"Send {percent}% of traffic to the challenger; roll back if the guard trips.")
+        percent, args = stage.canary.percent, stage.canary.model_dump()
+        deploy = Task(f"canary_{percent}", "rollout.canary", {**base, "target": target, **args}, retry=retry,
+                      doc=f"Send {percent}% of traffic to the challenger"
+                          + ("." if args["duration"] else "; roll back if the guard trips."))
+        if not args["duration"]:
+            return [deploy]
+        guard = Task(f"canary_{percent}_guard", "rollout.canary_guard", {**base, "guard": args["guard"]}, retry=retry,
+                     doc="At the end of the canary window, roll back if the guard trips.")
+        return [deploy, *_window(f"canary_{percent}", args["duration"]), guard]
     if isinstance(stage, Approval):
         args = (stage.approval or ApprovalArgs()).model_dump()
-        return Task("approval", "rollout.approval", {**base, **args}, kind="approval", retry=Retry(0, 0, False, None),
-                    doc="A person approves the rollout in the Airflow UI.")
+        return [Task("approval", "rollout.approval", {**base, **args}, kind="approval", retry=Retry(0, 0, False, None),
+                     doc="A person approves the rollout in the Airflow UI.")]
     assert isinstance(stage, Full)
-    return Task("promote", "rollout.promote", {**base, "target": target}, retry=retry, outlets=(model_uri,),
-                doc="Move the champion alias to the challenger (atomic).")
+    return [Task("promote", "rollout.promote", {**base, "target": target}, retry=retry, outlets=(model_uri,),
+                 doc="Move the champion alias to the challenger (atomic).")]
+
+
+def _window(stage_id: str, duration: str | None) -> list[Task]:
+    if not duration:
+        return []
+    return [Task(f"{stage_id}_window", "rollout.window", {"duration": duration}, kind="wait",
+                 retry=Retry(0, 0, False, None), doc=f"Let the {stage_id} stage run for {duration} (deferred).")]
 
 
 # --- inference --------------------------------------------------------------

@@ -7,6 +7,9 @@ writes YAML. The exported file still runs pipespec's code (`run_step`,
 `run_branch`, `LazyOperator`, `PipespecNotifier`, `UpstreamOutput`), so the
 project must be importable wherever dag-factory loads it.
 
+dag-factory 1.x has no setup/teardown tasks: a teardown is exported as a task after its setup that
+runs whatever happened (`all_done`), without Airflow's clearing rules for setup/teardown.
+
 How each piece of the IR is written (checked against dag-factory 1.1.0's
 source: `_yaml.load_yaml_file`, `utils.cast_with_type`, `DagBuilder`):
 
@@ -62,7 +65,6 @@ from pipespec.schemas.models.common import parse_duration
 
 # pipespec.airflow.dag.START_DATE, written as dag-factory parses dates (pendulum, then tz=UTC).
 START_DATE = "2024-01-01T00:00:00+00:00"
-MAX_ACTIVE_RUNS = 1  # pipespec.airflow.dag.render_dag
 MAP_INDEX_TEMPLATE = "{{ map_label }}"
 
 RUN_STEP = "pipespec.airflow.adapter.run_step"
@@ -144,7 +146,8 @@ def _dag(dag: ir.Dag) -> dict[str, Any]:
         "schedule": _schedule(dag.schedule),
         "start_date": START_DATE,
         "catchup": False,
-        "max_active_runs": MAX_ACTIVE_RUNS,
+        "max_active_runs": dag.max_active_runs,
+        "max_consecutive_failed_dag_runs": dag.max_consecutive_failed_dag_runs or 0,
         "tags": list(dag.tags),
         "default_args": default_args,
         "tasks": {task.task_id: _task(task, dag.dag_id) for task in dag.tasks},
@@ -304,7 +307,12 @@ def _s3_sensor(task: ir.Task, dag_id: str) -> dict[str, Any]:
             "timeout": parse_duration(params["timeout"]), "poke_interval": parse_duration(params["poke_interval"])}
 
 
-_KINDS = {"python": _python, "branch": _branch, "approval": _approval,
+def _wait(task: ir.Task, dag_id: str) -> dict[str, Any]:
+    return {"operator": "pipespec.airflow.waits.StageWindow", **_common(task),
+            "seconds": parse_duration(task.params["duration"])}
+
+
+_KINDS = {"python": _python, "branch": _branch, "approval": _approval, "wait": _wait,
           "kubernetes_pod": _lazy, "anyscale_job": _lazy, "ray_job": _ray, "s3_sensor": _s3_sensor}
 
 

@@ -13,7 +13,7 @@ from typing import Any, Literal
 IR_VERSION = 2
 
 # How the renderer builds a task. One generic builder per kind, never per step.
-TaskKind = Literal["python", "branch", "approval", "kubernetes_pod", "anyscale_job", "ray_job", "s3_sensor"]
+TaskKind = Literal["python", "branch", "approval", "kubernetes_pod", "anyscale_job", "ray_job", "s3_sensor", "wait"]
 TriggerRule = Literal["all_success", "none_failed_min_one_success", "one_failed", "all_done", "none_failed"]
 Events = Literal["failure", "retry", "gate_blocked", "promoted", "rejected", "rolled_back"]
 

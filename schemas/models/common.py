@@ -101,6 +101,12 @@ AllOf.model_rebuild()
 AnyOf.model_rebuild()
 
 
+def _at_least_a_minute(text: str) -> str:
+    if parse_duration(text) < 60:
+        raise ValueError("a schedule runs at most once a minute, like a cron: use `1m` or more")
+    return text
+
+
 class Trigger(StrictModel):
     """When a DAG runs, in one of three forms: `cron` alone (on a cron), `assets` alone (when Assets update,
     AND/OR), or `assets` with `or_cron` (on the Assets or the cron, whichever comes first)."""
@@ -109,8 +115,9 @@ class Trigger(StrictModel):
     assets: AssetExpr | Annotated[list[AssetExpr], Field(max_length=64)] | None = Field(
         None, description="Run when these Assets update; a list means all of them.")
     or_cron: Cron | None = Field(None, description="With `assets`: also run on this cron (Assets-or-time).")
-    every: Duration | None = Field(None, description="Run every this long (`6h`, `1d12h`): a timedelta schedule, "
-                                                     "each run covering the interval since the previous one.")
+    every: Annotated[Duration, AfterValidator(_at_least_a_minute)] | None = Field(
+        None, description="Run every this long (`6h`, `1d12h`; at least `1m`, like a cron): a timedelta schedule, "
+                          "each run covering the interval since the previous one.")
 
 
 MANUAL = "manual"

@@ -63,7 +63,9 @@ def pod_operator_kwargs(task_id: str, params: Mapping[str, Any], *, run: Mapping
 
         config = container.settings(params["model"])
         image, cmds, arguments = config.image, list(config.command), list(config.args)
-        env = {**passthrough_env(PASSTHROUGH_ENV), **container.remote_env(dict(params), dict(run))}
+        # Only the contract's variables: the image gets no platform settings (MLflow, storage root);
+        # pipespec registers what it wrote.
+        env = container.remote_env(dict(params), dict(run))
         xcom = False  # pipespec reads the outputs from PIPESPEC_OUTPUT_URI (container.collect_remote)
     else:
         image, cmds = compute["image"], list(RUNNER)

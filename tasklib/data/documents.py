@@ -29,16 +29,30 @@ from pipespec.tasklib.data.readers import BATCH_ROWS, BadRows
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp")
 TEXT_SUFFIXES = (".txt", ".md")
 MAX_MEMBER_BYTES = 64 << 20   # one image or document; a bigger member is a bad row, not an out-of-memory
+MAX_ARCHIVE_BYTES = 4 << 30    # all members of one archive, decompressed: a zip/tar bomb stops here
+BATCH_BYTES = 64 << 20         # a batch of documents is flushed at this size, whatever its row count
 MAX_IMAGE_PIXELS = 50_000_000  # decompression bombs: Pillow refuses images above this
+
+
+class ArchiveTooLarge(ValueError):
+    """An archive decompresses to more than MAX_ARCHIVE_BYTES: refused as a whole (a bomb or a mistake)."""
 
 
 def members(stream: BinaryIO, origin: str) -> Iterator[tuple[str, bytes]]:
     """(name, bytes) of each regular file in an archive (by its suffix) or of a single file."""
-    name = origin.lower()
+    name, total = origin.lower(), 0
+
+    def counted(size: int) -> None:
+        nonlocal total
+        total += size
+        if total > MAX_ARCHIVE_BYTES:
+            raise ArchiveTooLarge(f"{origin}: decompresses to more than {MAX_ARCHIVE_BYTES >> 30} GiB; refused")
+
     if name.endswith((".tgz", ".tar.gz", ".tar")):
         with tarfile.open(fileobj=stream, mode="r|*") as archive:
             for member in archive:
                 if member.isfile() and member.size <= MAX_MEMBER_BYTES:
+                    counted(member.size)
                     yield member.name, archive.extractfile(member).read()  # type: ignore[union-attr]
                 elif member.isfile():
                     yield member.name, b""  # reported as bad by the reader: too big to read
@@ -46,7 +60,13 @@ def members(stream: BinaryIO, origin: str) -> Iterator[tuple[str, bytes]]:
         with zipfile.ZipFile(stream) as archive:
             for info in archive.infolist():
                 if not info.is_dir():
-                    yield info.filename, archive.read(info) if info.file_size <= MAX_MEMBER_BYTES else b""
+                    if info.file_size > MAX_MEMBER_BYTES:
+                        yield info.filename, b""
+                        continue
+                    counted(info.file_size)
+                    data = archive.read(info)
+                    counted(len(data) - info.file_size)  # a header that lies about the size
+                    yield info.filename, data
     else:  # a single file: its path, so its folder still names its label
         yield origin.split("://", 1)[-1], stream.read(MAX_MEMBER_BYTES + 1)
 
@@ -97,8 +117,10 @@ def read_images(files: Iterable[tuple[str, bytes]], origin: str, bad_rows: BadRo
 
 def read_documents(files: Iterable[tuple[str, bytes]], origin: str, bad_rows: BadRows, *,
                    batch_rows: int = BATCH_ROWS) -> Iterator[Any]:
-    """Text and Markdown files → Arrow batches of (`path`, `label`, `text`)."""
+    """Text and Markdown files → Arrow batches of (`path`, `label`, `text`), at most `batch_rows` rows
+    or BATCH_BYTES of text each."""
     rows: list[dict] = []
+    size = 0
     for path, data in files:
         if not path.lower().endswith(TEXT_SUFFIXES):
             continue
@@ -112,9 +134,10 @@ def read_documents(files: Iterable[tuple[str, bytes]], origin: str, bad_rows: Ba
             bad_rows.reject(where, None, f"not UTF-8 text ({error.reason} at byte {error.start})")
             continue
         rows.append({"path": path, "label": folder_label(path), "text": text})
-        if len(rows) >= batch_rows:
+        size += len(data)
+        if len(rows) >= batch_rows or size >= BATCH_BYTES:
             yield _table(rows, image=False)
-            rows = []
+            rows, size = [], 0
     if rows:
         yield _table(rows, image=False)
 

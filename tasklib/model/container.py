@@ -157,7 +157,13 @@ def local_folder(image: str) -> Path:
     if folder is None or not Path(folder).is_dir():
         raise PermanentFailure(f"image `{image}` cannot run locally: the platform policy's `local_images` maps no "
                                "folder to it (local runs execute only code the platform team placed there)")
-    return Path(folder).resolve()
+    resolved = Path(folder).resolve()
+    specs = os.environ.get("PIPESPEC_PIPELINES")
+    if specs and resolved.is_relative_to(Path(specs).resolve()):
+        # Spec authors can edit everything under the specs folder: code there is theirs, not the platform's.
+        raise PermanentFailure(f"image `{image}` maps to a folder inside the specs folder, which spec authors can "
+                               "edit; the platform policy must map images to folders outside it")
+    return resolved
 
 
 def local_argv(command: list[str], args: list[str], folder: Path) -> list[str]:

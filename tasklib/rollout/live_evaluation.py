@@ -52,6 +52,7 @@ def terminate_eval_service(ctx: RunContext, *, target: dict) -> dict[str, Any]:
     """Terminate the temporary evaluation service (a teardown: runs whatever happened before)."""
     from anyscale_provider.hooks.anyscale import AnyscaleHook
 
+    enforce_target(ctx.task_id, ctx.owner, target)  # the same policy as the deploy it undoes
     name = eval_service_name(target)
     AnyscaleHook(conn_id=target.get("conn_id") or "anyscale_conn").terminate_service(name, TERMINATE_DELAY_S)
     return {"terminated": name}

@@ -59,8 +59,9 @@ class NoChallenger(LookupError):
     """No challenger version to roll out."""
 
 
-class CanaryGuardTripped(RuntimeError):
-    """The challenger did worse on its canary slice than the guard allows: the DAG rolls back."""
+class CanaryGuardTripped(PermanentFailure):
+    """The challenger did worse on its canary slice than the guard allows: the DAG rolls back at once
+    (checking the same window again cannot change the verdict)."""
 
 
 class ChampionChanged(PermanentFailure):
@@ -81,14 +82,23 @@ def shadow(ctx: RunContext, *, pipeline: str, target: dict, scores: dict | None 
 
 def canary(ctx: RunContext, *, pipeline: str, target: dict, percent: int, guard: dict,
            duration: str | None = None, scores: dict | None = None) -> dict:
-    """Send `percent`% of traffic to the challenger, then check the guard; a trip raises (and the DAG rolls back)."""
+    """Send `percent`% of traffic to the challenger. Without a `duration` the guard is checked at once
+    (a trip raises, and the DAG rolls back); with one, `canary_guard` checks it when the window ends."""
     version = _challenger(pipeline, scores)
     _claim(ctx, pipeline, version)
     registry.client().set_model_version_tag(pipeline, version, CANARY_TAG, str(percent))
     deployment = _deploy(ctx, "canary", pipeline, target, version, percent=percent)
     registry.set_alias(pipeline, CANARY, version)
-    observed = check_guard(pipeline, version, scores or {}, max_drop=float(guard.get("max_drop", 0.0)))
+    observed = {} if duration else check_guard(pipeline, version, scores or {},
+                                               max_drop=float(guard.get("max_drop", 0.0)))
     return {"stage": "canary", "version": version, "percent": percent, "duration": duration, **observed, **deployment}
+
+
+def canary_guard(ctx: RunContext, *, pipeline: str, guard: dict, scores: dict | None = None) -> dict:
+    """At the end of the canary's window: the guard on what the canary served; a trip raises (rollback)."""
+    version = _challenger(pipeline, scores)
+    return {"stage": "canary_guard", "version": version,
+            **check_guard(pipeline, version, scores or {}, max_drop=float(guard.get("max_drop", 0.0)))}
 
 
 def promote(ctx: RunContext, *, pipeline: str, target: dict, scores: dict | None = None,

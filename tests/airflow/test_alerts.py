@@ -89,6 +89,9 @@ def test_email_honours_the_connections_tls_settings(sinks, monkeypatch):
     send([{"kind": "email", "to": ["a@example.com"], "conn_id": "smtp_default"}], pipeline="p", event="promoted",
          dag_id="p__train", run_id="r", details={"reason": "x" * 3000})
     assert "x" * 3000 in sinks.received[-1].body["text"]
+    send([{"kind": "email", "to": ["a@example.com"], "conn_id": "smtp_default"}], pipeline="p" * 1500,
+         event="promoted", dag_id="p__train", run_id="r", details={})  # a subject line far over 998 bytes
+    assert len(sinks.received[-1].body["subject"]) <= 150
 
 
 def test_the_sender_comes_from_the_connection(monkeypatch):

@@ -112,3 +112,55 @@ data:
     assert states["wait_for_data"] == "success" and states["record_counts"] == "success"
     with sqlite3.connect(warehouse) as db:
         assert db.execute("select pipeline, source, records from record_counts").fetchall() == [("drops", "raw", 30)]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("canary_drop, expected", [(0.0, "promoted"), (0.2, "rolled back")])
+def test_stage_windows_wait_in_the_triggerer_and_the_canary_guard_judges_at_the_end(canary_drop, expected,
+                                                                                      tmp_path, monkeypatch):
+    """Shadow and canary durations are deferred waits (WaitSensor, deferrable); the canary's guard runs
+    only once its window is over, and a trip there rolls back."""
+    from pipespec.local.local_env import ensure_db
+    from pipespec.tasklib.rollout.stages import CanaryGuardTripped
+    from tests.support.airflow_harness import run_dag, steps
+
+    ensure_db()
+    pipelines = tmp_path / "pipelines"
+    pipelines.mkdir()
+    (pipelines / "windows.yaml").write_text("""pipeline: windows
+external_assets: [s3://bucket/windows/]
+train:
+  dataset: s3://bucket/windows/
+  model: {type: keras_text_classifier}
+evaluate: {metric: f1_macro}
+rollout:
+  stages: [{shadow: {duration: 2s}}, {canary: {percent: 10, duration: 3s, guard: {max_drop: 0.05}}}, full]
+""")
+    judged = []
+
+    def guard(ctx, *, pipeline, guard, scores=None):
+        judged.append(ctx.task_id)
+        if canary_drop > guard["max_drop"]:
+            raise CanaryGuardTripped("canary guard tripped")
+        return {"stage": "canary_guard"}
+
+    with steps(model_train=lambda ctx, **_: {"version": "2"},
+               model_evaluate=lambda ctx, **_: {"challenger": 0.9, "champion": 0.8, "metric": "f1_macro"},
+               rollout_decide=lambda ctx, **_: {"decision": "promote"},
+               rollout_shadow=lambda ctx, **_: {"stage": "shadow"},
+               rollout_canary=lambda ctx, **_: {"stage": "canary"},
+               rollout_canary_guard=guard,
+               rollout_promote=lambda ctx, **_: {"promoted": True},
+               rollout_rollback=lambda ctx, **_: {"rolled_back": True},
+               report_write=lambda ctx, **_: {"report": "ok"}):
+        run, states = run_dag(pipelines, "windows__train", monkeypatch, tmp_path / "cache")
+    tis = {ti.task_id: ti for ti in run.get_task_instances()}
+    assert states[("shadow_window", -1)] == states[("canary_10_window", -1)] == "success"
+    window, checked = tis["canary_10_window"], tis["canary_10_guard"]
+    assert (window.end_date - window.start_date).total_seconds() >= 3  # the window was waited out
+    assert checked.start_date >= window.end_date and judged == ["canary_10_guard"]
+    if expected == "promoted":
+        assert states[("promote", -1)] == "success" and states[("rollback", -1)] == "skipped"
+    else:
+        assert states[("canary_10_guard", -1)] == "failed" and states[("rollback", -1)] == "success"
+        assert states[("promote", -1)] == "upstream_failed"

@@ -134,7 +134,7 @@ def test_the_feedback_llm_spec_runs_its_whole_loop_as_a_dag(tmp_path, monkeypatc
         page = read_text(report["markdown_uri"])
         assert "Rules (all of 2 must improve; every floor holds):" in page
         assert "Base model (baseline) `exact_match`" in page
-        assert anyscale.terminated == ["feedback-intents-llm-eval"] and not anyscale.servers
+        assert anyscale.terminated == ["feedback-intents-llm-eval"] and "feedback-intents-llm-eval" not in anyscale.servers
         # The eval service and then the production service (the full rollout) were deployed.
         assert [service.name for service in anyscale.services] == ["feedback-intents-llm-eval", "feedback-intents-llm"]
         assert registry.version_for("feedback_llm_finetune", "champion") == "1"

@@ -99,6 +99,11 @@ def only(found: list[tuple[int, int, str, str]]) -> tuple[int, int, str, str]:
      "`MLFLOW_TRACKING_URI` is reserved for the platform", "built-in env"),
     ("{backend: anyscale, env: {pip_index_url: 'http://evil.example'}}", "pip_", "`pip_index_url` is reserved",
      "built-in env"),
+    # Ray jobs run the same runner with the platform's MLflow and storage access: the same rules.
+    ("{backend: ray, env: {MLFLOW_TRACKING_URI: 'http://evil.example'}}", "MLFLOW",
+     "`MLFLOW_TRACKING_URI` is reserved for the platform", "built-in env"),
+    ("{backend: ray, env: {PYTHONWARNINGS: 'ignore::antigravity.x'}}", "PYTHONWARNINGS",
+     "is reserved", "built-in env"),
 ])
 def test_safe_defaults_without_a_policy_file(tmp_path, compute, at, message, rule):
     line, col, found, hint = only(problems(write_spec(tmp_path, compute)))

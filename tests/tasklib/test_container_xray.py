@@ -1,4 +1,4 @@
-"""The x-ray team's own trainer (pipelines/xray_trainer/train.py) runs locally under the container
+"""The x-ray team's own trainer (examples/xray-trainer/train.py) runs locally under the container
 contract, as pipelines/xray_own_code.yaml describes it: the platform policy maps the team's image to
 that folder; train (a Keras transfer-learning-style script on small generated images, no downloads)
 registers a challenger; the team's own evaluate mode scores it on the holdout; the spec's decision
@@ -24,7 +24,7 @@ pytestmark = pytest.mark.slow  # two TensorFlow processes
 def xray_world(tmp_path, monkeypatch):
     policy = tmp_path / "policy.yaml"
     policy.write_text(f"default: {{images: [ghcr.io/example/]}}\n"
-                      f"local_images: {{ghcr.io/example/xray-train: {ROOT / 'pipelines' / 'xray_trainer'}}}\n")
+                      f"local_images: {{ghcr.io/example/xray-train: {ROOT / 'examples' / 'xray-trainer'}}}\n")
     monkeypatch.setenv("PIPESPEC_POLICY", str(policy))
     monkeypatch.setenv("PIPESPEC_STORAGE_ROOT", str(tmp_path / "store"))
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")

@@ -136,3 +136,17 @@ def test_an_images_source_of_archives_extracts_like_any_source(tmp_path, monkeyp
     table = read_table(ref)
     assert sorted(zip(table.column("path").to_pylist(), table.column("label").to_pylist())) == [
         ("normal/1.jpg", "normal"), ("normal/3.jpg", "normal"), ("pneumonia/2.jpg", "pneumonia")]
+
+
+def test_an_archive_bomb_is_refused_and_document_batches_are_bounded_in_bytes(monkeypatch):
+    import pipespec.tasklib.data.documents as documents
+
+    monkeypatch.setattr(documents, "MAX_ARCHIVE_BYTES", 3000)
+    bomb = tgz({f"kb/{i}.txt": b"a" * 1000 for i in range(5)})  # compresses to almost nothing
+    with pytest.raises(documents.ArchiveTooLarge, match="decompresses to more than"):
+        list(read_documents(members(bomb, "kb.tgz"), "kb.tgz", BadRows("skip")))
+    monkeypatch.setattr(documents, "MAX_ARCHIVE_BYTES", 1 << 30)
+    monkeypatch.setattr(documents, "BATCH_BYTES", 2500)
+    tables = list(read_documents(members(tgz({f"kb/{i}.txt": b"a" * 1000 for i in range(5)}), "kb.tgz"),
+                                 "kb.tgz", BadRows()))
+    assert [t.num_rows for t in tables] == [3, 2]
