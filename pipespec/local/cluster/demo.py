@@ -28,7 +28,8 @@ def say(message: str = "") -> None:
 
 
 def cluster_spec(source: Path = ROOT / "pipelines" / f"{PIPELINE}.yaml") -> dict[str, Any]:
-    """The feedback spec as deployed on the cluster: sources in S3 and the warehouse, no clock."""
+    """The feedback spec as deployed on the cluster: sources in S3 and the warehouse, no clock, and a
+    short shadow window before the full rollout."""
     spec = yaml.safe_load(source.read_text())
     spec["data"]["sources"] = [
         {"name": "zendesk", "type": "s3", "uri": ZENDESK, "format": "jsonl"},
@@ -37,6 +38,8 @@ def cluster_spec(source: Path = ROOT / "pipelines" / f"{PIPELINE}.yaml") -> dict
     spec["data"]["schedule"] = "manual"
     spec["inference"]["schedule"] = {"assets": f"model://{PIPELINE}"}
     spec["retries"] = {"count": 3, "delay": "5s"}
+    # A short shadow window: it is waited out in the triggerer, holding neither worker's slot.
+    spec["rollout"] = {"stages": [{"shadow": {"duration": "20s"}}, "full"]}
     return spec
 
 
