@@ -24,7 +24,7 @@ from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import TaskDeferred
 
 from pipespec.airflow.adapter import run_context
-from pipespec.airflow.step_operators import SpecValuesAreData
+from pipespec.airflow.step_operators import RemoteTrainLineage, SpecValuesAreData
 
 OPERATORS = {
     "kubernetes_pod": "airflow.providers.cncf.kubernetes.operators.pod:KubernetesPodOperator",
@@ -38,7 +38,7 @@ DEFERRED = {
 }
 
 
-class LazyOperator(SpecValuesAreData, BaseOperator):
+class LazyOperator(RemoteTrainLineage, SpecValuesAreData, BaseOperator):
     """Builds a heavy provider's operator only when the task runs, then executes it."""
 
     ui_color = "#e8f0fe"
@@ -96,7 +96,9 @@ class LazyOperator(SpecValuesAreData, BaseOperator):
     def _collect(self, context: Any, operator_kwargs: dict[str, Any], returned: Any) -> Any:
         collect = getattr(self._builder_module(), "collect_result", None)  # e.g. register what the job trained
         run = dataclasses.asdict(run_context(context))
-        return collect(self.step_params, run, operator_kwargs, returned) if collect else returned
+        result = collect(self.step_params, run, operator_kwargs, returned) if collect else returned
+        self.record_lineage(result)
+        return result
 
     def _builder_module(self) -> Any:
         return importlib.import_module(self.builder.partition(":")[0])

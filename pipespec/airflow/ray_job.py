@@ -16,13 +16,13 @@ from typing import Any
 from airflow.sdk import BaseOperator
 
 from pipespec.airflow.adapter import run_context
-from pipespec.airflow.step_operators import SpecValuesAreData
+from pipespec.airflow.step_operators import RemoteTrainLineage, SpecValuesAreData
 from pipespec.airflow.triggers import RayJobTrigger
 
 POLL_INTERVAL_S = 5.0
 
 
-class RayJobOperator(SpecValuesAreData, BaseOperator):
+class RayJobOperator(RemoteTrainLineage, SpecValuesAreData, BaseOperator):
     """A `train` task on a Ray cluster (compute backend `ray`)."""
 
     ui_color = "#e3f2fd"
@@ -66,7 +66,9 @@ class RayJobOperator(SpecValuesAreData, BaseOperator):
             tail = "\n".join(logs.splitlines()[-20:])
             raise RuntimeError(f"Ray job {event['job_id']} ended {event['status']}: {event.get('message') or ''}\n"
                                f"last lines of its log:\n{tail}")
-        return ray.collect_result(self.step_params, event["job_id"], logs)
+        result = ray.collect_result(self.step_params, event["job_id"], logs)
+        self.record_lineage(result)
+        return result
 
     def on_kill(self) -> None:
         if self._job is None:

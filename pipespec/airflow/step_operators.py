@@ -78,6 +78,29 @@ class StepOperator(SpecValuesAreData, _PythonDecoratedOperator):
         return lineage.operator_lineage(getattr(self, "step_lineage", None))
 
 
+class RemoteTrainLineage:
+    """OpenLineage for a `train` task that runs remotely (Kubernetes, Anyscale, Ray): the dataset it read
+    and the model version it registered, derived like a local train's from its params and result."""
+
+    step_params: dict
+    step_lineage: lineage.StepLineage | None = None
+
+    def record_lineage(self, result: Any) -> None:
+        """Called with the task's result, as StepOperator.execute does for local steps."""
+        if not lineage.enabled():
+            return
+        from airflow.sdk import BaseHook
+
+        try:
+            self.step_lineage = lineage.step_lineage("model.train", self.step_params, result, BaseHook.get_connection)
+        except Exception:  # noqa: BLE001 - lineage is reported, never a reason to fail a step
+            self.log.warning("pipespec: no OpenLineage datasets for %s", self.task_id, exc_info=True)  # type: ignore[attr-defined]
+
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
+        """The datasets this train task read and wrote, for Airflow's OpenLineage provider."""
+        return lineage.operator_lineage(self.step_lineage)
+
+
 class BranchStepOperator(SpecValuesAreData, _BranchPythonDecoratedOperator):
     """The TaskFlow branch operator a deciding step runs in."""
 

@@ -163,3 +163,16 @@ def test_a_model_trains_on_ray_and_returns_what_a_local_train_returns(cluster, t
     result = train.xcom_pull(task_ids="train")
     assert result["ray_job_id"].startswith("pipespec-churn-train-")
     assert str(registry.client().get_model_version_by_alias("churn", registry.CHALLENGER).version) == result["version"]
+
+
+def test_remote_training_reports_its_lineage_like_a_local_train(train_params, monkeypatch):
+    """The Ray (and lazy Kubernetes/Anyscale) train task tells OpenLineage what it read and wrote."""
+    from pipespec.airflow import lineage
+    from pipespec.airflow.ray_job import RayJobOperator
+
+    monkeypatch.setattr(lineage, "enabled", lambda: True)
+    operator = RayJobOperator(task_id="train", step_params=copy.deepcopy(train_params))
+    operator.record_lineage({"version": "7", "run_id": "abc", "ray_job_id": "pipespec-churn-train-x-try1"})
+    facets = operator.get_openlineage_facets_on_complete(None)
+    assert [(d.namespace, d.name) for d in facets.inputs] == [("s3://growth", "churn/training")]
+    assert [d.name for d in facets.outputs] == ["models:/churn/7"]  # in the MLflow registry's namespace
