@@ -396,9 +396,23 @@ def check_train(policy: Policy | None, team: str | None, compute: Mapping[str, A
 
 
 def _container(rules: TeamRules, params: Mapping[str, Any], at: YamlPath) -> Iterator[Violation]:
-    """A `container` model: its image, and the connections whose values become its environment."""
+    """A `container` model: its image, and the connections whose values become its environment.
+
+    The image is code the spec chooses. Two things trust it beyond its own pod or job, so they need
+    an image the platform vetted (an `images` allowlist): connection values in its environment, and
+    pipespec's own metrics (`evaluation: {by: builtin}`), which load the model it wrote, an MLflow
+    model that may carry code, on Airflow's workers."""
     if isinstance(params.get("image"), str):
         yield from _image(rules, params["image"], (*at, "image"))
+    if rules.allowlist("images")[0] is None:
+        if (params.get("evaluation") or {}).get("by", "builtin") == "builtin":
+            yield _refuse((*at, "evaluation"), "pipespec's own metrics would load this image's model on Airflow's "
+                          "workers, and the platform has vetted no image", "built-in images",
+                          "evaluate with the team's own command (`evaluation: {by: command}`), or ask the platform "
+                          "team to list allowed images (`images:`)")
+        if params.get("connections"):
+            yield _refuse((*at, "connections"), "connection values would go to an image the platform has not vetted",
+                          "built-in images", "ask the platform team to list allowed images (`images:`)")
     for prefix, conn_id in (params.get("connections") or {}).items():
         yield from check_env_name(f"{prefix}_URI", (*at, "connections", prefix))
         yield from _allowed(rules, "conn_ids", conn_id, "connection", (*at, "connections", prefix))
@@ -558,6 +572,11 @@ def check_spec(policy: Policy | None, spec: Mapping[str, Any], spec_path: str | 
     train = spec.get("train")
     if train:
         out += check_train(policy, team, train["compute"], train.get("model"), train.get("dataset"))
+        if (train.get("model") or {}).get("type") == "container" and spec.get("inference") \
+                and rules.allowlist("images")[0] is None:
+            out.append(_refuse(("inference",), "batch inference would load a container model on Airflow's workers, "
+                               "and the platform has vetted no image", "built-in images",
+                               "ask the platform team to list allowed images (`images:`)"))
     if spec.get("rollout"):
         out += check_target(policy, team, spec["rollout"]["target"])
     for path, uri in _spec_uris(spec):
