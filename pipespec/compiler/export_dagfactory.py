@@ -7,8 +7,10 @@ writes YAML. The exported file still runs pipespec's code (`run_step`,
 `run_branch`, `LazyOperator`, `PipespecNotifier`, `UpstreamOutput`), so the
 project must be importable wherever dag-factory loads it.
 
-dag-factory 1.x has no setup/teardown tasks: a teardown is exported as a task after its setup that
-runs whatever happened (`all_done`), without Airflow's clearing rules for setup/teardown.
+dag-factory 1.x has no setup/teardown tasks: a teardown is exported as a task after its setup with
+the rule Airflow gives teardowns (`all_done_setup_success`), without the clearing rules of
+setup/teardown. It also drops `max_consecutive_failed_dag_runs` (not among the DAG arguments it
+passes on), so a spec's `dag.max_consecutive_failed_dag_runs` does not survive the export.
 
 How each piece of the IR is written (checked against dag-factory 1.1.0's
 source: `_yaml.load_yaml_file`, `utils.cast_with_type`, `DagBuilder`):
@@ -147,7 +149,6 @@ def _dag(dag: ir.Dag) -> dict[str, Any]:
         "start_date": START_DATE,
         "catchup": False,
         "max_active_runs": dag.max_active_runs,
-        "max_consecutive_failed_dag_runs": dag.max_consecutive_failed_dag_runs or 0,
         "tags": list(dag.tags),
         "default_args": default_args,
         "tasks": {task.task_id: _task(task, dag.dag_id) for task in dag.tasks},
@@ -234,7 +235,8 @@ def _common(task: ir.Task) -> dict[str, Any]:
     dependencies = _dependencies(task)
     if dependencies:
         out["dependencies"] = dependencies
-    out["trigger_rule"] = task.trigger_rule
+    # Airflow gives a teardown this rule (as_teardown); dag-factory cannot mark the task itself.
+    out["trigger_rule"] = "all_done_setup_success" if task.teardown_of else task.trigger_rule
     out["doc_md"] = task.doc
     if task.outlets:
         out["outlets"] = [_plain(uri, "outlet URI") for uri in task.outlets]

@@ -87,7 +87,7 @@ def test_retries_from_spec_with_per_stage_overrides(dagbag):
     genai = dagbag.dags["genai_content__data"]
     assert genai.get_task("extract").retries == 6
     assert genai.get_task("extract").partial_kwargs["retry_delay"] == timedelta(seconds=30)
-    assert dagbag.dags["genai_content__train"].get_task("train").retries == 1
+    assert dagbag.dags["genai_content__train"].get_task("train").retries == 0  # the fine-tune is not retried
     assert dagbag.dags["weekly_retrain__train"].get_task("train").retries == 1
 
 
@@ -118,7 +118,7 @@ def test_compute_backends_render_lazily(dagbag):
     assert isinstance(k8s, LazyOperator) and k8s.operator == "kubernetes_pod"
     anyscale = dagbag.dags["feedback_llm_finetune__train"].get_task("train")
     assert isinstance(anyscale, LazyOperator) and anyscale.operator == "anyscale_job"
-    approval = dagbag.dags["feedback_llm_finetune__train"].get_task("approval")
+    approval = dagbag.dags["xray_classifier__train"].get_task("approval")
     assert type(approval).__name__ == "ApprovalOperator"
 
 
