@@ -73,8 +73,9 @@ def test_ray_compute_renders_the_deferring_ray_operator(tmp_path):
 def test_the_data_run_waits_for_the_archive_in_the_triggerer_and_writes_record_counts(s3_server, tmp_path,
                                                                                       monkeypatch):
     """A real data DAG: the deferrable sensor polls moto's S3 until the drop arrives (it is put there
-    only once the sensor has deferred), then extract → ... → record counts land in a SQLite warehouse."""
-    import threading
+    only once the sensor has deferred to its trigger), then extract → ... → record counts land in a
+    SQLite warehouse."""
+    from airflow.providers.amazon.aws.triggers.s3 import S3KeyTrigger
 
     from pipespec.airflow.loader import load_dags
     from pipespec.airflow.triggers import AnyscaleJobTrigger  # noqa: F401 - the triggers module imports cleanly
@@ -99,16 +100,22 @@ data:
     s3_server.client().create_bucket(Bucket="xray-drops")
     monkeypatch.setenv("PIPESPEC_PIPELINES", str(pipelines))
     monkeypatch.setenv("PIPESPEC_CACHE_DIR", str(tmp_path / "cache"))
+    deferred = []
+    real_run = S3KeyTrigger.run
+
+    async def drop_once_deferred(self):  # the archive arrives while the wait is in the triggerer
+        deferred.append(self.bucket_key)
+        s3_server.put("xray-drops", "incoming/2026-01.tgz", b"archive")
+        async for event in real_run(self):
+            yield event
+
+    monkeypatch.setattr(S3KeyTrigger, "run", drop_once_deferred)
     namespace: dict = {}
     load_dags(pipelines, namespace, tmp_path / "cache")
-    dropped = threading.Timer(5, lambda: s3_server.put("xray-drops", "incoming/2026-01.tgz", b"archive"))
-    dropped.start()
-    try:
-        run = namespace["drops__data"].test()
-    finally:
-        dropped.cancel()
+    run = namespace["drops__data"].test()
     states = {ti.task_id: ti.state for ti in run.get_task_instances()}
     assert run.state == "success", states
+    assert deferred  # the sensor found nothing at first and deferred
     assert states["wait_for_data"] == "success" and states["record_counts"] == "success"
     with sqlite3.connect(warehouse) as db:
         assert db.execute("select pipeline, source, records from record_counts").fetchall() == [("drops", "raw", 30)]
