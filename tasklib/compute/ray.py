@@ -57,12 +57,10 @@ def connection(conn_id: str) -> tuple[str, dict[str, str]]:
     """(dashboard address, request headers) from the Airflow connection."""
     from airflow.sdk import BaseHook
 
+    from pipespec.tasklib.connections import base_url
+
     conn = BaseHook.get_connection(conn_id)
-    host = conn.host or ""
-    if "://" not in host:
-        host = f"{conn.schema or 'http'}://{host}"
-    address = f"{host.rstrip('/')}:{conn.port}" if conn.port else host.rstrip("/")
-    return address, ({"Authorization": f"Bearer {conn.password}"} if conn.password else {})
+    return base_url(conn), ({"Authorization": f"Bearer {conn.password}"} if conn.password else {})
 
 
 def collect_result(params: Mapping[str, Any], job_id: str, logs: str) -> dict[str, Any]:

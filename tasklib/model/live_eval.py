@@ -103,12 +103,10 @@ def endpoint_from_connection(conn_id: str, model: str | None = None) -> Endpoint
     """An endpoint from an Airflow connection: host (the base URL), password (the key), extra `model`."""
     from airflow.sdk import BaseHook
 
+    from pipespec.tasklib.connections import base_url
+
     connection = BaseHook.get_connection(conn_id)
-    base = connection.host or ""
-    if connection.schema and "://" not in base:
-        base = f"{connection.schema}://{base}"
-    if connection.port:
-        base = f"{base.rstrip('/')}:{connection.port}"
+    base = base_url(connection, default_scheme=None)
     chosen = model or connection.extra_dejson.get("model")
     if not base.startswith(("http://", "https://")) or not chosen:
         raise PermanentFailure(f"connection `{conn_id}` needs an http(s) host (the …/v1 base URL) and a model "

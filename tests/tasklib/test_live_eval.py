@@ -118,3 +118,18 @@ def test_the_server_process_serves_a_saved_model_and_exits_when_idle(tmp_path: P
     finally:
         if process.poll() is None:
             process.kill()
+
+
+def test_a_connections_url_takes_its_port_in_the_right_place():
+    from types import SimpleNamespace
+
+    from pipespec.tasklib.connections import base_url
+
+    def conn(host, schema=None, port=None):
+        return SimpleNamespace(host=host, schema=schema, port=port)
+
+    assert base_url(conn("https://llm.internal/v1", port=8443)) == "https://llm.internal:8443/v1"
+    assert base_url(conn("127.0.0.1", schema="http", port=8265)) == "http://127.0.0.1:8265"
+    assert base_url(conn("127.0.0.1", port=8265)) == "http://127.0.0.1:8265"
+    assert base_url(conn("llm.internal"), default_scheme=None) == "llm.internal"  # refused later: no scheme
+    assert base_url(conn("http://h:9000/v1/", port=1)) == "http://h:9000/v1"  # the URL's own port wins
