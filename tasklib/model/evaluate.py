@@ -36,6 +36,10 @@ from pipespec.tasklib.context import RunContext
 
 log = logging.getLogger(__name__)
 MAX_REPORT_CLASSES = 50  # a confusion matrix beyond this is unreadable, and too big for the result
+# The artifact (on a version's MLflow run) holding the version's predictions for one holdout, written
+# by the training process while the model was in memory: evaluate scores it without loading the model.
+HOLDOUT_PREDICTION = "holdout_prediction"
+_PREDICTION_FORMAT = 1
 LIVE_EVALUATED = frozenset({"llm_finetune"})  # scored on a served model's answers, not on a holdout here
 
 
@@ -83,12 +87,109 @@ def _run(job: dict[str, Any], what: str, table: Any = None, source: str | None =
 
     if scored_by_command(job["model"]):
         return score_versions({**job, "holdout_table": table, "holdout_source": source} if table is not None else job)
+    if table is not None:
+        job = {**job, "champion_version": _champion_version(job)}
+        if _all_predicted(job, table):  # nothing to load: score here, no TensorFlow process
+            return score_versions({**job, "holdout_table": table, "holdout_source": source})
     with tempfile.TemporaryDirectory(prefix="pipespec-evaluate-") as workdir:
         if table is not None:
             holdout_path = Path(workdir) / "holdout.parquet"
             pq.write_table(table, holdout_path)
             job = {**job, "holdout_path": str(holdout_path), "holdout_source": source}
         return runner.run("evaluate", job, Path(workdir), what=what)
+
+
+def _champion_version(job: dict[str, Any]) -> str | None:
+    from pipespec.tasklib.model import registry
+
+    if "champion_version" in job:
+        return job["champion_version"]
+    return registry.version_for(job["pipeline"], job.get("alias") or registry.CHAMPION)
+
+
+def _all_predicted(job: dict[str, Any], table: Any) -> bool:
+    """Whether every version to score left its predictions for exactly this holdout."""
+    from pipespec.tasklib.storage import table_hash
+
+    sha256 = table_hash(table)
+    versions = [v for v in (job["challenger_version"], job["champion_version"]) if v]
+    with tempfile.TemporaryDirectory(prefix="pipespec-predicted-") as directory:
+        return all(_prediction_record(job["pipeline"], v, job["model"], sha256, table.num_rows,
+                                      Path(directory) / v) is not None for v in versions)
+
+
+def write_holdout_prediction(directory: Path, prediction: Any, loaded: Any, sha256: str, rows: int) -> bool:
+    """Write a version's prediction of the holdout with content hash `sha256` (for HOLDOUT_PREDICTION);
+    False when its values do not fit a Parquet column (evaluate then predicts them itself)."""
+    import json
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        columns = {"value": pa.array(prediction.values)}
+    except (pa.ArrowException, TypeError, ValueError) as error:
+        log.info("holdout prediction not kept (%s): evaluate predicts it", error)
+        return False
+    if prediction.scores is not None:
+        scores = prediction.scores
+        columns["scores"] = pa.FixedSizeListArray.from_arrays(pa.array(scores.reshape(-1)), scores.shape[1])
+    pq.write_table(pa.table(columns), directory / "prediction.parquet")
+    (directory / "prediction.json").write_text(json.dumps(
+        {"format": _PREDICTION_FORMAT, "holdout_sha256": sha256, "rows": rows, "meta": loaded.meta,
+         "classes": loaded.classes}, sort_keys=True, default=str))
+    return True
+
+
+def _prediction_record(pipeline: str, version: str, model: dict[str, Any], sha256: str, rows: int,
+                       directory: Path) -> dict[str, Any] | None:
+    """The record of `version`'s kept holdout prediction if it is for exactly these rows, else None.
+
+    Only versions pipespec's own training process fitted keep one (a `container` model's code never
+    writes this artifact, and its type is never read from one)."""
+    import json
+
+    from mlflow.exceptions import MlflowException
+
+    from pipespec.tasklib.model import registry
+
+    if model["type"] == "container":
+        return None
+    mlflow = registry.client()
+    try:
+        run_id = mlflow.get_model_version(pipeline, version).run_id
+        path = mlflow.download_artifacts(run_id, f"{HOLDOUT_PREDICTION}/prediction.json", str(directory))
+        record = json.loads(Path(path).read_text())
+    except (MlflowException, OSError, ValueError):
+        return None  # trained before predictions were kept, or by an earlier try: predict it
+    if (record.get("format") != _PREDICTION_FORMAT or record.get("holdout_sha256") != sha256
+            or record.get("rows") != rows or record["meta"].get("model_type") == "container"):
+        return None
+    return {**record, "run_id": run_id}
+
+
+def cached_prediction(pipeline: str, version: str, model: dict[str, Any], table: Any, sha256: str,
+                      directory: Path) -> tuple[Any, Any] | None:
+    """(Loaded without its network, Prediction) of `version` on `table` (content hash `sha256`) as its
+    training process predicted it, or None when it kept none for exactly these rows."""
+    import numpy as np
+    import pyarrow.parquet as pq
+
+    from pipespec.tasklib.model import model_types, registry
+
+    record = _prediction_record(pipeline, version, model, sha256, table.num_rows, directory)
+    if record is None:
+        return None
+    path = registry.client().download_artifacts(record["run_id"], f"{HOLDOUT_PREDICTION}/prediction.parquet",
+                                                str(directory))
+    kept = pq.read_table(path)
+    scores = None
+    if "scores" in kept.column_names:
+        column = kept.column("scores").combine_chunks()
+        scores = column.flatten().to_numpy(zero_copy_only=False).reshape(len(column), column.type.list_size)
+    log.info("v%s: holdout predictions from its training process (no model load)", version)
+    return (model_types.Loaded(None, record["meta"], record["classes"]),
+            model_types.Prediction(kept.column("value").to_pylist(), scores))
 
 
 def scored_by_command(model: dict[str, Any]) -> bool:
@@ -122,9 +223,10 @@ def score_versions(job: dict[str, Any]) -> dict[str, Any]:
     challenger_version = job["challenger_version"]
     alias = job.get("alias") or registry.CHAMPION
     champion_version = job["champion_version"] if "champion_version" in job else registry.version_for(pipeline, alias)
+    holdout_sha256 = table_hash(table)
     # The one branch: who computes the metrics (pipespec, or the team's evaluation command).
     score = (functools.partial(_scored_by_command, run_id=job.get("run_id") or "")
-             if scored_by_command(model) else _score_version)
+             if scored_by_command(model) else functools.partial(_score_version, holdout_sha256=holdout_sha256))
     log.info("scoring challenger v%s and champion %s on %d rows of the %s", challenger_version,
              f"v{champion_version}" if champion_version else "(none yet)", table.num_rows, source)
     with tempfile.TemporaryDirectory(prefix="pipespec-models-") as directory:
@@ -133,7 +235,6 @@ def score_versions(job: dict[str, Any]) -> dict[str, Any]:
         champion, champion_classes = (
             score(pipeline, champion_version, table, model, metric, Path(directory) / "champion")
             if champion_version else (None, None))
-    holdout_sha256 = table_hash(table)
     _log_holdout_scores(pipeline, challenger_version, challenger)
     _log_holdout_dataset(pipeline, challenger_version, table, job, holdout_sha256)
     registry.record_holdout_score(pipeline, challenger_version, sha256=holdout_sha256, metric=metric,
@@ -149,19 +250,25 @@ def score_versions(job: dict[str, Any]) -> dict[str, Any]:
 
 
 def _score_version(pipeline: str, version: str, table: Any, model: dict[str, Any], metric: str,
-                   directory: Path) -> tuple[dict[str, float | None], dict[str, Any] | None]:
+                   directory: Path, *, holdout_sha256: str) -> tuple[dict[str, float | None], dict[str, Any] | None]:
     """Every metric of one version on the holdout, and for a classifier the confusion matrix and
     per-class figures the report draws (None for other tasks, or beyond MAX_REPORT_CLASSES).
 
-    Any model type: loaded and predicted through its implementation (model_types)."""
+    Any model type: predicted through its implementation (model_types), or the prediction of
+    exactly this holdout its training process kept (cached_prediction)."""
     import dataclasses
 
     from pipespec.tasklib.model import metrics, model_types, registry
 
-    loaded = model_types.load(registry.download(pipeline, version, directory))
-    _check_label(pipeline, version, loaded.meta, model)
+    kept = cached_prediction(pipeline, version, model, table, holdout_sha256, directory / "kept")
+    if kept is not None:
+        loaded, prediction = kept
+        _check_label(pipeline, version, loaded.meta, model)
+    else:
+        loaded = model_types.load(registry.download(pipeline, version, directory))
+        _check_label(pipeline, version, loaded.meta, model)
+        prediction = model_types.predict(loaded, table)
     truth = table.column(model["label"]).to_pylist()
-    prediction = model_types.predict(loaded, table)
     if loaded.meta["task"] == "classification" and not loaded.classes:
         # A model that does not record its class labels (an MLflow model a team's code wrote): the ones seen.
         classes = sorted(set(truth) | set(prediction.values), key=metrics.label_order_key)

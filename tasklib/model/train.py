@@ -59,7 +59,29 @@ def train(ctx: RunContext, *, pipeline: str, dataset: str, model: dict[str, Any]
                          holdout_fraction=holdout_fraction, spec_hash=spec_hash)
         # The worker already holds the rows (and the storage connection): hand them over as a local file.
         job.update(train_path=str(train_path), holdout_rows=data.holdout_rows, manifest=data.manifest)
+        job.update(_holdout_to_predict(dataset, model, holdout, holdout_fraction, Path(workdir)))
         return runner.run("train", job, Path(workdir), what=f"train {model['type']}")
+
+
+def _holdout_to_predict(dataset: str, model: dict[str, Any], holdout: str | None, holdout_fraction: float,
+                        workdir: Path) -> dict[str, str]:
+    """The holdout evaluate will score on, as a local file and its content hash, for the training
+    process to predict while the model is in memory (evaluate.HOLDOUT_PREDICTION): evaluate then
+    needs no second TensorFlow process to score the challenger. {} when there is no usable holdout
+    yet; evaluate reports that."""
+    import pyarrow.parquet as pq
+
+    from pipespec.tasklib.model.data import holdout_data
+    from pipespec.tasklib.storage import table_hash
+
+    try:
+        held = holdout_data(dataset, model, holdout, holdout_fraction)
+    except ValueError as error:
+        log.info("no holdout predictions from training (%s): evaluate scores the challenger itself", error)
+        return {}
+    path = workdir / "holdout.parquet"
+    pq.write_table(held.table, path)
+    return {"holdout_path": str(path), "holdout_sha256": table_hash(held.table)}
 
 
 def job_params(run_id: str, dag_id: str, *, pipeline: str, dataset: str, model: dict[str, Any],
@@ -118,6 +140,7 @@ def _fit_and_log(job: dict[str, Any], params: dict[str, Any], table: Any, tags: 
     train_metrics = {f"train_{name}": value for name, value in scores.items() if value is not None}
     with tempfile.TemporaryDirectory(prefix="pipespec-model-") as directory:
         implementation.save(network, classes, meta, Path(directory))
+        saved_meta = json.loads((Path(directory) / model_types.META_FILE).read_text())  # what `load` will read
         tracking.describe_model(Path(directory), table, meta, prediction.values)  # MLmodel: signature, example
         registered = registry.register(
             job["pipeline"], Path(directory), tags=tags,
@@ -129,9 +152,27 @@ def _fit_and_log(job: dict[str, Any], params: dict[str, Any], table: Any, tags: 
                          name=f"{job['pipeline']} training data", label=model["label"],
                          sha256=tags["pipespec.dataset_sha256"] or None)
     tracking.log_history(registered["run_id"], meta.get("history") or {})
+    if job.get("holdout_path"):
+        _log_holdout_prediction(job, registered["run_id"], model_types.Loaded(network, saved_meta, classes))
     log.info("registered %s version %s (%s)", job["pipeline"], registered["version"],
              ", ".join(f"{k}={v:.4f}" for k, v in train_metrics.items()))
     return registered
+
+
+def _log_holdout_prediction(job: dict[str, Any], run_id: str, loaded: Any) -> None:
+    """Predict the holdout with the model still in memory and log it on the version's run, for
+    evaluate to score the challenger without loading it again (evaluate.cached_prediction)."""
+    import pyarrow.parquet as pq
+
+    from pipespec.tasklib.model import evaluate, model_types, registry
+
+    holdout = pq.read_table(job["holdout_path"])
+    prediction = model_types.implementation(job["model"]["type"]).predict(loaded, holdout)
+    with tempfile.TemporaryDirectory(prefix="pipespec-holdout-") as directory:
+        written = evaluate.write_holdout_prediction(Path(directory), prediction, loaded, job["holdout_sha256"],
+                                                    holdout.num_rows)
+        if written:
+            registry.client().log_artifacts(run_id, directory, artifact_path=evaluate.HOLDOUT_PREDICTION)
 
 
 def lineage_tags(job: dict[str, Any], manifest: dict[str, Any], params: dict[str, Any]) -> dict[str, str]:

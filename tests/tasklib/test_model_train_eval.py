@@ -415,3 +415,58 @@ def test_the_manifest_tag_stays_valid_json_within_the_limit():
     huge = {"run_id": "r1", "note": "n" * 9000, "data": {"sha256": "abc", "uri": "s3://b/k"}}
     assert json.loads(manifest_tag(huge)) == {"run_id": "r1", "data_sha256": "abc", "data_uri": "s3://b/k",
                                               "truncated": True}
+
+
+# --- the holdout prediction training keeps: evaluate scores without loading the model -----
+
+def test_training_keeps_its_holdout_prediction_exactly_as_the_saved_model_predicts(scenarios, tmp_path):
+    """The local train step predicts evaluate's holdout with the fitted model still in memory; what it
+    keeps is what the saved and reloaded model predicts on those rows, for a classifier and a regressor."""
+    from pipespec.tasklib.model.evaluate import cached_prediction
+
+    for pipeline, dataset, model, trained, fixed in (
+            ("intents", TEXT_DATA, TEXT, scenarios["text"].result()["first"], None),
+            ("demand", "s3://demand/curated/", REGRESSOR, scenarios["demand"].result()[1], None)):
+        held = data.holdout_data(dataset, model, fixed)
+        sha256 = storage.table_hash(held.table)
+        loaded, kept = cached_prediction(pipeline, trained["version"], model, held.table, sha256, tmp_path / pipeline)
+        assert loaded.model is None  # nothing was loaded
+        reloaded = keras_models.load(registry.download(pipeline, trained["version"], tmp_path / f"{pipeline}-model"))
+        fresh = keras_models.predict(reloaded, held.table)
+        assert kept.values == fresh.values and loaded.classes == reloaded.classes, pipeline
+        assert (kept.scores is None) == (fresh.scores is None)
+        if fresh.scores is not None:
+            assert kept.scores.dtype == fresh.scores.dtype and np.array_equal(kept.scores, fresh.scores)
+        assert loaded.meta == reloaded.meta
+        # Other rows (here: one row fewer) have another hash: nothing is reused for them.
+        other = held.table.slice(1)
+        assert cached_prediction(pipeline, trained["version"], model, other, storage.table_hash(other),
+                                 tmp_path / f"{pipeline}-other") is None
+
+
+def test_evaluate_scores_kept_predictions_in_the_worker_without_a_process(scenarios, monkeypatch):
+    """Both versions kept their prediction of this holdout: evaluate starts no TensorFlow process, and
+    scores them exactly as the process that loads both models does."""
+    from pipespec.tasklib.model import evaluate as evaluate_module
+
+    trained = scenarios["text"].result()["first"]  # also the champion: both kept their prediction
+    assert registry.version_for("intents", registry.CHAMPION) == trained["version"]
+    job = {"pipeline": "intents", "metric": "f1_macro", "direction": "max", "model": TEXT,
+           "challenger_version": trained["version"], "alias": registry.CHAMPION, "dataset": TEXT_DATA,
+           "holdout": None, "holdout_fraction": 0.2, "run_id": "kept"}
+
+    def no_process(*args, **kwargs):
+        raise AssertionError("evaluate started a process although both predictions were kept")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(runner, "run", no_process)
+        in_process = run_evaluate("intents", TEXT, {**trained, "_run": "kept"}, "f1_macro", TEXT_DATA)
+    # The same scores from the process that loads and predicts both models.
+    held = data.holdout_data(TEXT_DATA, TEXT)
+    with monkeypatch.context() as patch:
+        patch.setattr(evaluate_module, "cached_prediction", lambda *args, **kwargs: None)
+        patch.setattr(evaluate_module, "_all_predicted", lambda *args, **kwargs: False)
+        loaded_both = evaluate_module._run({**job, "champion_version": trained["version"]}, "evaluate", held.table,
+                                           held.source)
+    assert in_process["scores"] == loaded_both["scores"] and in_process["classes"] == loaded_both["classes"]
+    assert in_process["challenger"] == in_process["champion"]
