@@ -23,13 +23,13 @@ from __future__ import annotations
 import os
 import re
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import Annotated, Any, Literal, get_args
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, Field, ValidationError
 from pydantic_core import PydanticCustomError
 
 ENTRY_POINT_GROUP = "pipespec.plugins"
@@ -45,6 +45,7 @@ Task = Literal["classification", "regression", "structured_generation"]
 _WHAT = {"model": "model type", "source": "source type", "transform": "transform", "gate": "gate",
          "serving_target": "serving target", "alert_channel": "alert channel"}
 _NAME = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
+PluginName = Annotated[str, Field(pattern=_NAME.pattern)]  # how a spec names a plugin
 _IMPLEMENTATION = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
 
 
@@ -249,6 +250,8 @@ def unknown(kind: str, name: str) -> tuple[str, str]:
         return (f"{what} `{name}` comes from the plugin package `{dist}`, which is not installed here",
                 f"install it (`pip install {dist}`), or check without it: `pipespec check --plugins=declared`")
     close = did_you_mean(name, registry().names(kind))
+    if close in (f"did you mean `{n}`?" for n in plugin_names(kind, builtin=True)):  # a typo of a built-in
+        return f"unknown {what} `{name}`", close
     return (f"unknown {what} `{name}`",
             f"{close} A plugin's {what} needs its package installed (`pipespec plugins` lists what is).")
 
@@ -303,3 +306,124 @@ def model_task(name: str, params: Any = None) -> str | None:
     if isinstance(params, dict) and isinstance(params.get("task"), str) and "task" in found.plugin.params.model_fields:
         return params["task"]
     return found.plugin.task
+
+
+# --- plugins whose params sit inline in a spec mapping (sources, transforms, targets, alert channels) ---
+
+def validate_inline(kind: str, name: str, params: Any, at: tuple[str | int, ...] = ()) -> BaseModel | None:
+    """Validate the params a spec writes inline (a source's keys beside `name` and `type`; a
+    transform's or alert channel's value under its name) against the plugin's params model.
+
+    Errors keep pydantic's types and land on the key they are about (`at` + their path), so check
+    reports them with file:line:col; an unknown key names the plugin's closest key (the locator
+    cannot see a plugin's fields). None when the name is not installed (reported on the name)."""
+    found = lookup(kind, name)
+    if found is None:
+        return None
+    try:
+        return found.plugin.params.model_validate(params)
+    except ValidationError as exc:
+        raise _relocated(exc, at, kind, name, found.plugin.params) from None
+
+
+def _relocated(exc: ValidationError, at: tuple[str | int, ...], kind: str, name: str,
+               model: type[BaseModel]) -> ValidationError:
+    from pydantic_core import InitErrorDetails
+
+    from pipespec.schemas.validation_errors import did_you_mean
+
+    details: list[InitErrorDetails] = []
+    for error in exc.errors(include_url=False):
+        loc, ctx = (*at, *error["loc"]), error.get("ctx") or {}
+        if error["type"] == "extra_forbidden":
+            key = str(error["loc"][-1])
+            hint = did_you_mean(key, [k for k in _fields_at(model, error["loc"][:-1])])
+            kind_error: Any = PydanticCustomError(
+                "unknown_plugin_key", "unknown key `{key}` for {what} `{name}`: {hint}",
+                {"key": key, "what": _WHAT[kind], "name": name, "hint": hint or "it takes no settings"})
+        elif error["type"] == "missing":  # the locator would describe a built-in's key of that name
+            key = str(error["loc"][-1])
+            field_info = _field(model, error["loc"])
+            kind_error = PydanticCustomError(
+                "missing_plugin_key", "missing required key `{key}` of {what} `{name}`{about}",
+                {"key": key, "what": _WHAT[kind], "name": name,
+                 "about": f": {field_info.description}" if field_info and field_info.description else ""})
+        elif error["type"] in _ERROR_TYPES:
+            kind_error = error["type"]
+        else:  # a custom error of the plugin's own validators: keep its message
+            kind_error = PydanticCustomError(error["type"], error["msg"].replace("{", "{{").replace("}", "}}"))
+            ctx = {}
+        details.append(InitErrorDetails(type=kind_error, loc=loc, input=error.get("input"), ctx=ctx))
+    return ValidationError.from_exception_data(exc.title, details)
+
+
+def _field(model: type[BaseModel], path: tuple) -> Any:
+    from pipespec.schemas.locate import field_at
+
+    return field_at(model, tuple(path), None)[1]
+
+
+def _fields_at(model: type[BaseModel], path: tuple) -> list[str]:
+    """The keys the params model accepts at `path` (a nested model's, for a nested mistake)."""
+    from pipespec.schemas.locate import allowed_keys
+
+    return allowed_keys(model, tuple(path), None) if path else list(model.model_fields)
+
+
+def _error_types() -> frozenset[str]:
+    from pydantic_core.core_schema import ErrorType
+
+    return frozenset(get_args(ErrorType))
+
+
+_ERROR_TYPES = _error_types()
+
+
+def params_json_schema(kind: str, name: str) -> dict[str, Any]:
+    """The params model's JSON Schema with its `$defs` inlined, so it can sit anywhere in the spec's."""
+    params = registry().plugins[(kind, name)].plugin.params
+    schema = params.model_json_schema(mode="validation")
+    defs = schema.pop("$defs", {})
+
+    def inline(node: Any, seen: tuple[str, ...] = ()) -> Any:
+        if isinstance(node, dict):
+            ref = node.get("$ref")
+            if isinstance(ref, str) and ref.startswith("#/$defs/") and ref[8:] not in seen:
+                return inline({**defs[ref[8:]], **{k: v for k, v in node.items() if k != "$ref"}}, (*seen, ref[8:]))
+            return {k: inline(v, seen) for k, v in node.items()}
+        if isinstance(node, list):
+            return [inline(v, seen) for v in node]
+        return node
+
+    return inline(schema)
+
+
+def plugin_names(kind: str, builtin: bool | None = None) -> list[str]:
+    """Installed names of `kind`; builtin=False: only those installed packages add."""
+    return sorted(name for (k, name), found in registry().plugins.items()
+                  if k == kind and (builtin is None or (found.distribution == "pipespec") == builtin))
+
+
+def inline_plugin_schema(kind: str, under_name: bool) -> Callable[[dict[str, Any]], None]:
+    """JSON Schema of a spec mapping that names an installed plugin: the names installed packages add,
+    and per name (if/then) its params model's keys, beside `type` or (`under_name`) under the name."""
+    def extend(schema: dict[str, Any]) -> None:
+        names = plugin_names(kind, builtin=False)
+        if not under_name:
+            schema["properties"]["type"]["enum"] = names
+            schema.pop("additionalProperties", None)
+            schema["unevaluatedProperties"] = False
+        branches = []
+        for name in names:
+            params = params_json_schema(kind, name)
+            if not under_name:
+                then = {"properties": params.get("properties", {}), "required": params.get("required", [])}
+                when: dict[str, Any] = {"properties": {"type": {"const": name}}, "required": ["type"]}
+            else:
+                then, when = {"properties": {name: params}}, {"required": [name]}
+            branches.append({"if": when, "then": then})
+        if under_name:
+            schema.update({"propertyNames": {"enum": names}, "minProperties": 1, "maxProperties": 1})
+        if branches:
+            schema["allOf"] = branches
+    return extend

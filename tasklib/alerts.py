@@ -40,12 +40,16 @@ def message(pipeline: str, event: str, dag_id: str, run_id: str, details: dict[s
 
 def send(channels: list[dict], *, pipeline: str, event: str, dag_id: str, run_id: str,
          details: dict[str, Any]) -> list[str]:
-    """Send to every channel; returns the channels reached. One failing channel doesn't stop the others."""
+    """Send to every channel; returns the channels reached. One failing channel doesn't stop the others.
+
+    Each channel (`{"kind": name, **settings}`) is an alert channel plugin, built-in or installed: its
+    implementation is called as `(params, message)`, with its params validated (defaults filled)
+    and the `message` every channel gets."""
     body = message(pipeline, event, dag_id, run_id, details)
     reached, errors = [], []
     for channel in channels:
         try:
-            _SENDERS[channel["kind"]](channel, body)
+            _channel(channel["kind"])(_params(channel), body)
             reached.append(channel["kind"])
         except Exception as exc:  # an alert must never hide the alert after it
             log.exception("pipespec: %s alert via %s failed", event, channel["kind"])
@@ -68,7 +72,21 @@ def notify(ctx: RunContext, *, pipeline: str, event: str, channels: list[dict], 
     return {"event": event, "reached": reached}
 
 
-def _webhook(channel: dict, body: dict) -> None:
+def _channel(kind: str) -> Any:
+    from pipespec.tasklib.steps import plugin_implementation
+
+    return plugin_implementation("alert_channel", kind)
+
+
+def _params(channel: dict) -> dict[str, Any]:
+    from pipespec.schemas import plugins
+
+    settings = {k: v for k, v in channel.items() if k != "kind"}
+    return plugins.check_params("alert_channel", channel["kind"], settings).model_dump()
+
+
+def webhook(channel: dict, body: dict) -> None:
+    """POST the message as JSON through the channel's HTTP connection, retrying connection errors."""
     import requests
     import tenacity
     from airflow.providers.http.hooks.http import HttpHook
@@ -81,7 +99,8 @@ def _webhook(channel: dict, body: dict) -> None:
     hook.run_with_advanced_retry(retry, endpoint=channel.get("endpoint", ""), json=body, extra_options=timeout)
 
 
-def _email(channel: dict, body: dict) -> None:
+def email(channel: dict, body: dict) -> None:
+    """Email the message (HTML, utf-8) through the channel's SMTP connection."""
     from airflow.providers.smtp.hooks.smtp import SmtpHook
 
     details = json.dumps(body["details"], indent=2, default=str)
@@ -100,11 +119,10 @@ def _subject(text: str, limit: int = 150) -> str:
     return first if len(first) <= limit else first[: limit - 3] + "..."
 
 
-def _slack(channel: dict, body: dict) -> None:
+def slack(channel: dict, body: dict) -> None:
+    """Post the message's text to the Slack channel through the channel's Slack connection."""
     from airflow.providers.slack.hooks.slack import SlackHook
 
     SlackHook(slack_conn_id=channel.get("conn_id", "slack_default")).client.chat_postMessage(
         channel=channel["channel"], text=body["text"])
 
-
-_SENDERS = {"webhook": _webhook, "email": _email, "slack": _slack}

@@ -5,11 +5,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import AfterValidator, BeforeValidator, Discriminator, Field
+from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, Discriminator, Field, RootModel, Tag,
+                      field_validator, model_validator)
 from pydantic_core import PydanticCustomError
 
+from pipespec.schemas import plugins
+from pipespec.schemas.plugins import PluginName, inline_plugin_schema
 from pipespec.schemas.data_access import DATA_URI_HINT, LOCAL_PATH_HINT, data_uri_problem, local_path_problem, query_problem
-from pipespec.schemas.models.common import AssetUri, Duration, Identifier, Schedule, StrictModel, single_key_union
+from pipespec.schemas.models.common import AssetUri, Duration, Identifier, Schedule, StrictModel
 from pipespec.schemas.models.lifecycle import RecordCounts, WaitForData
 
 
@@ -42,12 +45,18 @@ class _SourceBase(StrictModel):
     timeout: Duration | None = Field(None, description="Fail (and retry) the extract when it runs longer.")
     on_bad_rows: Literal["fail", "skip"] = Field(
         "fail", description="`fail` stops at a malformed row (reported with file and line); `skip` drops and counts it.")
+    type: str  # each source type narrows it
 
 
-class S3Source(_SourceBase):
-    """Objects under an S3 prefix, read with an Airflow AWS connection."""
+# Every source has these keys; the others are its type's params (the source plugin's params model).
+SOURCE_KEYS = ("name", "type", "timeout", "on_bad_rows")
 
-    type: Literal["s3"]
+
+# --- the built-in source types' params: declared as plugins (pipespec.schemas.plugins_builtin) --------
+
+class S3Params(StrictModel):
+    """Settings of an `s3` source."""
+
     uri: Annotated[str, Field(pattern=r"^s3://[a-z0-9][a-z0-9.\-]{1,62}(/.*)?$",
                               description="`s3://bucket/prefix/`: one object or every object under a prefix."),
                    _confined(data_uri_problem)]
@@ -56,33 +65,84 @@ class S3Source(_SourceBase):
     only_new: bool = Field(False, description="Read only objects newer than the last successful run.")
 
 
-class LocalSource(_SourceBase):
-    """A file or directory, relative to the spec's folder."""
+class LocalParams(StrictModel):
+    """Settings of a `local` source."""
 
-    type: Literal["local"]
     path: Annotated[str, _confined(local_path_problem)] = Field(
         description=f"A file or directory: {LOCAL_PATH_HINT}.")
     format: Format
     only_new: bool = False
 
 
-class SnowflakeSource(_SourceBase):
-    """The rows of a Snowflake query."""
+class SnowflakeParams(StrictModel):
+    """Settings of a `snowflake` source."""
 
-    type: Literal["snowflake"]
     conn_id: str = Field("snowflake_default")
     query: Query
 
 
-class SqlSource(_SourceBase):
-    """The rows of a query on a common-sql database (SQLite, PostgreSQL, ...)."""
+class SqlParams(StrictModel):
+    """Settings of a `sql` source."""
 
-    type: Literal["sql"]
     conn_id: str = Field(description="Airflow connection of a common-sql database (SQLite, PostgreSQL, ...).")
     query: Query
 
 
-Source = Annotated[Union[S3Source, LocalSource, SnowflakeSource, SqlSource], Discriminator("type")]
+class S3Source(S3Params, _SourceBase):
+    """Objects under an S3 prefix, read with an Airflow AWS connection."""
+
+    type: Literal["s3"]
+
+
+class LocalSource(LocalParams, _SourceBase):
+    """A file or directory, relative to the spec's folder."""
+
+    type: Literal["local"]
+
+
+class SnowflakeSource(SnowflakeParams, _SourceBase):
+    """The rows of a Snowflake query."""
+
+    type: Literal["snowflake"]
+
+
+class SqlSource(SqlParams, _SourceBase):
+    """The rows of a query on a common-sql database (SQLite, PostgreSQL, ...)."""
+
+    type: Literal["sql"]
+
+
+class PluginSource(_SourceBase):
+    """A source type from an installed plugin package; its settings sit beside `name` and `type`
+    and are checked against the plugin's params model."""
+
+    model_config = ConfigDict(extra="allow", json_schema_extra=inline_plugin_schema("source", under_name=False))
+
+    type: PluginName = Field(description="A source type from an installed plugin package (`pipespec plugins`).")
+
+    @field_validator("type")
+    @classmethod
+    def _registered(cls, name: str) -> str:
+        return plugins.require("source", name)
+
+    @model_validator(mode="after")
+    def _valid_params(self) -> "PluginSource":
+        plugins.validate_inline("source", self.type, self.model_extra or {})
+        return self
+
+
+_BUILTIN_SOURCES = {"s3": S3Source, "local": LocalSource, "snowflake": SnowflakeSource, "sql": SqlSource}
+BUILTIN_SOURCE_PARAMS: dict[str, type[BaseModel]] = {
+    "s3": S3Params, "local": LocalParams, "snowflake": SnowflakeParams, "sql": SqlParams}
+
+
+def _source_tag(value: Any) -> str:
+    kind = value.get("type") if isinstance(value, dict) else getattr(value, "type", None)
+    return kind if kind in _BUILTIN_SOURCES else "plugin"
+
+
+Source = Annotated[Union[tuple(Annotated[model, Tag(tag)] for tag, model in  # type: ignore[misc]
+                               [*_BUILTIN_SOURCES.items(), ("plugin", PluginSource)])], Discriminator(_source_tag)]
 
 Columns = Annotated[list[str], BeforeValidator(lambda v: [v] if isinstance(v, str) else v,
                                                json_schema_input_type=Union[str, list[str]]), Field(min_length=1)]
@@ -160,9 +220,66 @@ class Sample(StrictModel):
     sample: SampleArgs
 
 
-Transform = single_key_union(
-    ("dedupe", Dedupe), ("drop_empty", DropEmpty), ("select", Select), ("rename", Rename), ("filter", Filter),
-    ("normalize_text", NormalizeText), ("redact_pii", RedactPii), ("sample", Sample), what="transform")
+class PluginTransform(RootModel[dict[str, Any]]):
+    """A transform from an installed plugin package: `{name: its params}`, checked against its params model."""
+
+    model_config = ConfigDict(frozen=True, json_schema_extra=inline_plugin_schema("transform", under_name=True))
+
+    @model_validator(mode="after")
+    def _registered(self) -> "PluginTransform":
+        (name, params), = self.root.items()
+        plugins.require("transform", name)
+        plugins.validate_inline("transform", name, params, (name,))
+        return self
+
+    @property
+    def name(self) -> str:
+        """The transform's registered name."""
+        return next(iter(self.root))
+
+
+def _columns_params(what: str) -> type[BaseModel]:
+    return type(what, (RootModel[Columns],), {"__doc__": f"Settings of `{what}`: column(s)."})
+
+
+class RenameParams(RootModel[Annotated[dict[str, str], Field(min_length=1)]]):
+    """Settings of `rename`: old name: new name."""
+
+
+class FilterParams(RootModel[str]):
+    """Settings of `filter`: the expression."""
+
+
+class NormalizeTextParams(RootModel[Annotated[NormalizeArgs, BeforeValidator(
+        lambda v: {"columns": v} if isinstance(v, (str, list)) else v)]]):
+    """Settings of `normalize_text`, also as just the column(s)."""
+
+
+# The built-in transforms: spec classes (typed JSON Schema and messages) and, declared as plugins
+# (pipespec.schemas.plugins_builtin), the params model of the value under each name.
+BUILTIN_TRANSFORMS: dict[str, tuple[type[BaseModel], type[BaseModel]]] = {
+    "dedupe": (Dedupe, DedupeArgs), "drop_empty": (DropEmpty, _columns_params("DropEmptyParams")),
+    "select": (Select, _columns_params("SelectParams")), "rename": (Rename, RenameParams),
+    "filter": (Filter, FilterParams), "normalize_text": (NormalizeText, NormalizeTextParams),
+    "redact_pii": (RedactPii, _columns_params("RedactPiiParams")), "sample": (Sample, SampleArgs),
+}
+
+
+def _transform_tag(value: Any) -> str | None:
+    if isinstance(value, BaseModel):
+        value = value.model_dump()
+    if not (isinstance(value, dict) and len(value) == 1):
+        return None
+    name = next(iter(value))
+    return name if name in BUILTIN_TRANSFORMS else "plugin"
+
+
+Transform = Annotated[
+    Union[tuple(Annotated[model, Tag(name)] for name, (model, _) in  # type: ignore[misc]
+                [*BUILTIN_TRANSFORMS.items(), ("plugin", (PluginTransform, None))])],
+    Discriminator(_transform_tag, custom_error_type="unknown_variant", custom_error_message=(
+        "expected one transform: " + ", ".join(f"`{name}`" for name in BUILTIN_TRANSFORMS)
+        + " or an installed plugin's"))]
 
 
 class Join(StrictModel):

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal, Union
+from typing import Annotated, Any, Literal, Union
 
-from pydantic import BeforeValidator, Field, model_validator
+from pydantic import BeforeValidator, ConfigDict, Field, ValidationError, model_validator
+from pydantic_core import InitErrorDetails, PydanticCustomError
+
+from pipespec.schemas import plugins
 
 from pipespec.schemas.models.common import Duration, Schedule, StrictModel
 from pipespec.schemas.models.data import DataUri
@@ -63,8 +66,25 @@ class WebhookChannel(StrictModel):
     endpoint: str = ""
 
 
+def _plugin_channels(schema: dict[str, Any]) -> None:
+    plugins.inline_plugin_schema("alert_channel", under_name=True)(schema)
+    names = plugins.plugin_names("alert_channel", builtin=False)
+    for key in ("propertyNames", "minProperties", "maxProperties"):  # those are for one-key mappings
+        schema.pop(key, None)
+    schema.pop("additionalProperties", None)
+    schema["unevaluatedProperties"] = False
+    schema["properties"].update({name: {"description": f"The `{name}` alert channel (plugin)."} for name in names})
+
+
+BUILTIN_CHANNELS: dict[str, type[StrictModel]] = {"slack": SlackChannel, "email": EmailChannel,
+                                                   "webhook": WebhookChannel}
+
+
 class Alert(StrictModel):
-    """Who hears about which events: one channel per alert."""
+    """Who hears about which events: one channel per alert, built-in (`slack`, `email`, `webhook`) or an
+    installed plugin package's, written as `<channel>: <its params>`."""
+
+    model_config = ConfigDict(extra="allow", json_schema_extra=_plugin_channels)
 
     on: list[Event] = Field(min_length=1, description="Events that send this alert.")
     slack: SlackChannel | None = None
@@ -75,10 +95,27 @@ class Alert(StrictModel):
 
     @model_validator(mode="after")
     def _one_channel(self) -> "Alert":
-        channels = [c for c in ("slack", "email", "webhook") if getattr(self, c) is not None]
+        for name, params in (self.model_extra or {}).items():  # a plugin's channel, by its registered name
+            try:
+                plugins.require("alert_channel", name)
+            except PydanticCustomError as error:
+                raise ValidationError.from_exception_data("Alert", [InitErrorDetails(
+                    type=error, loc=(name,), input=params)]) from None
+            plugins.validate_inline("alert_channel", name, params if params is not None else {}, (name,))
+        channels = [c for c in BUILTIN_CHANNELS if getattr(self, c) is not None] + list(self.model_extra or {})
         if len(channels) != 1:
-            raise ValueError("each alert names exactly one channel: `slack`, `email` or `webhook`")
+            raise ValueError("each alert names exactly one channel: `slack`, `email`, `webhook` or an installed "
+                             "plugin's alert channel")
         return self
+
+    def channel(self) -> tuple[str, dict[str, Any]]:
+        """(the channel's registered name, its settings): what the compiler puts in the IR."""
+        for name in BUILTIN_CHANNELS:
+            settings = getattr(self, name)
+            if settings is not None:
+                return name, settings.model_dump()
+        (name, params), = (self.model_extra or {}).items()
+        return name, dict(params or {})
 
 
 class InferenceSection(StrictModel):

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import AfterValidator, BeforeValidator, Discriminator, Field
+from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, Discriminator, Field, Tag, field_validator,
+                      model_validator)
 from pydantic_core import PydanticCustomError
 
+from pipespec.schemas import plugins
 from pipespec.schemas.models.common import Duration, StrictModel, single_key_union
+from pipespec.schemas.plugins import PluginName, inline_plugin_schema
 
 
 class ShadowArgs(StrictModel):
@@ -77,19 +80,19 @@ def _serving_alias(alias: str) -> str:
     return alias
 
 
-class RegistryAliasTarget(StrictModel):
-    """Move a model registry alias; serving and inference load the model it points at."""
+# --- the built-in serving targets' params: declared as plugins (pipespec.schemas.plugins_builtin) ------
 
-    type: Literal["registry_alias"]
+class RegistryAliasParams(StrictModel):
+    """Settings of a `registry_alias` target."""
+
     alias: Annotated[str, Field(pattern=r"^[a-z][a-z0-9_-]{0,62}$"), AfterValidator(_serving_alias)] = Field(
         "champion", description="Registry alias that serving and inference load; not `challenger`, `shadow`, "
                                 "`canary` or `previous_*`, which pipespec moves itself.")
 
 
-class AnyscaleServiceTarget(StrictModel):
-    """Deploy to an Anyscale Service."""
+class AnyscaleServiceParams(StrictModel):
+    """Settings of an `anyscale_service` target."""
 
-    type: Literal["anyscale_service"]
     name: str = Field(description="Anyscale Service name.")
     conn_id: str = "anyscale_conn"
     compute_config: str | None = None
@@ -97,10 +100,9 @@ class AnyscaleServiceTarget(StrictModel):
     applications: list[dict[str, Any]] = Field(default_factory=list)
 
 
-class KubernetesTarget(StrictModel):
-    """Serve from a Kubernetes Deployment; canary and shadow stages use clones of it."""
+class KubernetesParams(StrictModel):
+    """Settings of a `kubernetes` target."""
 
-    type: Literal["kubernetes"]
     deployment: str
     container: str | None = Field(None, description="Container to update; default: the deployment's name.")
     namespace: str = "default"
@@ -108,7 +110,60 @@ class KubernetesTarget(StrictModel):
     image: str | None = None
 
 
-Target = Annotated[Union[RegistryAliasTarget, AnyscaleServiceTarget, KubernetesTarget], Discriminator("type")]
+class _TargetBase(StrictModel):
+    type: str  # each target type narrows it; first, as specs write it
+
+
+class RegistryAliasTarget(RegistryAliasParams, _TargetBase):
+    """Move a model registry alias; serving and inference load the model it points at."""
+
+    type: Literal["registry_alias"]
+
+
+class AnyscaleServiceTarget(AnyscaleServiceParams, _TargetBase):
+    """Deploy to an Anyscale Service."""
+
+    type: Literal["anyscale_service"]
+
+
+class KubernetesTarget(KubernetesParams, _TargetBase):
+    """Serve from a Kubernetes Deployment; canary and shadow stages use clones of it."""
+
+    type: Literal["kubernetes"]
+
+
+class PluginTarget(_TargetBase):
+    """A serving target from an installed plugin package; its settings sit beside `type` and are
+    checked against the plugin's params model. Each stage calls it with the version to serve."""
+
+    model_config = ConfigDict(extra="allow", json_schema_extra=inline_plugin_schema("serving_target", under_name=False))
+
+    type: PluginName = Field(description="A serving target from an installed plugin package (`pipespec plugins`).")
+
+    @field_validator("type")
+    @classmethod
+    def _registered(cls, name: str) -> str:
+        return plugins.require("serving_target", name)
+
+    @model_validator(mode="after")
+    def _valid_params(self) -> "PluginTarget":
+        plugins.validate_inline("serving_target", self.type, self.model_extra or {})
+        return self
+
+
+_BUILTIN_TARGETS = {"registry_alias": RegistryAliasTarget, "anyscale_service": AnyscaleServiceTarget,
+                    "kubernetes": KubernetesTarget}
+BUILTIN_TARGET_PARAMS: dict[str, type[BaseModel]] = {
+    "registry_alias": RegistryAliasParams, "anyscale_service": AnyscaleServiceParams, "kubernetes": KubernetesParams}
+
+
+def _target_tag(value: Any) -> str:
+    kind = value.get("type") if isinstance(value, dict) else getattr(value, "type", None)
+    return kind if kind in _BUILTIN_TARGETS else "plugin"
+
+
+Target = Annotated[Union[tuple(Annotated[model, Tag(tag)] for tag, model in  # type: ignore[misc]
+                               [*_BUILTIN_TARGETS.items(), ("plugin", PluginTarget)])], Discriminator(_target_tag)]
 
 
 def _target_shorthand(value: Any) -> Any:

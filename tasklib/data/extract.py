@@ -64,22 +64,75 @@ def extract(ctx: RunContext, *, pipeline: str, spec_dir: str, publishes: str, so
     `apply`): no task, process start-up or Parquet round trip per transform.
 
     Returns the data's reference (storage.Ref as a dict) with `files`, `new_files` and `watermark`."""
-    name, kind = source["name"], source["type"]
+    name = source["name"]
     bad_rows = BadRows(source.get("on_bad_rows", "fail"))
     output = storage.work_uri(ctx, pipeline, f"{name}.parquet")
     with tempfile.TemporaryDirectory(prefix="pipespec-extract-") as spool_dir:
         pieces = _Pieces(Path(spool_dir))
-        if kind in ("local", "s3"):
-            stats = _read_files(source, spec_dir, pipeline, publishes, pieces, bad_rows)
-        elif kind in ("sql", "snowflake"):
-            _read_query(source, ctx, pieces)
-            stats = {"files": 0, "new_files": 0, "watermark": None}
-        else:
-            raise ValueError(f"source `{name}`: unknown type `{kind}`")
+        stats = _read_source(SourceRead(source, _params(source), ctx, bad_rows, pieces, spec_dir, pipeline, publishes))
         ref = pieces.write(output, name, transforms or [])
     log.info("source %s: %d rows from %d file(s), %d bad row(s) skipped -> %s",
              name, ref.rows, stats["files"], bad_rows.count, ref.uri)
     return {**ref.to_dict(), "source": name, **stats, "bad_rows": bad_rows.count}
+
+
+# --- the source contract: built-in and plugin source types alike ------------------------------
+
+@dataclass(frozen=True)
+class SourceRead:
+    """What a source type's implementation gets: the spec's source, its validated params (defaults
+    filled), the run, and where malformed rows go (`bad_rows.reject(origin, line, reason)`: it stops
+    or counts as the spec's `on_bad_rows` says, so a bad row is reported, never silently lost).
+
+    The implementation either yields Arrow tables or record batches (a plugin's usual way; each is
+    unified, transformed and written like a built-in's) or adds chunks with `add` itself and
+    returns its statistics (`files`, `new_files`, `watermark`), as the file sources do."""
+
+    source: dict[str, Any]
+    params: dict[str, Any]
+    ctx: RunContext
+    bad_rows: BadRows
+    pieces: "_Pieces"
+    spec_dir: str
+    pipeline: str
+    publishes: str
+
+    @property
+    def name(self) -> str:
+        """The source's name in the spec."""
+        return str(self.source["name"])
+
+    def add(self, chunk: Any, origin: str | None = None) -> None:
+        """Add one Arrow table or record batch; `origin` names it in messages (default: the source)."""
+        import pyarrow as pa
+
+        if isinstance(chunk, pa.RecordBatch):
+            chunk = pa.Table.from_batches([chunk])
+        if not isinstance(chunk, pa.Table):
+            raise TypeError(f"source `{self.name}` (type `{self.source['type']}`) produced a "
+                            f"{type(chunk).__name__}, not an Arrow table or record batch")
+        self.pieces.add_table(origin or f"source `{self.name}`", chunk)
+
+
+def _params(source: dict[str, Any]) -> dict[str, Any]:
+    """The source type's params (every key but the common ones), validated by its plugin's model."""
+    from pipespec.schemas import plugins
+    from pipespec.schemas.models.data import SOURCE_KEYS
+
+    settings = {k: v for k, v in source.items() if k not in SOURCE_KEYS}
+    return plugins.check_params("source", source["type"], settings).model_dump()
+
+
+def _read_source(read: SourceRead) -> dict[str, Any]:
+    """Run the source type's registered implementation; its statistics, or none for a query or plugin."""
+    from pipespec.tasklib.steps import plugin_implementation
+
+    produced = plugin_implementation("source", read.source["type"])(read)
+    if isinstance(produced, dict):
+        return produced
+    for chunk in produced or ():
+        read.add(chunk)
+    return {"files": 0, "new_files": 0, "watermark": None}
 
 
 # --- files ------------------------------------------------------------------
@@ -91,9 +144,12 @@ class _File:
     mtime: datetime
 
 
-def _read_files(source: dict, spec_dir: str, pipeline: str, publishes: str, pieces: "_Pieces",
-                bad_rows: BadRows) -> dict:
+def read_files(read: SourceRead) -> dict:
+    """The `local` and `s3` source types: every file of the format at or under the path or prefix."""
     from pipespec.schemas.data_access import data_uri_problem, local_path_problem
+
+    source, spec_dir, pieces, bad_rows = {**read.source, **read.params}, read.spec_dir, read.pieces, read.bad_rows
+    pipeline, publishes = read.pipeline, read.publishes
 
     if source["type"] == "s3":
         location, problem, roots = source["uri"], data_uri_problem(source["uri"]), []
@@ -213,7 +269,9 @@ def _read_file(filesystem: Any, file: _File, fmt: str, pieces: "_Pieces", bad_ro
 
 # --- queries ----------------------------------------------------------------
 
-def _read_query(source: dict, ctx: RunContext, pieces: "_Pieces") -> None:
+def read_query(read: SourceRead) -> None:
+    """The `sql` and `snowflake` source types: the rows of the query, through the connection's hook."""
+    source, ctx, pieces = {**read.source, **read.params}, read.ctx, read.pieces
     name, kind = source["name"], source["type"]
     query = render_query(source["query"], ctx, name)
     hook = _sql_hook(kind, source.get("conn_id") or "snowflake_default")

@@ -31,8 +31,9 @@ WHITESPACE_RUN = rf"[ {_OTHER_SPACE}]{{2,}}|[{_OTHER_SPACE}]"
 
 
 # Row-local transforms run one Parquet batch at a time (memory bounded by the batch, not the
-# source); the others choose which rows to keep from the whole file (`dedupe`, `sample`).
-STREAMED = ("drop_empty", "select", "rename", "filter", "normalize_text", "redact_pii")
+# source): every plugin's, and the built-ins but these two, which choose which rows to keep from the
+# whole file.
+WHOLE_SOURCE = ("dedupe", "sample")
 
 
 def transform(ctx: RunContext, *, pipeline: str, transform: dict[str, Any], ref: dict[str, Any]) -> dict[str, Any]:
@@ -57,11 +58,17 @@ def transform(ctx: RunContext, *, pipeline: str, transform: dict[str, Any], ref:
 
 
 def parse(spec: dict[str, Any]) -> tuple[str, Any]:
-    """(name, arguments) of one spec transform (`{"dedupe": {"key": [...]}}`); ValueError if unknown."""
-    if len(spec) != 1 or next(iter(spec)) not in TRANSFORMS:
-        raise ValueError(f"unknown transform {spec!r}; transforms: {', '.join(TRANSFORMS)}")
+    """(name, arguments) of one spec transform (`{"dedupe": {"key": [...]}}`), the arguments validated
+    by the transform's params model (built-in or an installed plugin's); ValueError if unknown."""
+    from pipespec.schemas import plugins
+
+    if not (isinstance(spec, dict) and len(spec) == 1):
+        raise ValueError(f"a transform is one `name: settings` mapping, not {spec!r}")
     (name, args), = spec.items()
-    return name, args
+    try:
+        return name, plugins.check_params("transform", name, args if args is not None else {}).model_dump()
+    except plugins.PluginError as error:
+        raise ValueError(str(error)) from None
 
 
 class Rows:
@@ -91,18 +98,21 @@ class _Counter:
 def apply(rows: Rows, transforms: list[dict[str, Any]], source: str, spool: Any) -> Rows:
     """`rows` with every transform applied in order, in one process and one pass where possible.
 
-    Row-local transforms (`STREAMED`) run batch by batch on the stream. `dedupe` and `sample` need
+    Row-local transforms (all but `WHOLE_SOURCE`) run batch by batch on the stream: a plugin's is a
+    function `(table, params, source) -> table`, with its params validated and defaults filled. `dedupe` and `sample` need
     the whole source first: the stream so far is spooled to a local, uncompressed Parquet file in
     the folder `spool` (unless it comes straight from a file), then its chosen rows stream on.
     Columns and types are checked on an empty table first, so an empty source is checked too."""
+    from pipespec.tasklib.steps import plugin_implementation
+
     for index, (name, args) in enumerate([parse(spec) for spec in transforms]):
-        step = TRANSFORMS[name]
+        step = plugin_implementation("transform", name)
         rows_in, rows_out = _Counter(), _Counter()
-        if name in STREAMED:
+        if name not in WHOLE_SOURCE:
             schema_out = step(rows.schema.empty_table(), args, source).schema
             counts = rows.counts
             rows = Rows(schema_out, rows_out.count(_each_batch(step, args, source, rows.schema,
-                                                               rows_in.count(rows.batches))))
+                                                               rows_in.count(rows.batches), name, schema_out)))
         else:
             file = rows.file if rows.file is not None else _spooled(rows, spool / f"{index:02d}-{name}.parquet")
             rows_in.rows = file.metadata.num_rows
@@ -114,11 +124,20 @@ def apply(rows: Rows, transforms: list[dict[str, Any]], source: str, spool: Any)
 
 
 def _each_batch(step: Callable[[Any, Any, str], Any], args: Any, source: str, schema: Any,
-                batches: Iterator[Any]) -> Iterator[Any]:
+                batches: Iterator[Any], name: str = "", schema_out: Any = None) -> Iterator[Any]:
     import pyarrow as pa
 
     for batch in batches:
-        yield from step(pa.Table.from_batches([batch], schema), args, source).to_batches()
+        table = step(pa.Table.from_batches([batch], schema), args, source)
+        if schema_out is not None and table.schema != schema_out:  # a plugin's output must keep one schema
+            try:
+                table = table.cast(schema_out)
+            except (pa.ArrowInvalid, pa.ArrowNotImplementedError, ValueError):
+                raise ValueError(f"source `{source}`: transform `{name}` returned columns {table.schema.names} "
+                                 f"({', '.join(str(t) for t in table.schema.types)}) for a batch, but "
+                                 f"{schema_out.names} for an empty table: a transform's output columns and "
+                                 f"types must not depend on the rows") from None
+        yield from table.to_batches()
 
 
 def _spooled(rows: Rows, path: Any) -> Any:
@@ -415,17 +434,3 @@ def sample(file: Any, args: dict[str, Any], source: str) -> Any:
     rows = file.metadata.num_rows
     count = round(rows * args["fraction"])
     return np.sort(np.random.default_rng(args.get("seed", 0)).choice(rows, size=count, replace=False))
-
-
-# STREAMED ones take and return a table (one batch); the others take the ParquetFile and return
-# the rows to keep (row numbers, or a boolean mask: see take_rows).
-TRANSFORMS: dict[str, Callable[[Any, Any, str], Any]] = {
-    "dedupe": dedupe,
-    "drop_empty": drop_empty,
-    "select": select,
-    "rename": rename,
-    "filter": filter_rows,
-    "normalize_text": normalize_text,
-    "redact_pii": redact_pii,
-    "sample": sample,
-}

@@ -32,6 +32,10 @@ the serving container is named like the Deployment unless the target says `conta
 
 On Anyscale, a service that does not exist yet takes all traffic on its first
 deployment, whatever `canary_percent` says (the SDK ignores it on creation).
+
+Every serving target, built-in or an installed plugin's, is a `serving_target` plugin: `deploy`
+calls its registered implementation with a `Deployment` (the stage, the target's validated
+params, the version and its traffic share) and returns what the implementation reports.
 """
 
 from __future__ import annotations
@@ -39,6 +43,7 @@ from __future__ import annotations
 import copy
 import math
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 STAGES = ("shadow", "canary", "full", "rollback")
@@ -216,3 +221,61 @@ def apply_kubernetes_rollout(api_client: Any, request: Mapping[str, Any]) -> lis
         apps.patch_namespaced_deployment(name, namespace, patch["body"], _content_type=STRATEGIC_MERGE)
         done.append(f"{name}: patched")
     return done
+
+
+# --- the serving-target contract (built-in and plugin targets alike) ---------------------------------
+
+@dataclass(frozen=True)
+class Deployment:
+    """What a serving target's implementation gets for one stage.
+
+    `stage` is shadow, canary, full or rollback; `percent` the challenger's traffic share (0 for a
+    shadow, the canary's percent, None for full and rollback: all of it); `params` the target's
+    settings validated by its params model (defaults filled); `version` the version_info above;
+    `ctx` the run. The implementation returns a JSON-able dict that becomes part of the stage's result."""
+
+    stage: str
+    params: dict[str, Any]
+    version: Mapping[str, Any]
+    percent: int | None
+    target: Mapping[str, Any]
+    ctx: Any = None
+
+
+def deploy(ctx: Any, stage: str, target: Mapping[str, Any], version_info: Mapping[str, Any], *,
+           percent: int | None = None) -> dict[str, Any]:
+    """Send `version_info` to the serving target for `stage` through its registered implementation."""
+    from pipespec.schemas import plugins
+    from pipespec.tasklib.steps import plugin_implementation
+
+    kind = str(target["type"])
+    implementation = plugin_implementation("serving_target", kind)
+    settings = {k: v for k, v in target.items() if k != "type"}
+    params = plugins.check_params("serving_target", kind, settings).model_dump()
+    share = canary_percent(stage, percent)
+    result = implementation(Deployment(stage, params, dict(version_info), share, dict(target), ctx))
+    if result is not None and not isinstance(result, dict):
+        raise TypeError(f"serving target `{kind}` returned a {type(result).__name__}, not a dict")
+    return result or {}
+
+
+def registry_alias(deployment: Deployment) -> dict[str, Any]:
+    """The `registry_alias` target: the stage's alias move is the whole deployment (rollout.stages)."""
+    return {}
+
+
+def anyscale_service(deployment: Deployment) -> dict[str, Any]:
+    """The `anyscale_service` target: a new service version (see anyscale_service_kwargs)."""
+    from pipespec.tasklib.rollout import stages
+
+    target = {**deployment.target, **deployment.params}
+    return {"service_id": stages._rollout_anyscale_service(deployment.ctx, deployment.stage, target,
+                                                           dict(deployment.version), deployment.percent)}
+
+
+def kubernetes(deployment: Deployment) -> dict[str, Any]:
+    """The `kubernetes` target: the stage's Deployment patches (see kubernetes_deployment_patch)."""
+    from pipespec.tasklib.rollout import stages
+
+    target = {**deployment.target, **deployment.params}
+    return stages._apply_kubernetes_patches(deployment.stage, target, dict(deployment.version), deployment.percent)

@@ -121,7 +121,7 @@ def test_text_shows_source_line_and_caret(capsys, broken):
     code, out, _ = run(capsys, "check", str(broken))
     assert code == 1
     lines = out.splitlines()
-    header = lines.index("specs/broken_spec.yaml:4:25: error: unknown type `lokal` (data.sources[0])")
+    header = lines.index("specs/broken_spec.yaml:4:25: error: unknown source type `lokal` (data.sources[0].type)")
     assert lines[header + 1] == "    4 |     - {name: raw, type: lokal, path: data/raw/, format: csv}"
     caret = lines[header + 2]
     assert caret.strip() == "^"
@@ -154,8 +154,8 @@ def test_json_format(capsys, broken):
     first, second = data["diagnostics"]
     assert set(first) >= {"file", "line", "col", "path", "message", "hint", "code", "severity"}
     assert first == {
-        "file": "specs/broken_spec.yaml", "line": 4, "col": 25, "path": "data.sources[0]",
-        "message": "unknown type `lokal`", "hint": "did you mean `local`?", "code": "invalid-value",
+        "file": "specs/broken_spec.yaml", "line": 4, "col": 25, "path": "data.sources[0].type",
+        "message": "unknown source type `lokal`", "hint": "did you mean `local`?", "code": "unknown-plugin",
         "severity": "error"}
     assert (second["line"], second["col"], second["path"]) == (7, 10, "retries.delay")
     assert second["code"] == "format"
@@ -176,7 +176,7 @@ def test_github_format(capsys, broken):
     first = pattern.match(lines[0])
     assert first, lines[0]
     assert (first["file"], first["line"], first["col"]) == ("specs/broken_spec.yaml", "4", "25")
-    assert first["msg"] == "unknown type `lokal` (hint: did you mean `local`?)"
+    assert first["msg"] == "unknown source type `lokal` (hint: did you mean `local`?)"
     assert lines[0].startswith("::error file=specs/broken_spec.yaml,line=4,col=25,")
     second = pattern.match(lines[1])
     assert second and (second["line"], second["col"]) == ("7", "10")
