@@ -58,7 +58,10 @@ def display_name(path: Path) -> str:
 
 @lru_cache(maxsize=4096)
 def _display(path: str, cwd: str) -> str:
-    absolute = Path(path).resolve()
+    return _shown(Path(path).resolve(), cwd)
+
+
+def _shown(absolute: Path, cwd: str) -> str:
     return absolute.relative_to(cwd).as_posix() if absolute.is_relative_to(cwd) else str(absolute)
 
 
@@ -130,7 +133,8 @@ def _marked_run(folder: Path) -> list[Path]:
 
 
 def _check(path: Path, policy: Policy | None, specs_folder: Path | None) -> CheckedSpec:
-    result = CheckedSpec(path, display_name(path), is_template(path))
+    real = path.resolve()  # once: each resolve stats every folder of the path
+    result = CheckedSpec(path, _shown(real, os.getcwd()), real.parent.name == TEMPLATES_DIR)
     try:
         root = load_file(path, result.display)
         merged, result.files = resolve(root, path, display_name)
@@ -151,7 +155,9 @@ def _check(path: Path, policy: Policy | None, specs_folder: Path | None) -> Chec
         return result
     semantic = [result.at_path(path, message, hint) for path, message, hint in run_checks(spec)]
     try:
-        real, top = path.resolve(), (specs_folder or specs_root(path)).resolve()
+        # Resolved on every call, never cached: a long-running DAG processor sees a specs folder that
+        # is a symlink swapped by git-sync.
+        top = specs_folder.resolve() if specs_folder is not None else _specs_folder_of(real.parent)
         where = real.relative_to(top).as_posix() if real.is_relative_to(top) else real.name
         violations = check_spec(policy if policy is not None else active_policy(), spec.model_dump(warnings=False),
                                 where)

@@ -133,13 +133,14 @@ def load_text(text: str, name: str) -> Node:
 class _Frame:
     """An open mapping or sequence while building; `key` holds a mapping key awaiting its value."""
 
-    __slots__ = ("node", "anchor", "key", "key_loc", "size")
+    __slots__ = ("node", "anchor", "key", "key_loc", "size", "mapping")
 
     def __init__(self, node: Node, anchor: str | None):
         self.node, self.anchor = node, anchor
         self.key: str | None = None
         self.key_loc: Loc | None = None
         self.size = 1
+        self.mapping: dict | None = node.value if isinstance(node.value, dict) else None
 
 
 class _Builder:
@@ -164,8 +165,40 @@ class _Builder:
             return None
         loader.get_event()  # document start
         root = None
+        # The loop runs once per event (~200 per spec): plain scalars, most of them, take the inlined
+        # path below; everything else, and every error, goes through `_event`.
+        get_event, stack, name, scalar_event = loader.get_event, self.stack, self.name, yaml.ScalarEvent
         while root is None:
-            root = self._event(loader.get_event())
+            event = get_event()
+            if type(event) is not scalar_event or event.anchor is not None or not stack:
+                root = self._event(event)
+                continue
+            frame = stack[-1]
+            mark = event.start_mark
+            loc = Loc(name, mark.line + 1, mark.column + 1)
+            text, mapping = event.value, frame.mapping
+            if mapping is not None and frame.key is None:  # a key
+                if text in mapping or (text == "<<" and event.implicit[0] and event.tag in (None, "!")):
+                    root = self._scalar(event, loc)  # the duplicate and merge-key errors
+                    continue
+                frame.key, frame.key_loc = text, loc  # raw text: `on`, `1`, `null` are keys as written
+                continue
+            tag = event.tag
+            if tag is None and event.implicit[0] and text and text[0] not in _MAYBE_SPECIAL:
+                value = text  # a plain word: no resolver can make it anything but a string
+            else:
+                if tag in (None, "!"):
+                    tag = _STR if tag == "!" else loader.resolve(yaml.ScalarNode, text, event.implicit)
+                value = _scalar_value(tag, text, name, loc)
+            self.total += 1
+            if self.total > MAX_NODES:
+                self._count(0, loc)
+            frame.size += 1
+            if mapping is not None:
+                mapping[frame.key] = Node(value, loc, frame.key_loc)
+                frame.key = frame.key_loc = None
+            else:
+                frame.node.value.append(Node(value, loc))
         loader.get_event()  # document end
         if not loader.check_event(yaml.StreamEndEvent):
             mark = loader.peek_event().start_mark

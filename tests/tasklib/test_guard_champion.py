@@ -32,7 +32,8 @@ def scored_as(monkeypatch, by_version: dict[str, float]) -> None:
     """Scoring a version gives f1_macro from `by_version` (the stand-in for loading and predicting),
     and no class figures (those are the report's, not the decision's)."""
     monkeypatch.setattr(evaluate, "_score_version",
-                        lambda pipeline, version, table, model, metric, directory: ({metric: by_version[version]}, None))
+                        lambda pipeline, version, table, model, metric, directory, holdout_sha256:
+                        ({metric: by_version[version]}, None))
 
 
 def run_evaluate(pipeline: str, challenger: str, tmp: Path, **job) -> dict:
