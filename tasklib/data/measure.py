@@ -26,7 +26,8 @@ def measure(ctx: RunContext, *, pipeline: str, publishes: str, threshold: dict,
             quality: dict | None, drift: dict | None, dataset: dict) -> dict[str, Any]:
     """Count records and new records, check quality and drift against the last publication.
 
-    Returns {"rows", "new_rows", "passed", "reason", ...the quality and drift figures}."""
+    Returns {"rows", "new_rows", "passed", "reason", "decision", ...the quality and drift figures};
+    "decision" ("pass" | "blocked") is what `gate` decides, so `measure` can be the branch itself."""
     previous = latest_of(publishes, pipeline)  # its own last publication, never another pipeline's
     with open_parquet(dataset) as file:
         rows = file.metadata.num_rows
@@ -41,6 +42,7 @@ def measure(ctx: RunContext, *, pipeline: str, publishes: str, threshold: dict,
         "quality_failures": failures, "drift": drift_scores, "drifted": drifted,
         "rows_by_source": {name: info.get("rows") for name, info in dataset.get("sources", {}).items()},
         "passed": not reasons, "reason": "; ".join(reasons) or "all gates passed",
+        "decision": "blocked" if reasons else "pass",
     }
 
 
