@@ -280,10 +280,14 @@ def validate_params(kind: str, name: str, params: Any) -> Any:
 
 
 def check_params(kind: str, name: str, params: Any) -> BaseModel:
-    """The validated params model (run time: steps call this with the IR's params)."""
+    """The validated params model (run time: steps call this with the IR's params). A value the
+    data-access rules refuse raises PermissionError; any other mistake ValueError."""
     try:
         return get(kind, name).params.model_validate(params)
     except ValidationError as exc:
+        refused = [e["msg"] for e in exc.errors() if e["type"] == "data_access"]
+        if refused:  # the data-access rules (a path outside the spec's folder, ...): a refusal, not a typo
+            raise PermissionError(f"{_WHAT[kind]} `{name}`: {refused[0]}") from None
         raise ValueError(f"{_WHAT[kind]} `{name}`: invalid params: {exc}") from None
 
 
@@ -427,3 +431,23 @@ def inline_plugin_schema(kind: str, under_name: bool) -> Callable[[dict[str, Any
         if branches:
             schema["allOf"] = branches
     return extend
+
+
+def named(spec: Any) -> Iterator[tuple[tuple[str | int, ...], str, str]]:
+    """(YAML path of the name, kind, name) of every plugin a checked spec names, built-in or not:
+    what `pipespec check --plugins=declared` lists when a name was accepted unchecked."""
+    if spec.data:
+        for index, source in enumerate(spec.data.sources):
+            yield ("data", "sources", index, "type"), "source", source.type
+        for index, transform in enumerate(spec.data.transforms):
+            name = next(iter(transform.model_dump()))
+            yield ("data", "transforms", index, name), "transform", name
+    if spec.train:
+        yield ("train", "model", "type"), "model", spec.train.model.type
+    for index, gate in enumerate(spec.evaluate.gates if spec.evaluate else []):
+        yield ("evaluate", "gates", index, "type"), "gate", gate.type
+    if spec.rollout:
+        yield ("rollout", "target", "type"), "serving_target", spec.rollout.target.type
+    for index, alert in enumerate(spec.alerts):
+        name, _ = alert.channel()
+        yield ("alerts", index, name), "alert_channel", name

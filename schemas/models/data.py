@@ -265,6 +265,11 @@ BUILTIN_TRANSFORMS: dict[str, tuple[type[BaseModel], type[BaseModel]]] = {
 }
 
 
+def transform_name(transform: BaseModel) -> str:
+    """The registered name of a spec transform (its one key), built-in or a plugin's."""
+    return next(iter(transform.model_dump()))
+
+
 def _transform_tag(value: Any) -> str | None:
     if isinstance(value, BaseModel):
         value = value.model_dump()

@@ -120,7 +120,10 @@ def _params(source: dict[str, Any]) -> dict[str, Any]:
     from pipespec.schemas.models.data import SOURCE_KEYS
 
     settings = {k: v for k, v in source.items() if k not in SOURCE_KEYS}
-    return plugins.check_params("source", source["type"], settings).model_dump()
+    try:
+        return plugins.check_params("source", source["type"], settings).model_dump()
+    except (PermissionError, ValueError) as error:
+        raise type(error)(f"source `{source['name']}`: {error}") from None
 
 
 def _read_source(read: SourceRead) -> dict[str, Any]:

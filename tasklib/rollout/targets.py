@@ -238,11 +238,11 @@ class Deployment:
     params: dict[str, Any]
     version: Mapping[str, Any]
     percent: int | None
-    target: Mapping[str, Any]
+    target: dict[str, Any]
     ctx: Any = None
 
 
-def deploy(ctx: Any, stage: str, target: Mapping[str, Any], version_info: Mapping[str, Any], *,
+def deploy(ctx: Any, stage: str, target: dict[str, Any], version_info: Mapping[str, Any], *,
            percent: int | None = None) -> dict[str, Any]:
     """Send `version_info` to the serving target for `stage` through its registered implementation."""
     from pipespec.schemas import plugins
@@ -253,7 +253,7 @@ def deploy(ctx: Any, stage: str, target: Mapping[str, Any], version_info: Mappin
     settings = {k: v for k, v in target.items() if k != "type"}
     params = plugins.check_params("serving_target", kind, settings).model_dump()
     share = canary_percent(stage, percent)
-    result = implementation(Deployment(stage, params, dict(version_info), share, dict(target), ctx))
+    result = implementation(Deployment(stage, params, version_info, share, target, ctx))
     if result is not None and not isinstance(result, dict):
         raise TypeError(f"serving target `{kind}` returned a {type(result).__name__}, not a dict")
     return result or {}
@@ -268,14 +268,18 @@ def anyscale_service(deployment: Deployment) -> dict[str, Any]:
     """The `anyscale_service` target: a new service version (see anyscale_service_kwargs)."""
     from pipespec.tasklib.rollout import stages
 
-    target = {**deployment.target, **deployment.params}
-    return {"service_id": stages._rollout_anyscale_service(deployment.ctx, deployment.stage, target,
-                                                           dict(deployment.version), deployment.percent)}
+    # The request builders take the spec's target and the canary's own percent (they default the rest).
+    return {"service_id": stages._rollout_anyscale_service(deployment.ctx, deployment.stage, deployment.target,
+                                                           dict(deployment.version), _canary(deployment))}
 
 
 def kubernetes(deployment: Deployment) -> dict[str, Any]:
     """The `kubernetes` target: the stage's Deployment patches (see kubernetes_deployment_patch)."""
     from pipespec.tasklib.rollout import stages
 
-    target = {**deployment.target, **deployment.params}
-    return stages._apply_kubernetes_patches(deployment.stage, target, dict(deployment.version), deployment.percent)
+    return stages._apply_kubernetes_patches(deployment.stage, deployment.target, dict(deployment.version),
+                                            _canary(deployment))
+
+
+def _canary(deployment: Deployment) -> int | None:
+    return deployment.percent if deployment.stage == "canary" else None
