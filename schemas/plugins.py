@@ -451,3 +451,41 @@ def named(spec: Any) -> Iterator[tuple[tuple[str | int, ...], str, str]]:
     for index, alert in enumerate(spec.alerts):
         name, _ = alert.channel()
         yield ("alerts", index, name), "alert_channel", name
+
+
+def params_at(path: tuple, data: Any) -> tuple[type[BaseModel], tuple, Any] | None:
+    """For a YAML path inside a plugin's params, (its params model, the path within them, their
+    data), so check's hints name the plugin's own keys; None elsewhere. Where each kind's params sit:
+    train.model.params, evaluate.gates[i].params, beside a source's or the rollout target's `type`,
+    under a transform's or an alert channel's name."""
+    def at(*keys: Any) -> Any:
+        value = data
+        for key in keys:
+            value = value.get(key) if isinstance(value, dict) else (
+                value[key] if isinstance(value, list) and isinstance(key, int) and key < len(value) else None)
+        return value
+
+    def found(kind: str, name: Any, rest: tuple, params: Any) -> tuple[type[BaseModel], tuple, Any] | None:
+        model = params_model(kind, name) if isinstance(name, str) else None
+        if model is None or (kind not in ("model", "gate") and lookup(kind, name).distribution == "pipespec"):
+            return None  # pipespec's own sources, transforms, targets and channels have typed spec classes
+        return model, rest, params
+
+    if path[:3] == ("train", "model", "params"):
+        return found("model", at("train", "model", "type"), path[3:], at("train", "model", "params"))
+    if path[:2] == ("evaluate", "gates") and len(path) > 3 and path[3] == "params":
+        return found("gate", at(*path[:3], "type"), path[4:], at(*path[:4]))
+    if path[:2] == ("data", "sources") and len(path) > 3 and path[3] not in ("name", "type", "timeout", "on_bad_rows"):
+        source = at(*path[:3])
+        params = {k: v for k, v in source.items() if k not in ("name", "type", "timeout", "on_bad_rows")} \
+            if isinstance(source, dict) else None
+        return found("source", at(*path[:3], "type"), path[3:], params)
+    if path[:2] == ("rollout", "target") and len(path) > 2 and path[2] != "type":
+        target = at("rollout", "target")
+        params = {k: v for k, v in target.items() if k != "type"} if isinstance(target, dict) else None
+        return found("serving_target", at("rollout", "target", "type"), path[2:], params)
+    if path[:2] == ("data", "transforms") and len(path) > 3:
+        return found("transform", path[3], path[4:], at(*path[:4]))
+    if path[:1] == ("alerts",) and len(path) > 2 and path[2] not in ("on", "slack", "email", "webhook"):
+        return found("alert_channel", path[2], path[3:], at(*path[:3]))
+    return None
