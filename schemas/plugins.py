@@ -475,10 +475,11 @@ def params_at(path: tuple, data: Any) -> tuple[type[BaseModel], tuple, Any] | No
         return found("model", at("train", "model", "type"), path[3:], at("train", "model", "params"))
     if path[:2] == ("evaluate", "gates") and len(path) > 3 and path[3] == "params":
         return found("gate", at(*path[:3], "type"), path[4:], at(*path[:4]))
-    if path[:2] == ("data", "sources") and len(path) > 3 and path[3] not in ("name", "type", "timeout", "on_bad_rows"):
+    from pipespec.schemas.models.data import SOURCE_KEYS
+
+    if path[:2] == ("data", "sources") and len(path) > 3 and path[3] not in SOURCE_KEYS:
         source = at(*path[:3])
-        params = {k: v for k, v in source.items() if k not in ("name", "type", "timeout", "on_bad_rows")} \
-            if isinstance(source, dict) else None
+        params = {k: v for k, v in source.items() if k not in SOURCE_KEYS} if isinstance(source, dict) else None
         return found("source", at(*path[:3], "type"), path[3:], params)
     if path[:2] == ("rollout", "target") and len(path) > 2 and path[2] != "type":
         target = at("rollout", "target")
@@ -489,3 +490,13 @@ def params_at(path: tuple, data: Any) -> tuple[type[BaseModel], tuple, Any] | No
     if path[:1] == ("alerts",) and len(path) > 2 and path[2] not in ("on", "slack", "email", "webhook"):
         return found("alert_channel", path[2], path[3:], at(*path[:3]))
     return None
+
+
+def where(kind: str, name: str) -> str:
+    """Where a spec writes a plugin's params, in words for the reference."""
+    return {"model": f"`train.model.params` when `type: {name}`",
+            "gate": f"`evaluate.gates[].params` when `type: {name}`",
+            "source": f"beside `type: {name}` in a `data.sources[]` item",
+            "transform": f"under `{name}:` in a `data.transforms[]` item",
+            "serving_target": f"beside `type: {name}` in `rollout.target`",
+            "alert_channel": f"under `{name}:` in an `alerts[]` item"}[kind]
