@@ -40,6 +40,10 @@ def main() -> None:
     os.environ["PIPESPEC_CACHE_DIR"] = str(workspace / "cache")
     os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{workspace / 'storage' / 'mlflow.db'}"
     os.environ["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] = "false"  # tqdm bars in the log file are noise too
+    from pipespec.tasklib.model import runner
+
+    # Each round's training process is started ahead: its TensorFlow import overlaps with the other steps.
+    runner.prestart()
 
     from pipespec.local.local_env import ensure_db
     from pipespec.local.sinks import AlertSinks

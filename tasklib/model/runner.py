@@ -13,11 +13,17 @@ Its result is the step's result: JSON written to `--result-file` (use
 `/airflow/xcom/return.json` in a KubernetesPodOperator) and printed as the last
 line of stdout after `PIPESPEC_RESULT `. A failure prints the traceback, then
 `PIPESPEC_ERROR {"type", "message"}`, and exits 1.
+
+A process that runs many local jobs one after another (`make demo`, `pipespec run`)
+can call `prestart()`: the next job's process is then started ahead of time
+(`--wait MODULES`), imports TensorFlow, Keras and MLflow while other steps run,
+and waits for its one job on stdin. Each job still gets a fresh process.
 """
 
 from __future__ import annotations
 
 import argparse
+import atexit
 import collections
 import importlib
 import json
@@ -36,6 +42,12 @@ COMMANDS = {
     "evaluate": "pipespec.tasklib.model.evaluate:score_versions",
 }
 TAIL_LINES = 20
+# What a pre-started process imports while it waits: the costly imports of every built-in job.
+PRELOAD = ("keras", "mlflow", "sklearn.metrics", "pyarrow.parquet",
+           "pipespec.tasklib.model.train", "pipespec.tasklib.model.evaluate")
+WAIT_FLAG = "--wait"
+_waiting: list[subprocess.Popen] = []  # started by `prestart`, each takes one job
+_prestarting = False
 
 log = logging.getLogger(__name__)
 
@@ -57,16 +69,61 @@ def run(command: str, params: dict[str, Any], workdir: Path, what: str) -> dict[
     """Run `command` in a fresh Python process; stream its output to the log; return its result."""
     job, result = workdir / f"{command}-params.json", workdir / f"{command}-result.json"
     job.write_text(json.dumps(params, default=str))  # a file: a manifest can outgrow a command-line argument
-    spawn([sys.executable, "-m", "pipespec.tasklib.model.runner", command, "--params-file", str(job),
-           "--result-file", str(result)], what)
+    arguments = [command, "--params-file", str(job), "--result-file", str(result)]
+    try:
+        spawn([sys.executable, "-m", "pipespec.tasklib.model.runner", *arguments], what, _hand_job(arguments))
+    finally:
+        if _prestarting and not _waiting:
+            _waiting.append(_start_waiting())  # its imports overlap with the steps until the next job
     return json.loads(result.read_text())
 
 
-def spawn(argv: list[str], what: str) -> None:
-    """Run a process to the end, logging each line; on failure raise its error and last lines."""
+def prestart() -> None:
+    """From now on keep one runner process started ahead, its imports done, for this process's next
+    local job (see the module docstring); stopped when this process exits."""
+    global _prestarting
+    if not _prestarting:
+        _prestarting = True
+        atexit.register(_stop_waiting)
+    if not _waiting:
+        _waiting.append(_start_waiting())
+
+
+def _start_waiting() -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "pipespec.tasklib.model.runner", WAIT_FLAG, ",".join(PRELOAD)],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            errors="replace", env=_child_env())
+
+
+def _hand_job(arguments: list[str]) -> subprocess.Popen | None:
+    """A pre-started process, given the job's arguments and this moment's environment; None if none waits."""
+    while _waiting:
+        process = _waiting.pop()
+        if process.poll() is not None:
+            continue  # it died while waiting (its output says why, but nothing depends on it)
+        assert process.stdin is not None
+        try:
+            process.stdin.write(json.dumps({"argv": arguments, "env": _child_env()}) + "\n")
+            process.stdin.close()
+        except OSError:
+            _stop(process)
+            continue
+        return process
+    return None
+
+
+def _stop_waiting() -> None:
+    while _waiting:
+        _stop(_waiting.pop())
+
+
+def spawn(argv: list[str], what: str, process: subprocess.Popen | None = None) -> None:
+    """Run a process to the end (or take `process`, already started for it), logging each line; on
+    failure raise its error and last lines."""
     tail: collections.deque[str] = collections.deque(maxlen=TAIL_LINES)
-    process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                               errors="replace", env=_child_env())
+    if process is None:
+        process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                   errors="replace", env=_child_env())
     try:
         assert process.stdout is not None
         for line in process.stdout:
@@ -117,6 +174,11 @@ def _error_of(tail: collections.deque[str]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     """Run one command with its params and print its result (or error) as JSON; the exit code."""
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == [WAIT_FLAG]:
+        argv = _wait_for_job(argv[1].split(",") if len(argv) > 1 else [])
+        if argv is None:
+            return 0  # the worker went away without a job
     parser = argparse.ArgumentParser(prog="python -m pipespec.tasklib.model.runner", description=__doc__.split("\n")[0])
     parser.add_argument("command", choices=sorted(COMMANDS))
     source = parser.add_mutually_exclusive_group(required=True)
@@ -140,6 +202,19 @@ def main(argv: list[str] | None = None) -> int:
         args.result_file.write_text(text)
     print(RESULT_MARKER + text, flush=True)
     return 0
+
+
+def _wait_for_job(modules: list[str]) -> list[str] | None:
+    """Import `modules`, then wait for one job on stdin: its arguments, run in its worker's environment."""
+    for module in modules:
+        importlib.import_module(module)
+    line = sys.stdin.readline()
+    if not line:
+        return None
+    job = json.loads(line)
+    os.environ.clear()
+    os.environ.update(job["env"])
+    return list(job["argv"])
 
 
 if __name__ == "__main__":
