@@ -394,6 +394,10 @@ def warm_imports() -> None:
 
     for name in STEPS:
         registry.resolve(name)
+    # An Airflow task process has parsed the DAG file before its step starts, which imports the spec
+    # language (pipespec.airflow.loader -> compiler -> schemas): the steps find it loaded.
+    import pipespec.schemas.models  # noqa: F401
+    import pipespec.schemas.plugins  # noqa: F401
     from pipespec.tasklib.data import pii
 
 
@@ -622,7 +626,7 @@ def profile(workdir: Path, tasks: list[dict]) -> None:
     plan.write_text(json.dumps(tasks))
     env = {**environment(workdir), "PIPESPEC_WORK_URI": (workdir / "work-profile").as_uri()}
     start = time.perf_counter()
-    run_python([__file__, "--child", "profile", str(plan), str(stats_file)], child_env(env))
+    run_python([__file__, "--child", "profile", str(plan), str(stats_file)], task_env(child_env(env)))
     print(f"\ncProfile: all pipespec steps in one process ({time.perf_counter() - start:.1f} s with the profiler)")
     profile_report(stats_file, r"tasklib/")
 
@@ -643,8 +647,16 @@ def run_variants(workdir: Path, tasks: list[dict], runs: list[str]) -> dict:
             results["hand"].append(run_child([__file__, "--child", "hand", str(workdir), str(workdir / "hand.json")],
                                              env))
         else:
-            results["ours"].append(run_ours(tasks, workdir, env))
+            results["ours"].append(run_ours(tasks, workdir, task_env(env)))
     return results
+
+
+def task_env(env: dict[str, str]) -> dict[str, str]:
+    """What a task process of Airflow's has: the DAG file (dags/pipespec_dags.py) sets the worker
+    environment's defaults before its step imports pyarrow (jemalloc for Arrow's buffers)."""
+    from pipespec.tasklib.worker_env import WORKER_ENVIRONMENT
+
+    return {**WORKER_ENVIRONMENT, **env}  # as defaults, like the DAG file: a variable already set wins
 
 
 def main() -> int:
