@@ -42,13 +42,16 @@ class Evidence:
     run_id: str | None = None  # the challenger version's MLflow run
 
 
-def write(ctx: RunContext, *, pipeline: str, metric: str, scores: dict, rules: list[dict] | None = None,
-          combine: str = "all") -> dict:
+def write(ctx: RunContext, *, pipeline: str, metric: str, scores: dict | None = None, trained: dict | None = None,
+          rules: list[dict] | None = None, combine: str = "all") -> dict:
     """Write the training report (champion vs challenger, classes, curves, data) as Markdown and HTML.
 
     Returns {"report_uri": the HTML page, "markdown_uri", "report_artifact": the page in MLflow,
     "markdown": a summary for alerts, "mlflow_run_id", "outcome"}. With `rules` (evaluate.decision), each
-    rule's verdict is listed under the decision."""
+    rule's verdict is listed under the decision. A train flow with no evaluation passes `trained`
+    instead of `scores`: the report then shows the registered version and its training metrics."""
+    if scores is None:
+        scores = train_only_scores(pipeline, metric, trained or {})
     if rules:
         scores = {**scores, "decision_rules": {"rules": rules, "combine": combine}}
     rows = metric_rows(scores, metric)
@@ -72,6 +75,16 @@ def write(ctx: RunContext, *, pipeline: str, metric: str, scores: dict, rules: l
 
 
 # --- content ------------------------------------------------------------------
+
+def train_only_scores(pipeline: str, metric: str, trained: dict) -> dict:
+    """What a train-only report shows in place of evaluation: the version train registered and the
+    metrics it logged on its training rows (`train_<metric>` in its MLflow run)."""
+    logged = registry.client().get_run(trained["run_id"]).data.metrics if trained.get("run_id") else {}
+    metrics = {name.removeprefix("train_"): value for name, value in logged.items() if name.startswith("train_")}
+    return {"metric": metric, "direction": _direction(metric), "challenger_version": trained.get("version"),
+            "challenger": metrics.get(metric), "scores": {"challenger": metrics}, "train_only": True,
+            "rows_train": trained.get("rows_train")}
+
 
 def metric_rows(scores: dict, metric: str) -> list[dict]:
     """[{metric, champion, challenger, better}] for the decision metric first, then every other measured one
@@ -126,6 +139,8 @@ def rollout_outcome(pipeline: str, scores: dict) -> dict:
 def summary(metric: str, scores: dict, outcome: dict) -> str:
     """One line: the metric for challenger and champion, the improvement and the outcome."""
     challenger, champion = scores.get("challenger"), scores.get("champion")
+    if scores.get("train_only"):
+        return f"{metric} on the training rows: {_fmt(challenger)}; {outcome['outcome']}"
     text = f"{metric}: challenger {_fmt(challenger)}"
     if champion is not None:
         text += f" vs champion {_fmt(champion)} ({_signed(_improvement(scores))} improvement)"
@@ -261,7 +276,7 @@ def render_html(pipeline: str, metric: str, scores: dict, rows: list[dict], outc
     sections = [f"""<h2>Decision</h2>
 <p class="outcome {e(outcome['outcome'].replace(' ', '-'))}">{e(outcome['outcome'])}</p>
 <ul>{''.join(f'<li>{e(item)}</li>' for item in _decision_items(metric, scores, outcome))}</ul>
-<h2>Champion vs challenger</h2>
+<h2>{"Training metrics" if scores.get("train_only") else "Champion vs challenger"}</h2>
 <table id="metrics">
 <thead><tr><th>metric</th><th>champion</th><th>challenger</th><th>change</th></tr></thead>
 <tbody>
@@ -326,12 +341,18 @@ def _img(images: dict[str, bytes], name: str, alt: str) -> str:
 
 
 def _versions_line(scores: dict) -> str:
+    if scores.get("train_only"):
+        return (f"Version {scores.get('challenger_version', '?')}, trained on {scores.get('rows_train', '?')} rows; "
+                "a train-only flow (no evaluation): the metrics are on the training rows.")
     return (f"Challenger version {scores.get('challenger_version', '?')} vs champion version "
             f"{scores.get('champion_version') or '(none)'}, on {scores.get('holdout_rows', '?')} holdout rows"
             + (f" ({scores['holdout_source']})" if scores.get("holdout_source") else "") + ".")
 
 
 def _decision_items(metric: str, scores: dict, outcome: dict) -> list[str]:
+    if scores.get("train_only"):
+        return ["No champion/challenger decision: each trained version is registered and becomes the champion.",
+                f"Outcome: {outcome['text']}"]
     items = [f"Decision metric: `{metric}` ({_direction_text(scores.get('direction'))})",
              f"Improvement over the champion: {_signed(_improvement(scores))}"]
     if scores.get("min_improvement") is not None and scores.get("champion") is not None:

@@ -20,7 +20,6 @@ STEPS: dict[str, str] = {
     "data.transform": "pipespec.tasklib.data.transform:transform",
     "data.join": "pipespec.tasklib.data.join:join",
     "data.measure": "pipespec.tasklib.data.measure:measure",
-    "data.gate": "pipespec.tasklib.data.measure:gate",
     "data.publish": "pipespec.tasklib.data.publish:publish",
     "data.record_counts": "pipespec.tasklib.data.record_counts:write_record_counts",
     "model.train": "pipespec.tasklib.model.train:train",
@@ -44,6 +43,8 @@ STEPS: dict[str, str] = {
     "inference.plan_shards": "pipespec.tasklib.inference:plan_shards",
     "inference.predict": "pipespec.tasklib.inference:predict",
     "inference.publish": "pipespec.tasklib.inference:publish",
+    "workspace.prepare": "pipespec.tasklib.workspace:prepare",
+    "workspace.clean": "pipespec.tasklib.workspace:clean",
 }
 
 _overrides: dict[str, Step] = {}

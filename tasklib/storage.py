@@ -88,11 +88,16 @@ def confine(path: str | Path, roots: Sequence[Path], label: str) -> str:
 
 def work_uri(ctx: RunContext, pipeline: str, name: str) -> str:
     """A run-scoped location for a step's output; stable across retries of the same run."""
+    index = f"-{ctx.map_index}" if ctx.map_index >= 0 else ""
+    return f"{workspace_uri(ctx, pipeline)}/{ctx.task_id}{index}/{name}"
+
+
+def workspace_uri(ctx: RunContext, pipeline: str, run_key: str | None = None) -> str:
+    """The prefix of every intermediate output of one DAG run: this run's, or another run's of the same DAG."""
     base = os.environ.get("PIPESPEC_WORK_URI")
     if base is None:
         base = (_default_root() / "_work").resolve().as_uri()  # as_uri() needs an absolute path
-    index = f"-{ctx.map_index}" if ctx.map_index >= 0 else ""
-    return f"{base.rstrip('/')}/{pipeline}/{ctx.dag_id}/{ctx.run_key}/{ctx.task_id}{index}/{name}"
+    return f"{base.rstrip('/')}/{pipeline}/{ctx.dag_id}/{ctx.run_key if run_key is None else run_key}"
 
 
 REQUEST_TIMEOUT_S = 60  # one S3 request; a source's own `timeout` can only shorten it

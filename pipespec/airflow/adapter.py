@@ -9,8 +9,9 @@ see Airflow, and the renderer never special-cases a step.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, TypedDict
 
+from pipespec.compiler.ir import ALWAYS
 from pipespec.tasklib.context import RunContext
 from pipespec.tasklib.errors import PermanentFailure
 from pipespec.tasklib.guard import enforce_params
@@ -109,10 +110,18 @@ def _call(step: str, ctx: RunContext, arguments: dict, spec_given: dict) -> Any:
         raise AirflowFailException(str(exc)) from exc
 
 
-def run_branch(step: str, step_params: dict, branches: dict[str, str], inputs: dict | None = None) -> list[str]:
-    """Run a deciding step; follow the task its decision names (none: skip everything after)."""
+class BranchOutcome(TypedDict):
+    """A deciding step's outcome: the tasks to follow, and its result (the task's XCom)."""
+
+    follow: list[str]
+    result: Any
+
+
+def run_branch(step: str, step_params: dict, branches: dict[str, str], inputs: dict | None = None) -> BranchOutcome:
+    """Run a deciding step; follow the task its decision names (none: skip everything after) and
+    the one named under ALWAYS. The step's result stays the task's XCom (BranchStepOperator)."""
     ctx, _ = _run_context()
     decision = _call(step, ctx, {**step_params, **_materialized(inputs)}, step_params)
     name = decision["decision"] if isinstance(decision, dict) else decision
-    target = branches.get(name)
-    return [target] if target else []
+    follow = [target for target in (branches.get(name), branches.get(ALWAYS)) if target]
+    return {"follow": follow, "result": decision}

@@ -102,9 +102,17 @@ class RemoteTrainLineage:
 
 
 class BranchStepOperator(SpecValuesAreData, _BranchPythonDecoratedOperator):
-    """The TaskFlow branch operator a deciding step runs in."""
+    """The TaskFlow branch operator a deciding step runs in. Its XCom is the step's result (the
+    measurement, the decision and its reason), not the list of followed task ids, so a branch's
+    output feeds later tasks like any step's."""
 
     custom_operator_name = "@pipespec.branch"
+
+    def do_branch(self, context: Any, branches_to_execute: Any) -> Any:
+        # Pushed first: skipping raises DownstreamTasksSkipped, and the task runner then pushes nothing.
+        context["ti"].xcom_push(key="return_value", value=branches_to_execute["result"])
+        super().do_branch(context, branches_to_execute["follow"])
+        return branches_to_execute["result"]
 
 
 def step_task(python_callable: Any, **kwargs: Any) -> Any:
@@ -113,6 +121,7 @@ def step_task(python_callable: Any, **kwargs: Any) -> Any:
 
 
 def branch_step_task(python_callable: Any, **kwargs: Any) -> Any:
-    """A TaskFlow branch task that runs `python_callable` in a BranchStepOperator."""
+    """A TaskFlow branch task that runs `python_callable` in a BranchStepOperator. One XCom, the step's
+    result: Airflow would otherwise split it into an XCom per key, seeing run_branch return a TypedDict."""
     return task_decorator_factory(python_callable=python_callable, decorated_operator_class=BranchStepOperator,
-                                  **kwargs)
+                                  **{"multiple_outputs": False, **kwargs})

@@ -210,7 +210,7 @@ def _write_entry(entry: Path, spec: Path, files: list[Path], pipeline: Pipeline,
         entry.parent.mkdir(parents=True, exist_ok=True)
         # Atomic replace: several dag-processor workers may parse at once.
         with tempfile.NamedTemporaryFile("w", dir=entry.parent, delete=False, suffix=".tmp") as handle:
-            json.dump(data, handle)
+            handle.write(json.dumps(data))  # one C-encoded string: json.dump runs the pure-Python encoder
         os.replace(handle.name, entry)
     except OSError:
         pass  # a read-only deployment just parses without the cache

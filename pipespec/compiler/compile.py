@@ -7,14 +7,15 @@ DESIGN.md section 3: `<pipeline>__data`, `<pipeline>__train`,
 from __future__ import annotations
 
 import hashlib
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from pipespec import __version__
-from pipespec.schemas.catalog import METRICS
+from pipespec.schemas.catalog import METRICS, metrics_for
 from pipespec.schemas.assets import data_trigger, inference_trigger, model_asset, train_dataset, train_trigger
 from pipespec.compiler.docs import dag_doc
-from pipespec.compiler.ir import Alert, Dag, Mapping, Pipeline, Retry, Schedule, Task
+from pipespec.compiler.ir import ALWAYS, Alert, Dag, Mapping, Pipeline, Retry, Schedule, Task
 from pipespec.schemas.models import PipelineSpec
 from pipespec.schemas.models.common import AllOf, AnyOf, Trigger, parse_duration
 from pipespec.schemas.models.operations import RetryPolicy
@@ -44,7 +45,9 @@ def compile_spec(spec: PipelineSpec, spec_file: str, content_hash: str, spec_dir
     if spec.data:
         dags.append(_data_dag(spec, spec_file, spec_dir or str(Path(spec_file).parent), content_hash))
     if spec.train:
-        dags.append(_train_dag(spec, spec_file, content_hash))
+        dags.append(_train_dag(spec, spec_file, content_hash, "train", _schedule(train_trigger(spec))))
+        if spec.train.manual:  # seed 000's manually triggered retrain-and-rollout, beside the scheduled one
+            dags.append(_train_dag(spec, spec_file, content_hash, "retrain", Schedule("none")))
     if spec.inference:
         dags.append(_inference_dag(spec, spec_file))
     return Pipeline(spec.pipeline, spec_file, content_hash, tuple(dags))
@@ -117,6 +120,8 @@ def _notify(spec: PipelineSpec, event: str, upstream: tuple[str, ...], inputs: d
 def _dag(spec: PipelineSpec, suffix: str, schedule: Schedule, spec_file: str, tasks: list[Task],
          description: str) -> Dag:
     dag_id = f"{spec.pipeline}__{suffix}"
+    if spec.dag.workspace == "clean":
+        tasks = _with_workspace(spec.pipeline, tasks)
     ids = [t.task_id for t in tasks]
     if len(set(ids)) != len(ids):  # Airflow would refuse the whole DAG file; semantics.py must have refused first
         raise ValueError(f"{dag_id}: task ids clash: {sorted({i for i in ids if ids.count(i) > 1})}")
@@ -128,6 +133,20 @@ def _dag(spec: PipelineSpec, suffix: str, schedule: Schedule, spec_file: str, ta
         tasks=tuple(tasks), max_active_runs=spec.dag.max_active_runs or 1,
         max_consecutive_failed_dag_runs=spec.dag.max_consecutive_failed_dag_runs,
     )
+
+
+def _with_workspace(pipeline: str, tasks: list[Task]) -> list[Task]:
+    """Wrap the DAG in Airflow's setup/teardown: the setup before every first task, the teardown
+    (deleting the run's intermediate files, whatever happened) after every last one."""
+    feeding = {u for t in tasks for u in t.upstream} | {t.teardown_of for t in tasks if t.teardown_of}
+    setup = Task("workspace_setup", "workspace.prepare", {"pipeline": pipeline}, setup=True,
+                 retry=Retry(1, 10, False, None), doc="Prepare this run's workspace; remove stale ones of killed runs.")
+    wrapped = [replace(t, upstream=t.upstream or ("workspace_setup",)) for t in tasks]
+    leaves = ("workspace_setup", *(t.task_id for t in tasks if t.task_id not in feeding))  # as as_teardown links it
+    teardown = Task("workspace_teardown", "workspace.clean", {"pipeline": pipeline}, upstream=leaves,
+                    trigger_rule="all_done", teardown_of="workspace_setup", retry=Retry(1, 10, False, None),
+                    doc="Delete this run's intermediate files, whatever happened.")
+    return [setup, *wrapped, teardown]
 
 
 # --- data -----------------------------------------------------------------
@@ -157,22 +176,26 @@ def _data_dag(spec: PipelineSpec, spec_file: str, spec_dir: str, content_hash: s
                               "per source.")]
     tasks.append(Task("join", "data.join", {"pipeline": pipeline, "join": data.join.model_dump()}, {"refs": "extract"},
                       ("extract",), retry=retry, doc=f"{data.join.type} of all sources."))
+    # `measure` is the gate itself (a branch): a separate gate task would cost a process start-up and
+    # a scheduler hand-off for no work. Record counts are written whatever the gate decides.
+    blocked = _notify(spec, "gate_blocked", ("measure",), {"details": "measure"})
+    counts = []
+    if data.record_counts is not None:
+        counts = [Task("record_counts", "data.record_counts", {"pipeline": pipeline, **data.record_counts.model_dump()},
+                       {"measurement": "measure"}, ("measure",), retry=retry,
+                       doc=f"Write per-source record counts to `{data.record_counts.table}`.")]
+    branches = {"pass": "publish", **({"blocked": blocked[0].task_id} if blocked else {}),
+                **({ALWAYS: "record_counts"} if counts else {})}
     tasks.append(Task("measure", "data.measure", {
         "pipeline": pipeline, "publishes": publishes, "threshold": data.threshold.model_dump(),
         "quality": data.quality.model_dump() if data.quality else None,
         "drift": data.drift.model_dump() if data.drift else None,
-    }, {"dataset": "join"}, ("join",), retry=retry, doc="Count records, new records, quality and drift."))
-    if data.record_counts is not None:
-        tasks.append(Task("record_counts", "data.record_counts", {"pipeline": pipeline, **data.record_counts.model_dump()},
-                          {"measurement": "measure"}, ("measure",), retry=retry,
-                          doc=f"Write per-source record counts to `{data.record_counts.table}`."))
-    blocked = _notify(spec, "gate_blocked", ("gate",), {"details": "measure"})
-    branches = {"pass": "publish", **({"blocked": blocked[0].task_id} if blocked else {})}
-    tasks.append(Task("gate", "data.gate", {}, {"measurement": "measure"}, ("measure",), kind="branch",
-                      branches=branches, retry=retry,
-                      doc="Publish only when the threshold and quality gates pass; otherwise skip (not fail)."))
+    }, {"dataset": "join"}, ("join",), kind="branch", branches=branches, retry=retry,
+        doc="Count records, new records, quality and drift; publish only when the gates pass, otherwise skip "
+            "(not fail)."))
+    tasks += counts
     tasks.append(Task("publish", "data.publish", {"pipeline": pipeline, "publishes": publishes, "spec_hash": content_hash},
-                      {"dataset": "join", "measurement": "measure"}, ("gate",),
+                      {"dataset": "join", "measurement": "measure"}, ("measure",),
                       outlets=(data.publishes,), retry=retry, doc=f"Move the data into `{data.publishes}`."))
     tasks += blocked
     return _dag(spec, "data", _schedule(data_trigger(spec)), spec_file, tasks,
@@ -184,7 +207,7 @@ def _data_dag(spec: PipelineSpec, spec_file: str, spec_dir: str, content_hash: s
 _KIND_BY_BACKEND = {"local": "python", "kubernetes": "kubernetes_pod", "anyscale": "anyscale_job", "ray": "ray_job"}
 
 
-def _train_dag(spec: PipelineSpec, spec_file: str, content_hash: str) -> Dag:
+def _train_dag(spec: PipelineSpec, spec_file: str, content_hash: str, suffix: str, schedule: Schedule) -> Dag:
     train = spec.train
     assert train is not None
     base = {"pipeline": spec.pipeline}
@@ -203,14 +226,19 @@ def _train_dag(spec: PipelineSpec, spec_file: str, content_hash: str) -> Dag:
         tasks = _cost_gate(spec, train.cost_gate) + tasks
     if evaluate is None:
         # Train-only pipelines register the model and make it champion directly.
+        rollout_retry = _retry(spec, "rollout")
         tasks.append(Task("promote", "rollout.promote", {**base, "target": {"type": "registry_alias", "alias": "champion"}},
-                          {"trained": "train"}, ("train",), outlets=(model_uri,), retry=_retry(spec, "rollout"),  # type: ignore[arg-type]
+                          {"trained": "train"}, ("train",), outlets=(model_uri,), retry=rollout_retry,
                           doc="Register the model as champion."))
-        tasks += _notify(spec, "promoted", ("promote",), {"trained": "train"})
+        tasks.append(Task("report", "report.write", {**base, "metric": metrics_for(train.model.type, train.model.params)[0]},
+                          {"trained": "train"}, ("promote",), retry=rollout_retry,
+                          doc="Write the training report (the version, its training metrics, curves and data)."))
+        tasks += _notify(spec, "promoted", ("promote", "report"), {"trained": "train", "report": "report"})
     else:
         tasks += _evaluate_and_rollout(spec, base, model_uri)  # type: ignore[arg-type]
-    return _dag(spec, "train", _schedule(train_trigger(spec)), spec_file, tasks,
-                f"Train, evaluate and roll out {spec.pipeline} (champion/challenger).")
+    return _dag(spec, suffix, schedule, spec_file, tasks,
+                f"Train, evaluate and roll out {spec.pipeline} (champion/challenger)"
+                + (", when triggered by hand." if schedule.kind == "none" else "."))
 
 
 def _cost_gate(spec: PipelineSpec, gate: Any) -> list[Task]:

@@ -65,7 +65,12 @@ def _inference(spec: PipelineSpec) -> list[str]:
             f"- **Shards:** {f'{inference.shard_size} rows each' if inference.shard_size else 'one per worker slot'}"]
 
 
-_SECTIONS = {"data": _data, "train": _train, "inference": _inference}
+def _retrain(spec: PipelineSpec) -> list[str]:
+    return ["Triggered by hand only (Trigger DAG in the UI or `airflow dags trigger`): the same steps as "
+            f"`{spec.pipeline}__train`, whose schedule is unchanged.", "", *_train(spec)]
+
+
+_SECTIONS = {"data": _data, "train": _train, "retrain": _retrain, "inference": _inference}
 
 
 def _stage(stage: object) -> str:

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from pipespec.compiler.ir import Dag, Mapping, Pipeline, Schedule, Task
+from pipespec.compiler.ir import ALWAYS, Dag, Mapping, Pipeline, Schedule, Task
 
 # --- words shared with `pipespec diff` -------------------------------------------
 
@@ -168,7 +168,7 @@ def _build(pipeline: Pipeline) -> _Graph:
 
 
 def _task_edges(dag: Dag, node: dict[str, str]) -> list[_Edge]:
-    decision = {(t.task_id, target): d for t in dag.tasks for d, target in t.branches.items()}
+    decision = {(t.task_id, target): "always" if d == ALWAYS else d for t in dag.tasks for d, target in t.branches.items()}
     pairs = [(up, t.task_id) for t in dag.tasks for up in t.upstream]
     # A branch target is always downstream of its branch in compiled IR; draw it anyway if not.
     pairs += [pair for pair in decision if pair not in pairs]

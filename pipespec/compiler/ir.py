@@ -10,9 +10,12 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
-IR_VERSION = 2
+IR_VERSION = 3
 
 # How the renderer builds a task. One generic builder per kind, never per step.
+# A branch's `branches` key for a task it follows whatever it decides (the data DAG's record counts).
+ALWAYS = "*"
+
 TaskKind = Literal["python", "branch", "approval", "kubernetes_pod", "anyscale_job", "ray_job", "s3_sensor", "wait"]
 TriggerRule = Literal["all_success", "none_failed_min_one_success", "one_failed", "all_done", "none_failed"]
 Events = Literal["failure", "retry", "gate_blocked", "promoted", "rejected", "rolled_back"]
@@ -55,7 +58,7 @@ class Task:
     kind: TaskKind = "python"
     trigger_rule: TriggerRule = "all_success"
     mapping: Mapping | None = None
-    branches: dict[str, str] = field(default_factory=dict)  # decision -> downstream task id, for kind=branch
+    branches: dict[str, str] = field(default_factory=dict)  # decision (or ALWAYS) -> downstream task id, kind=branch
     retry: Retry | None = None  # None: the DAG's default
     timeout_s: int | None = None  # execution timeout; a timed-out try is retried like a failed one
     outlets: tuple[str, ...] = ()

@@ -73,3 +73,6 @@ class DagControls(StrictModel):
     max_active_runs: int | None = Field(None, ge=1, le=16)
     max_consecutive_failed_dag_runs: int | None = Field(
         None, ge=1, le=1000, description="Pause the DAG after this many failed runs in a row (seed 002).")
+    workspace: Literal["keep", "clean"] = Field(
+        "keep", description="`clean`: each run's intermediate files are deleted by a teardown task when the run "
+                            "ends, even on failure, and a setup task removes what killed runs left (seed 003).")

@@ -184,6 +184,8 @@ class TrainSection(StrictModel):
     publishes: AssetUri | None = Field(None, description="Model Asset updated on promotion; default `model://<pipeline>`.")
     cost_gate: CostGate | None = Field(None, description="Block the run when the estimated fine-tuning cost is over "
                                                          "budget.")
+    manual: bool = Field(False, description="Also compile `<pipeline>__retrain`: the same train, evaluate and rollout, "
+                                            "run only when someone triggers it (beside the scheduled `__train`).")
 
 
 class EvaluateSection(StrictModel):

@@ -27,7 +27,7 @@ def measure(ctx: RunContext, *, pipeline: str, publishes: str, threshold: dict,
     """Count records and new records, check quality and drift against the last publication.
 
     Returns {"rows", "new_rows", "passed", "reason", "decision", ...the quality and drift figures};
-    "decision" ("pass" | "blocked") is what `gate` decides, so `measure` can be the branch itself."""
+    "decision" ("pass" | "blocked") is what the data DAG branches on: `measure` is the gate."""
     previous = latest_of(publishes, pipeline)  # its own last publication, never another pipeline's
     with open_parquet(dataset) as file:
         rows = file.metadata.num_rows
@@ -44,11 +44,6 @@ def measure(ctx: RunContext, *, pipeline: str, publishes: str, threshold: dict,
         "passed": not reasons, "reason": "; ".join(reasons) or "all gates passed",
         "decision": "blocked" if reasons else "pass",
     }
-
-
-def gate(ctx: RunContext, *, measurement: dict) -> dict[str, str]:
-    """The branch after `measure`: {"decision": "pass" | "blocked", "reason"}."""
-    return {"decision": "pass" if measurement["passed"] else "blocked", "reason": measurement["reason"]}
 
 
 def _block_reasons(rows: int, new_rows: int, threshold: dict, failures: list[str], drifted: bool,

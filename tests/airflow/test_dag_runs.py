@@ -79,10 +79,10 @@ def data_steps(rows_per_source):
         data_transform=lambda ctx, ref, **_: ref,
         data_join=lambda ctx, refs, **_: {"rows": sum(r["rows"] for r in refs),
                                           "by_source": {r["source"]: r["rows"] for r in refs}},
-        data_measure=lambda ctx, dataset, threshold, **_: {"rows": dataset["rows"],
-                                                           "min_records": threshold["min_records"]},
-        data_gate=lambda ctx, measurement, **_: "pass" if measurement["rows"] >= measurement["min_records"]
-        else "blocked",
+        # measure is the gate: its decision picks the branch
+        data_measure=lambda ctx, dataset, threshold, **_: {
+            "rows": dataset["rows"], "min_records": threshold["min_records"],
+            "decision": "pass" if dataset["rows"] >= threshold["min_records"] else "blocked"},
         data_publish=lambda ctx, **_: {"published": True},
     )
 

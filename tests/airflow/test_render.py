@@ -14,6 +14,7 @@ import pytest
 from tests.support.paths import ROOT  # noqa: E402 - one home for where the checkout is
 EXPECTED_DAGS = {
     "churn__data", "churn__train", "churn__inference", "feedback_llm_finetune__train",
+    "feedback_llm_finetune__retrain",
     "genai_content__data", "genai_content__train", "user_feedback__data", "user_feedback__train",
     "user_feedback__inference", "weekly_retrain__data", "weekly_retrain__train",
     "xray_classifier__data", "xray_classifier__train", "xray_own_code__train",
@@ -59,9 +60,9 @@ def test_data_dag_maps_sources_and_transforms(dagbag):
     transforms = extract.partial_kwargs["op_kwargs"]["step_params"]["transforms"]
     assert [next(iter(t)) for t in transforms] == ["dedupe", "drop_empty", "normalize_text", "redact_pii"]
     assert {("extract", "join"), ("join", "measure"),
-            ("measure", "gate"), ("gate", "publish"), ("gate", "notify_gate_blocked")} <= edges(dag)
+            ("measure", "publish"), ("measure", "notify_gate_blocked")} <= edges(dag)
     assert dag.get_task("publish").outlets == [Asset("s3://feedback/curated/")]
-    assert dag.get_task("gate").inherits_from_skipmixin  # a branch, so the blocked path skips
+    assert dag.get_task("measure").inherits_from_skipmixin  # the gate is a branch, so the blocked path skips
     assert dag.timetable.expression == "0 0 * * *"  # @daily
 
 

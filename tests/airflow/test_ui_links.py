@@ -45,7 +45,7 @@ def test_a_task_declares_the_links_its_step_can_fill(tmp_path):
     assert declared["train"] == ["MLflow run", "Model version"]
     assert declared["report"] == ["MLflow run", "Model version", "Report"]
     assert declared["publish"] == ["Dataset"]
-    assert declared["decide"] == declared["gate"] == declared["measure"] == declared["notify_promoted"] == []
+    assert declared["decide"] == declared["measure"] == declared["notify_promoted"] == []
     # A mapped task is serialized with its class's links; each instance fills what its step returned.
     assert declared["extract"] == [l.name for l in STEP_LINKS]
     assert not BranchStepOperator.operator_extra_links
@@ -122,7 +122,7 @@ def test_lineage_names_follow_the_openlineage_naming_spec(monkeypatch, tmp_path)
 
 
 def test_a_gate_or_an_alert_reports_no_datasets():
-    assert lineage.step_lineage("data.gate", {}, "pass", lambda _: None) == lineage.StepLineage()
+    assert lineage.step_lineage("rollout.decide", {}, "pass", lambda _: None) == lineage.StepLineage()
     assert lineage.step_lineage("alert.notify", {"pipeline": "p"}, None, lambda _: None) == lineage.StepLineage()
 
 

@@ -105,9 +105,9 @@ def test_mermaid_shows_dags_mapping_branches_and_asset_wiring() -> None:
             'then dedupe → drop_empty → normalize_text → redact_pii"]') in lines
     assert '    user_feedback__inference__predict["predict<br/>[mapped over plan_shards]"]' in lines
     # Branches are decision shapes; their edges carry the decision.
-    assert '    user_feedback__data__gate{"gate"}' in lines
-    assert '  user_feedback__data__gate -->|"pass"| user_feedback__data__publish' in lines
-    assert '  user_feedback__data__gate -->|"blocked"| user_feedback__data__notify_gate_blocked' in lines
+    assert '    user_feedback__data__measure{"measure"}' in lines
+    assert '  user_feedback__data__measure -->|"pass"| user_feedback__data__publish' in lines
+    assert '  user_feedback__data__measure -->|"blocked"| user_feedback__data__notify_gate_blocked' in lines
     assert '  user_feedback__train__decide -->|"promote"| user_feedback__train__shadow' in lines
     assert '  user_feedback__train__decide -->|"reject"| user_feedback__train__reject' in lines
     assert '    user_feedback__train__rollback["rollback<br/>⟂ one_failed"]' in lines
@@ -197,8 +197,8 @@ def test_dot_content() -> None:
     assert '    label="user_feedback__train · assets: s3://feedback/curated/";' in lines
     assert ('    user_feedback__data__extract [label="extract\\n[mapped over sources: zendesk, slack]\\nthen dedupe → '
             'drop_empty → normalize_text → redact_pii", shape=box, style=rounded];') in lines
-    assert '    user_feedback__data__gate [label="gate", shape=diamond];' in lines
-    assert '  user_feedback__data__gate -> user_feedback__data__publish [label="pass"];' in lines
+    assert '    user_feedback__data__measure [label="measure", shape=diamond];' in lines
+    assert '  user_feedback__data__measure -> user_feedback__data__publish [label="pass"];' in lines
     assert "  user_feedback__data__publish -> asset_s3_feedback_curated [style=dashed];" in lines
     assert ("  asset_s3_feedback_curated -> user_feedback__train__train "
             "[style=dashed, lhead=cluster_user_feedback__train];") in lines
@@ -254,7 +254,7 @@ def test_diff_groups_a_section_retry_override(tmp_path: Path) -> None:
     # and notify_gate_blocked (on the DAG default) is not named.
     assert diff_pipelines({"p": old}, {"p": new}) == [
         "user_feedback__data:",
-        "  extract, join, measure, gate, publish: retries count 3 → 1",
+        "  extract, join, measure, publish: retries count 3 → 1",
     ]
 
 
