@@ -150,10 +150,7 @@ def _mark_unchecked_plugins(checked: list) -> None:
         spec = result.spec
         if spec is None or not plugins.unverified:
             continue
-        names = [(("train", "model", "type"), "model", spec.train.model.type)] if spec.train else []
-        names += [(("evaluate", "gates", index, "type"), "gate", gate.type)
-                  for index, gate in enumerate(spec.evaluate.gates if spec.evaluate else [])]
-        for path, kind, name in names:
+        for path, kind, name in plugins.named(spec):
             if plugins.is_unverified(kind, name):
                 dist = plugins.declarations().get(name, "?")
                 result.diagnostics.append(replace(result.at_path(

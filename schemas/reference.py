@@ -383,6 +383,8 @@ def _union_section(node: TypeEntry) -> list[str]:
         line = f"- {type_text(member)}"
         if isinstance(discriminator, str):
             line += f" (`{_tag(member_tp, discriminator)}`)"
+        elif _is_model(member_tp) and list(member_tp.model_fields) == ["root"]:
+            line += " (`<plugin name>:`)"  # a plugin's one-key form, such as `{acme_clip: ...}`
         elif _is_model(member_tp) and len(member_tp.model_fields) == 1:
             line += f" (`{next(iter(member_tp.model_fields))}:`)"  # a one-key form such as `{dedupe: ...}`
         out.append(line)
@@ -435,15 +437,17 @@ def _catalog() -> list[str]:
 
 
 def _plugin_params() -> list[str]:
-    """One table per plugin: what its `params:` may hold (`train.model.params`, `evaluate.gates[].params`)."""
+    """One table per plugin: what its params may hold (`train.model.params`, `evaluate.gates[].params`,
+    a plugin source's or serving target's keys, a plugin transform's or alert channel's settings)."""
     out = []
     for found in plugins.listing():
         plugin = found.plugin
-        where = "train.model.params" if plugin.kind == "model" else "evaluate.gates[].params"
+        if plugin.kind not in ("model", "gate") and found.distribution == "pipespec":
+            continue  # pipespec's own sources, transforms, targets and channels have sections above
         # A plugin's nested models have no section of their own here: their names stay plain text.
         rows = [[f"`{name}`", re.sub(r"\[([^\]]+)\]\(#[^)]*\)", r"\1", type_text(info.annotation, info.metadata)),
                  default_text(info), info.description or ""] for name, info in plugin.params.model_fields.items()]
-        out += [f"### `{plugin.name}` params", "", f"`{where}` when `type: {plugin.name}` ({plugin.kind}, from "
+        out += [f"### `{plugin.name}` params", "", f"{plugins.where(plugin.kind, plugin.name)} ({plugin.kind}, from "
                 f"{found.distribution}).", ""]
         out += (table(["field", "type", "default", "description"], rows) if rows else ["No params."]) + [""]
     return out

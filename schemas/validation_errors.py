@@ -75,21 +75,12 @@ def from_validation_error(exc: ValidationError, root: Node, model: type[BaseMode
 
 
 def _plugin_params(model: type[BaseModel], path: tuple, data: Any) -> tuple[type[BaseModel], tuple, Any]:
-    """Inside a plugin's `params` (`train.model.params`, `evaluate.gates[i].params`), the plugin's params
-    model, the path within it and its data, so hints name the plugin's keys; else what was given."""
+    """Inside a plugin's params (a model's, gate's, source's, transform's, serving target's or alert
+    channel's), the plugin's params model, the path within it and its data, so hints name the
+    plugin's keys; else what was given."""
     from pipespec.schemas import plugins
 
-    for kind, at in (("model", 2), ("gate", 3)):
-        if len(path) > at and path[at] == "params" and (path[:2] == ("train", "model") if kind == "model"
-                                                         else path[:2] == ("evaluate", "gates")):
-            owner: Any = data
-            for part in path[:at]:
-                owner = owner[part] if isinstance(owner, (dict, list)) else None
-            name = owner.get("type") if isinstance(owner, dict) else None
-            params_model = plugins.params_model(kind, name) if isinstance(name, str) else None
-            if params_model is not None:
-                return params_model, path[at + 1:], owner.get("params")
-    return model, path, data
+    return plugins.params_at(path, data) or (model, path, data)
 
 
 def _one(error: dict, root: Node, model: type[BaseModel], data: Any) -> Diagnostic:

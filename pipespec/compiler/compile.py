@@ -98,13 +98,8 @@ def _asset_expr(expr: Any) -> Any:
 
 
 def _alerts(spec: PipelineSpec) -> tuple[Alert, ...]:
-    out = []
-    for alert in spec.alerts:
-        for channel in ("slack", "email", "webhook"):
-            settings = getattr(alert, channel)
-            if settings is not None:
-                out.append(Alert(tuple(alert.on), channel, settings.model_dump()))
-    return tuple(out)
+    # One channel per alert: built-in or an installed plugin's (its registered name and settings).
+    return tuple(Alert(tuple(alert.on), *alert.channel()) for alert in spec.alerts)
 
 
 def _notify(spec: PipelineSpec, event: str, upstream: tuple[str, ...], inputs: dict[str, str]) -> list[Task]:

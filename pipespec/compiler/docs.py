@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pipespec.schemas.assets import model_asset, train_dataset
 from pipespec.schemas.models import PipelineSpec
+from pipespec.schemas.models.data import transform_name
 
 
 def dag_doc(spec: PipelineSpec, suffix: str, spec_file: str) -> str:
@@ -26,9 +27,10 @@ def _data(spec: PipelineSpec) -> list[str]:
     assert data is not None
     out = ["## Data", "| source | type | where |", "|---|---|---|"]
     for s in data.sources:
-        where = getattr(s, "uri", None) or getattr(s, "path", None) or f"`{getattr(s, 'conn_id', '')}` query"
+        where = getattr(s, "uri", None) or getattr(s, "path", None) or (
+            f"`{getattr(s, 'conn_id', '')}` query" if s.type in ("sql", "snowflake") else "plugin source")
         out.append(f"| {s.name} | {s.type} | {where} |")
-    names = [next(iter(type(t).model_fields)) for t in data.transforms]
+    names = [transform_name(t) for t in data.transforms]
     out += ["", f"- **Transforms:** {' → '.join(names) or 'none'}", f"- **Join:** {data.join.type}",
             f"- **Threshold:** at least {data.threshold.min_records} records, "
             f"{data.threshold.min_new_records} new{' (or drift)' if data.drift else ''}",
@@ -84,4 +86,6 @@ def _channel(alert) -> str:
         return f"Slack {alert.slack.channel}"
     if alert.email:
         return "email " + ", ".join(alert.email.to)
-    return f"webhook `{alert.webhook.conn_id}`"
+    if alert.webhook:
+        return f"webhook `{alert.webhook.conn_id}`"
+    return f"`{alert.channel()[0]}` (plugin)"

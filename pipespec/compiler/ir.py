@@ -82,7 +82,7 @@ class Alert:
     """Which events go to one channel, and its settings."""
 
     events: tuple[str, ...]
-    channel: Literal["slack", "email", "webhook"]
+    channel: str  # a registered alert channel: slack, email, webhook or an installed plugin's
     settings: dict[str, Any]
 
     def target(self) -> dict[str, Any]:

@@ -321,12 +321,10 @@ def _deploy(ctx: RunContext, stage: str, pipeline: str, target: dict, version: s
     if kind == "registry_alias":
         return {}
     enforce_target(ctx.task_id, ctx.owner, target)  # before any request reaches the serving platform
-    info = version_info(pipeline, version)
-    if kind == "anyscale_service":
-        return {"service_id": _rollout_anyscale_service(ctx, TARGET_STAGES[stage], target, info, percent)}
-    if kind == "kubernetes":
-        return _apply_kubernetes_patches(TARGET_STAGES[stage], target, info, percent)
-    raise ValueError(f"unknown rollout target type `{kind}`")
+    from pipespec.tasklib.rollout.targets import deploy
+
+    # Every target, built-in or an installed plugin's, through its registered implementation.
+    return deploy(ctx, TARGET_STAGES[stage], target, version_info(pipeline, version), percent=percent)
 
 
 def version_info(pipeline: str, version: str) -> dict:
