@@ -395,6 +395,12 @@ def check_train(policy: Policy | None, team: str | None, compute: Mapping[str, A
     return out
 
 
+def check_inference(policy: Policy | None, team: str | None, compute: Mapping[str, Any]) -> list[Violation]:
+    """The pods batch inference asks for: the same rules as a training pod's (image, namespace,
+    service account, tolerations, volumes, resources)."""
+    return list(_kubernetes(TeamRules(policy, team), compute, ("inference", "compute")))
+
+
 def _container(rules: TeamRules, params: Mapping[str, Any], at: YamlPath) -> Iterator[Violation]:
     """A `container` model: its image, and the connections whose values become its environment.
 
@@ -579,11 +585,14 @@ def check_spec(policy: Policy | None, spec: Mapping[str, Any], spec_path: str | 
                                "ask the platform team to list allowed images (`images:`)"))
     if spec.get("rollout"):
         out += check_target(policy, team, spec["rollout"]["target"])
+    inference_compute = (spec.get("inference") or {}).get("compute") or {}
+    if inference_compute.get("backend") == "kubernetes":
+        out += check_inference(policy, team, inference_compute)
     for path, uri in _spec_uris(spec):
         out += _uri(rules, uri, path)
     if rules.allowlist("conn_ids")[0] is not None:  # no list: any connection; skip walking the spec
         for path, conn_id in _conn_ids(spec, ()):
-            if path[:2] != ("train", "compute"):  # checked with the compute
+            if path[:2] not in (("train", "compute"), ("inference", "compute")):  # checked with the compute
                 out += _allowed(rules, "conn_ids", conn_id, "connection", path)
     out += _spec_limits(rules, spec)
     return out

@@ -13,8 +13,8 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 from pipespec.schemas.data_access import data_uri_problem
-from pipespec.schemas.policy import (PolicyFileError, Violation, active_policy, check_conn_id, check_target, check_train,
-                                      check_uri)
+from pipespec.schemas.policy import (PolicyFileError, Violation, active_policy, check_conn_id, check_inference,
+                                      check_target, check_train, check_uri)
 
 from pipespec.tasklib.errors import PermanentFailure
 
@@ -79,6 +79,11 @@ def enforce_train(task_id: str, params: Mapping[str, Any], owner: str | None = N
     policy = _policy(task_id)
     violations = check_train(policy, owner, params["compute"], params.get("model"), params.get("dataset"))
     _refuse(task_id, violations)
+
+
+def enforce_inference(task_id: str, compute: Mapping[str, Any], owner: str | None = None) -> None:
+    """Raise PolicyRefused unless the policy allows `owner`'s team this inference pod."""
+    _refuse(task_id, check_inference(_policy(task_id), owner, compute))
 
 
 def enforce_target(task_id: str, owner: str | None, target: Mapping[str, Any]) -> None:

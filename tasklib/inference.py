@@ -384,3 +384,34 @@ def _combined_hash(parts: list[dict]) -> str:
     import hashlib
 
     return hashlib.sha256("".join(p["sha256"] for p in parts).encode()).hexdigest()
+
+
+# --- a shard in a pod -------------------------------------------------------------
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m pipespec.tasklib.inference predict --params-json JOB --result-file PATH`: what an
+    inference pod runs (pipespec.tasklib.compute.kubernetes.predict_pod_kwargs). JOB holds the
+    pipeline, the champion `load_champion` resolved, the shard and the Airflow run; the result is
+    exactly what `predict` returns on a worker, written where the pod's xcom sidecar reads it."""
+    import argparse
+    import dataclasses
+
+    parser = argparse.ArgumentParser(prog="python -m pipespec.tasklib.inference")
+    parser.add_argument("command", choices=["predict"])
+    parser.add_argument("--params-json", required=True)
+    parser.add_argument("--result-file", required=True)
+    args = parser.parse_args(argv)
+    job = json.loads(args.params_json)
+    fields = {f.name for f in dataclasses.fields(RunContext)}
+    ctx = RunContext(**{key: value for key, value in job["run"].items() if key in fields})
+    result = predict(ctx, pipeline=job["pipeline"], model=job["model"], shard=job["shard"])
+    Path(args.result_file).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.result_file).write_text(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    import sys
+
+    logging.basicConfig(level=logging.INFO)
+    sys.exit(main())

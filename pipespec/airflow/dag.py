@@ -24,10 +24,6 @@ START_DATE = datetime(2024, 1, 1, tzinfo=timezone.utc)
 # Made once: a new TaskFlow decorator per task would re-evaluate the callable's type hints every time.
 _STEP = step_task(run_step)
 _BRANCH = branch_step_task(run_branch)
-COMPUTE_BUILDERS = {
-    "kubernetes_pod": "pipespec.tasklib.compute.kubernetes:pod_operator_kwargs",
-    "anyscale_job": "pipespec.tasklib.compute.anyscale:job_operator_kwargs",
-}
 
 
 def render_pipeline(pipeline: ir.Pipeline) -> list[DAG]:
@@ -172,8 +168,14 @@ def _approval(task_ir: ir.Task, built: dict[str, Any]) -> Any:
 
 
 def _lazy(task_ir: ir.Task, built: dict[str, Any]) -> Any:
-    return LazyOperator(operator=task_ir.kind, builder=COMPUTE_BUILDERS[task_ir.kind],
-                        step_params=task_ir.params, **_common(task_ir))
+    args = {"operator": task_ir.kind, "builder": ir.builder_for(task_ir.kind, task_ir.step), "step": task_ir.step,
+            "step_params": task_ir.params, "inputs": _inputs(task_ir, built)}
+    mapping = task_ir.mapping
+    if mapping is None:
+        return LazyOperator(**args, **_common(task_ir))
+    return LazyOperator.partial(**args, map_arg=mapping.arg, map_label=mapping.label,
+                                map_index_template="{{ map_label }}", **_common(task_ir)).expand(
+        item=_output(built[mapping.over]) if mapping.over else list(mapping.items))
 
 
 def _ray(task_ir: ir.Task, built: dict[str, Any]) -> Any:

@@ -24,7 +24,7 @@ from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import TaskDeferred
 
 from pipespec.airflow.adapter import run_context
-from pipespec.airflow.step_operators import RemoteTrainLineage, SpecValuesAreData
+from pipespec.airflow.step_operators import RemoteStepLineage, SpecValuesAreData
 
 OPERATORS = {
     "kubernetes_pod": "airflow.providers.cncf.kubernetes.operators.pod:KubernetesPodOperator",
@@ -38,18 +38,35 @@ DEFERRED = {
 }
 
 
-class LazyOperator(RemoteTrainLineage, SpecValuesAreData, BaseOperator):
-    """Builds a heavy provider's operator only when the task runs, then executes it."""
+class LazyOperator(RemoteStepLineage, SpecValuesAreData, BaseOperator):
+    """Builds a heavy provider's operator only when the task runs, then executes it.
+
+    `inputs` (upstream outputs) and a mapped `item` join the step's params, as they do for a step on
+    a worker: an inference pod per shard gets the champion load_champion resolved and its shard."""
 
     ui_color = "#e8f0fe"
+    template_fields = ("inputs", "item")  # only so Airflow resolves the upstream outputs; strings stay data
 
-    def __init__(self, *, operator: str, builder: str, step_params: dict, **kwargs: Any) -> None:
+    def __init__(self, *, operator: str, builder: str, step_params: dict, step: str = "model.train",
+                 inputs: dict | None = None, item: Any = None, map_arg: str | None = None,
+                 map_label: str | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.operator = operator
         self.builder = builder  # tasklib function: (task_id, params) -> operator kwargs
+        self.step = step
         self.step_params = step_params
+        self.inputs = inputs or {}
+        self.item = item
+        self.map_arg = map_arg
+        self.map_label = map_label  # the item's key whose value names this mapped instance in the UI
+
+    @property
+    def params_for_builder(self) -> dict:
+        """The step's params with its upstream outputs and its mapped item, as the step would get them."""
+        return {**self.step_params, **self.inputs, **({self.map_arg: self.item} if self.map_arg else {})}
 
     def execute(self, context: Any) -> Any:
+        self._label(context)
         real, operator_kwargs = self._real_operator(context)
         try:
             # The inner operator's templates are never rendered: spec values may contain "{{".
@@ -65,6 +82,7 @@ class LazyOperator(RemoteTrainLineage, SpecValuesAreData, BaseOperator):
 
     def resume_inner(self, context: Any, event: Any = None, **_: Any) -> Any:
         """Back from the inner operator's own trigger: finish in its method, then collect."""
+        self._label(context)
         ti = context["ti"]
         resume = ti.xcom_pull(task_ids=self.task_id, key=RESUME_KEY, map_indexes=ti.map_index)
         real, operator_kwargs = self._real_operator(context)
@@ -82,7 +100,7 @@ class LazyOperator(RemoteTrainLineage, SpecValuesAreData, BaseOperator):
         module, _, name = OPERATORS[self.operator].partition(":")
         operator_class = getattr(importlib.import_module(module), name)
         operator_kwargs = getattr(self._builder_module(), self.builder.partition(":")[2])(
-            self.task_id, self.step_params, run=dataclasses.asdict(run_context(context)))
+            self.task_id, self.params_for_builder, run=dataclasses.asdict(run_context(context)))
         return operator_class(task_id=self.task_id, **{**operator_kwargs, **DEFERRED[self.operator]}), operator_kwargs
 
     def _defer_to_anyscale(self, operator_kwargs: dict[str, Any], job_id: str) -> None:
@@ -96,9 +114,14 @@ class LazyOperator(RemoteTrainLineage, SpecValuesAreData, BaseOperator):
     def _collect(self, context: Any, operator_kwargs: dict[str, Any], returned: Any) -> Any:
         collect = getattr(self._builder_module(), "collect_result", None)  # e.g. register what the job trained
         run = dataclasses.asdict(run_context(context))
-        result = collect(self.step_params, run, operator_kwargs, returned) if collect else returned
+        result = collect(self.params_for_builder, run, operator_kwargs, returned) if collect else returned
         self.record_lineage(result)
         return result
+
+    def _label(self, context: Any) -> None:
+        """`map_label` in the context, as data: what the DAG's `{{ map_label }}` map index template shows."""
+        if self.map_label and isinstance(self.item, dict):
+            context["map_label"] = str(self.item.get(self.map_label, ""))
 
     def _builder_module(self) -> Any:
         return importlib.import_module(self.builder.partition(":")[0])

@@ -16,13 +16,13 @@ from typing import Any
 from airflow.sdk import BaseOperator
 
 from pipespec.airflow.adapter import run_context
-from pipespec.airflow.step_operators import RemoteTrainLineage, SpecValuesAreData
+from pipespec.airflow.step_operators import RemoteStepLineage, SpecValuesAreData
 from pipespec.airflow.triggers import RayJobTrigger
 
 POLL_INTERVAL_S = 5.0
 
 
-class RayJobOperator(RemoteTrainLineage, SpecValuesAreData, BaseOperator):
+class RayJobOperator(RemoteStepLineage, SpecValuesAreData, BaseOperator):
     """A `train` task on a Ray cluster (compute backend `ray`)."""
 
     ui_color = "#e3f2fd"

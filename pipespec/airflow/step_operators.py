@@ -78,12 +78,17 @@ class StepOperator(SpecValuesAreData, _PythonDecoratedOperator):
         return lineage.operator_lineage(getattr(self, "step_lineage", None))
 
 
-class RemoteTrainLineage:
-    """OpenLineage for a `train` task that runs remotely (Kubernetes, Anyscale, Ray): the dataset it read
-    and the model version it registered, derived like a local train's from its params and result."""
+class RemoteStepLineage:
+    """OpenLineage for a step that runs remotely (training on Kubernetes, Anyscale or Ray, an inference
+    shard in a pod): what it read and wrote, derived like a local step's from its params and result."""
 
     step_params: dict
+    step: str = "model.train"
     step_lineage: lineage.StepLineage | None = None
+
+    @property
+    def params_for_builder(self) -> dict:
+        return self.step_params
 
     def record_lineage(self, result: Any) -> None:
         """Called with the task's result, as StepOperator.execute does for local steps."""
@@ -92,7 +97,7 @@ class RemoteTrainLineage:
         from airflow.sdk import BaseHook
 
         try:
-            self.step_lineage = lineage.step_lineage("model.train", self.step_params, result, BaseHook.get_connection)
+            self.step_lineage = lineage.step_lineage(self.step, self.params_for_builder, result, BaseHook.get_connection)
         except Exception:  # noqa: BLE001 - lineage is reported, never a reason to fail a step
             self.log.warning("pipespec: no OpenLineage datasets for %s", self.task_id, exc_info=True)  # type: ignore[attr-defined]
 

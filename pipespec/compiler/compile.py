@@ -381,6 +381,8 @@ def _inference_dag(spec: PipelineSpec, spec_file: str) -> Dag:
     retry = _retry(spec, "inference")
     alias = _serving_alias(spec)
     base = {"pipeline": spec.pipeline}
+    compute = inference.compute.model_dump()
+    in_pods = compute["backend"] == "kubernetes"
     tasks = [
         Task("load_champion", "inference.load_champion", {**base, "alias": alias}, retry=retry,
              doc=f"Resolve the `{alias}` model version; fail clearly if there is none."),
@@ -388,9 +390,10 @@ def _inference_dag(spec: PipelineSpec, spec_file: str) -> Dag:
                                                        "shard_size": inference.shard_size},
              retry=retry, doc=f"Split the input into shards of {inference.shard_size} rows." if inference.shard_size
              else "Split the input into one shard per worker slot."),
-        Task("predict", "inference.predict", base, {"model": "load_champion"},
-             ("load_champion", "plan_shards"), mapping=Mapping("shard", over="plan_shards", label="label"),
-             retry=retry, doc="Predict one shard; one mapped instance per shard."),
+        Task("predict", "inference.predict", {**base, **({"compute": compute} if in_pods else {})},
+             {"model": "load_champion"}, ("load_champion", "plan_shards"),
+             mapping=Mapping("shard", over="plan_shards", label="label"), kind="kubernetes_pod" if in_pods else "python",
+             retry=retry, doc="Predict one shard" + (" in its own pod" if in_pods else "") + "; one mapped instance per shard."),
         Task("publish_predictions", "inference.publish", {**base, "output": inference.output},
              {"shards": "predict"}, ("predict",), outlets=(inference.output,), retry=retry,
              doc=f"Publish predictions to `{inference.output}`."),

@@ -78,11 +78,6 @@ APPROVAL_OPERATOR = "pipespec.airflow.approval.ApprovalOperator"  # pipespec's s
 LAZY_OPERATOR = "pipespec.airflow.lazy.LazyOperator"
 NOTIFIER = "pipespec.airflow.notifier.PipespecNotifier"
 UPSTREAM_OUTPUT = f"{__name__}.UpstreamOutput"
-# pipespec.airflow.dag.COMPUTE_BUILDERS
-COMPUTE_BUILDERS = {
-    "kubernetes_pod": "pipespec.tasklib.compute.kubernetes:pod_operator_kwargs",
-    "anyscale_job": "pipespec.tasklib.compute.anyscale:job_operator_kwargs",
-}
 CALLBACKS = (("failure", "on_failure_callback"), ("retry", "on_retry_callback"))
 
 # Keys dag-factory's loader interprets wherever they occur in the file.
@@ -291,10 +286,13 @@ def _approval(task: ir.Task, dag_id: str) -> dict[str, Any]:
 
 
 def _lazy(task: ir.Task, dag_id: str) -> dict[str, Any]:
+    if task.mapping is not None or task.inputs:
+        raise ExportError(f"{dag_id}.{task.task_id}: a mapped pod (inference in pods) has no dag-factory form; "
+                          "load the spec with pipespec's own DAG file instead")
     return {"operator": LAZY_OPERATOR, **_common(task),
             # `operator` is dag-factory's own key; Airflow fills constructor arguments from default_args.
             "default_args": {"operator": task.kind},
-            "builder": COMPUTE_BUILDERS[task.kind], "step_params": _data(task.params)}
+            "builder": ir.builder_for(task.kind, task.step), "step_params": _data(task.params)}
 
 
 def _ray(task: ir.Task, dag_id: str) -> dict[str, Any]:

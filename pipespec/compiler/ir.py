@@ -17,6 +17,21 @@ IR_VERSION = 3
 ALWAYS = "*"
 
 TaskKind = Literal["python", "branch", "approval", "kubernetes_pod", "anyscale_job", "ray_job", "s3_sensor", "wait"]
+# The task-library function that turns a remote task's params into its operator's arguments, per
+# kind (or per kind and step, where a step's request differs). The renderer and the dag-factory
+# export read it, so an exported DAG sends the same request.
+BUILDERS: dict[object, str] = {
+    "kubernetes_pod": "pipespec.tasklib.compute.kubernetes:pod_operator_kwargs",
+    ("kubernetes_pod", "inference.predict"): "pipespec.tasklib.compute.kubernetes:predict_pod_kwargs",
+    "anyscale_job": "pipespec.tasklib.compute.anyscale:job_operator_kwargs",
+}
+
+
+def builder_for(kind: str, step: str) -> str:
+    """The `module:function` building the operator arguments of a `kind` task running `step`."""
+    return BUILDERS.get((kind, step)) or BUILDERS[kind]
+
+
 TriggerRule = Literal["all_success", "none_failed_min_one_success", "one_failed", "all_done", "none_failed"]
 Events = Literal["failure", "retry", "gate_blocked", "promoted", "rejected", "rolled_back"]
 

@@ -11,6 +11,7 @@ from pipespec.schemas import plugins
 
 from pipespec.schemas.models.common import Duration, Schedule, StrictModel
 from pipespec.schemas.models.data import DataUri
+from pipespec.schemas.models.train import InferenceCompute, LocalCompute
 
 Event = Literal["failure", "retry", "gate_blocked", "promoted", "rejected", "rolled_back"]
 EMAIL = r"^[^@\s]+@[^@\s]+\.[^@\s]+$"
@@ -127,4 +128,7 @@ class InferenceSection(StrictModel):
     format: Literal["jsonl", "csv", "parquet"] = "parquet"
     shard_size: int | None = Field(None, gt=0, description="Rows per mapped prediction task; unset: one shard "
                                                            "per worker slot (each task start-up costs seconds).")
+    compute: InferenceCompute = Field(default_factory=lambda: LocalCompute(backend="local"),
+                                      description="Where each shard is predicted: on the worker, or in a pod "
+                                                  "(seed 003's inference pods).")
 

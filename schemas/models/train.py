@@ -170,6 +170,17 @@ class RayCompute(StrictModel):
 Compute = Annotated[Union[LocalCompute, KubernetesCompute, AnyscaleCompute, RayCompute], Discriminator("backend")]
 
 
+class InferenceKubernetesCompute(KubernetesCompute):
+    """Predict each shard in a pod on Kubernetes: the pod runs pipespec's inference entry point
+    (`python -m pipespec.tasklib.inference predict`), so its image is one with pipespec installed."""
+
+    image: str = Field(description="An image with pipespec installed, pinned by tag or digest, from a registry the "  # type: ignore[assignment]
+                                   "platform policy allows.")
+
+
+InferenceCompute = Annotated[Union[LocalCompute, InferenceKubernetesCompute], Discriminator("backend")]
+
+
 def _default_compute() -> Any:
     return LocalCompute(backend="local")
 

@@ -1,4 +1,5 @@
-"""Training on Kubernetes: the exact KubernetesPodOperator request for a `train` task.
+"""Training and batch inference on Kubernetes: the exact KubernetesPodOperator request for a
+`train` task and for each mapped `predict` shard (`predict_pod_kwargs`).
 
 `pipespec/airflow/lazy.py` calls `pod_operator_kwargs(task_id, params, run=...)` when the
 task runs and builds `KubernetesPodOperator(task_id=task_id, **kwargs)`. The pod
@@ -29,15 +30,18 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from pipespec.tasklib.guard import enforce_train
+from pipespec.tasklib.guard import enforce_inference, enforce_train
 
 RUNNER = ["python", "-m", "pipespec.tasklib.model.runner"]
+PREDICT = ["python", "-m", "pipespec.tasklib.inference"]  # a mapped inference shard's entry point
 JOB_KEYS = ("pipeline", "dataset", "model", "holdout", "holdout_fraction", "spec_hash")  # train params the runner uses
 XCOM_FILE = "/airflow/xcom/return.json"  # where KubernetesPodOperator's sidecar reads the result
 GPU_RESOURCE = "nvidia.com/gpu"
 # Worker settings the pod needs to reach the same registry and data: the MLflow server, and the
 # storage root when a volume mounts the same directory in the pod (compute.volumes).
 PASSTHROUGH_ENV = ("MLFLOW_TRACKING_URI", "PIPESPEC_STORAGE_ROOT")
+# An inference pod also writes its shard's predictions into the run's work area, where `publish` reads them.
+PREDICT_ENV = (*PASSTHROUGH_ENV, "PIPESPEC_WORK_URI")
 
 _LABEL_VALUE = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?$")
 
@@ -49,15 +53,10 @@ def pod_operator_kwargs(task_id: str, params: Mapping[str, Any], *, run: Mapping
     the runner records the run as the model's lineage (and reuses a version an earlier try
     of the same run registered), and the run labels the pod.
     """
-    from kubernetes.client import models as k8s
-
-    from pipespec.schemas.models.common import parse_duration
-
     compute = params["compute"]
     if compute.get("backend") != "kubernetes":
         raise ValueError(f"train task `{task_id}`: compute backend is `{compute.get('backend')}`, not kubernetes")
     enforce_train(task_id, params, run.get("owner"))  # before anything of the request is built
-    volumes = compute.get("volumes") or []
     if params["model"]["type"] == "container":  # the team's own image under the container contract
         from pipespec.tasklib.model import container
 
@@ -71,8 +70,37 @@ def pod_operator_kwargs(task_id: str, params: Mapping[str, Any], *, run: Mapping
         image, cmds = compute["image"], list(RUNNER)
         arguments = ["train", "--params-json", to_json(runner_job(params, run)), "--result-file", XCOM_FILE]
         env, xcom = passthrough_env(PASSTHROUGH_ENV), True
+    return pod_request(compute, name=dns_label(f"{params['pipeline']}-{task_id}", max_length=50), image=image,
+                       cmds=cmds, arguments=arguments, env=env, xcom=xcom, pipeline=params["pipeline"], run=run)
+
+
+def predict_pod_kwargs(task_id: str, params: Mapping[str, Any], *, run: Mapping[str, Any]) -> dict[str, Any]:
+    """KubernetesPodOperator arguments for one mapped `predict` shard (seed 003's inference pods).
+
+    The pod runs the same step a worker would, `python -m pipespec.tasklib.inference predict`,
+    with the shard and the champion's version as JSON arguments (no shell), and writes its result
+    where the xcom sidecar reads it. It reaches the registry and the run's work area through the
+    worker's MLflow URI and work URI (an s3:// prefix in production)."""
+    compute = params["compute"]
+    enforce_inference(task_id, compute, run.get("owner"))
+    job = {"pipeline": params["pipeline"], "model": params["model"], "shard": params["shard"], "run": dict(run)}
+    index = run.get("map_index", -1)
+    return pod_request(
+        compute, name=dns_label(f"{params['pipeline']}-{task_id}-{index}", max_length=50), image=compute["image"],
+        cmds=list(PREDICT), arguments=["predict", "--params-json", to_json(job), "--result-file", XCOM_FILE],
+        env=passthrough_env(PREDICT_ENV), xcom=True, pipeline=params["pipeline"], run=run)
+
+
+def pod_request(compute: Mapping[str, Any], *, name: str, image: str, cmds: list[str], arguments: list[str],
+                env: Mapping[str, str], xcom: bool, pipeline: str, run: Mapping[str, Any]) -> dict[str, Any]:
+    """The pod every pipespec task on Kubernetes asks for, from the spec's `compute` settings."""
+    from kubernetes.client import models as k8s
+
+    from pipespec.schemas.models.common import parse_duration
+
+    volumes = compute.get("volumes") or []
     return {
-        "name": dns_label(f"{params['pipeline']}-{task_id}", max_length=50),
+        "name": name,
         "image": image,
         "cmds": cmds,
         "arguments": arguments,
@@ -87,8 +115,7 @@ def pod_operator_kwargs(task_id: str, params: Mapping[str, Any], *, run: Mapping
             claim_name=v["claim"])) for v in volumes],
         "volume_mounts": [k8s.V1VolumeMount(name=v["name"], mount_path=v["mount_path"]) for v in volumes],
         "env_vars": [k8s.V1EnvVar(name=name, value=value) for name, value in env.items()],
-        "labels": {"app": "pipespec", "pipeline": label_value(params["pipeline"]),
-                   "pipespec/run": label_value(run["run_id"])},
+        "labels": {"app": "pipespec", "pipeline": label_value(pipeline), "pipespec/run": label_value(run["run_id"])},
         "startup_timeout_seconds": parse_duration(compute.get("startup_timeout") or "10m"),
         "get_logs": True,
         "do_xcom_push": xcom,
@@ -101,7 +128,7 @@ def collect_result(params: Mapping[str, Any], run: Mapping[str, Any], operator_k
     """What the `train` task returns once the pod succeeded (pipespec/airflow/lazy.py calls it): the
     runner's result (the pod's xcom), or for a `container` model the version registered from what the
     code wrote to its output URI."""
-    if params["model"]["type"] != "container":
+    if (params.get("model") or {}).get("type") != "container":  # the runner's or an inference shard's xcom
         return returned
     from pipespec.tasklib.model import container
 

@@ -93,9 +93,12 @@ def runnable(task: Any) -> Any:
 
     if not isinstance(task, MappedOperator):
         return task
-    expand = task.op_kwargs_expand_input.value  # only TaskFlow tasks are mapped
-    item = {k: (v[0] if isinstance(v, (list, tuple)) else v) for k, v in expand.items()}
-    return task.unmap({"op_kwargs": item})
+    if hasattr(task, "op_kwargs_expand_input"):  # a TaskFlow step
+        expand = task.op_kwargs_expand_input.value
+        item = {k: (v[0] if isinstance(v, (list, tuple)) else v) for k, v in expand.items()}
+        return task.unmap({"op_kwargs": item})
+    # A mapped pod (inference in pods): its item is a shard plan_shards computed, not a spec value.
+    return task.unmap({k: (v[0] if isinstance(v, (list, tuple)) else None) for k, v in task.expand_input.value.items()})
 
 
 def render_like_the_runner(templated: Any, context: dict[str, Any]) -> list[str]:

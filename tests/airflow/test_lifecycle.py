@@ -61,8 +61,9 @@ def test_the_temporary_evaluation_service_is_a_setup_and_its_termination_the_tea
 def test_ray_compute_renders_the_deferring_ray_operator(tmp_path):
     from pipespec.airflow.ray_job import RayJobOperator
 
-    spec = (ROOT / "pipelines" / "churn.yaml").read_text().replace(
-        "inference:", "train:\n  compute: {backend: ray, conn_id: ray_default, cpus: 2}\n\ninference:", 1)
+    text = (ROOT / "pipelines" / "churn.yaml").read_text()
+    pods = text[text.index("train:\n"):text.index("\ninference:")]
+    spec = text.replace(pods, "train:\n  compute: {backend: ray, conn_id: ray_default, cpus: 2}\n", 1)
     shutil.copytree(ROOT / "pipelines" / "templates", tmp_path / "templates")
     (tmp_path / "churn.yaml").write_text(spec)
     train = rendered(tmp_path / "churn.yaml")["train"].get_task("train")
@@ -171,3 +172,21 @@ rollout:
     else:
         assert states[("canary_10_guard", -1)] == "failed" and states[("rollback", -1)] == "success"
         assert states[("promote", -1)] == "upstream_failed"
+
+
+def test_a_manual_retrain_and_rollout_flow_sits_beside_the_scheduled_one():
+    dags = rendered(ROOT / "pipelines" / "feedback_llm_finetune.yaml")
+    scheduled, manual = dags["train"], dags["retrain"]
+    from airflow.sdk.definitions.timetables.assets import AssetTriggeredTimetable
+    from airflow.sdk.definitions.timetables.simple import NullTimetable
+
+    assert isinstance(manual.timetable, NullTimetable)  # only triggered by hand
+    assert isinstance(scheduled.timetable, AssetTriggeredTimetable)  # the asset schedule stays
+    assert set(manual.task_ids) == set(scheduled.task_ids)  # the same loop: train, live evaluation, decide, rollout
+    assert edges(manual) == edges(scheduled)
+    assert "Triggered by hand only" in manual.doc_md and "retrain" in manual.tags
+    assert manual.get_task("promote").outlets == scheduled.get_task("promote").outlets  # inference follows either
+
+
+def edges(dag) -> set[tuple[str, str]]:
+    return {(up, t.task_id) for t in dag.tasks for up in t.upstream_task_ids}

@@ -184,7 +184,8 @@ def test_mutations_change_the_input():
     assert mutate(text, [("delete", 3)]).count("\n") == text.count("\n") - 1
     assert mutate(text, [("indent", 3, 2)]).splitlines()[3] == "  " + text.splitlines()[3]
     assert mutate(text, [("insert", 3, 0, "#")]).splitlines()[3] == "#" + text.splitlines()[3]
-    assert mutate(text, [("dedent", 11)]).splitlines()[11] == text.splitlines()[11][2:]
+    indented = _line_index("churn.yaml", "sources:")
+    assert mutate(text, [("dedent", indented)]).splitlines()[indented] == text.splitlines()[indented][2:]
     assert mutate(text, [("swap", 3, 4)]).splitlines()[3:5] == text.splitlines()[4:2:-1]
 
 

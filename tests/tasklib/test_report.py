@@ -111,6 +111,29 @@ def test_promoted_report(mlflow_registry):
     assert result["report_artifact"] == f"runs:/{run_id}/report/report.html"
 
 
+def test_a_train_only_flow_reports_the_version_its_training_metrics_and_curves(mlflow_registry):
+    from pipespec.tasklib.rollout import stages
+
+    version = register_trained("plain")
+    run_id = registry.client().get_model_version("plain", version).run_id
+    for name, value in {"train_accuracy": 0.875, "train_f1_macro": 0.8, "train_loss": 0.31}.items():
+        registry.client().log_metric(run_id, name, value)
+    trained = {"version": version, "run_id": run_id, "rows_train": 320}
+    stages.promote(ctx(), pipeline="plain", target={"type": "registry_alias", "alias": "champion"}, trained=trained)
+
+    result = report.write(ctx(), pipeline="plain", metric="accuracy", trained=trained)
+    page = ET.fromstring(read(result["report_uri"]))
+    text = "".join(page.itertext())
+    assert table_rows(page) == [["accuracy", "—", "0.8750", "—"], ["f1_macro", "—", "0.8000", "—"],
+                                ["loss", "—", "0.3100", "—"]]
+    assert "Training metrics" in text and "Champion vs challenger" not in text
+    assert f"Version {version}, trained on 320 rows; a train-only flow (no evaluation)" in text
+    assert "No champion/challenger decision" in text and f"version {version} is now `champion`" in text
+    assert {"metrics", "training-curves", "drift"} == set(images(page))  # curves and the data it was trained on
+    assert result["markdown"] == "accuracy on the training rows: 0.8750; promoted"
+    assert result["mlflow_run_id"] == run_id
+
+
 def test_rejected_report_says_why(mlflow_registry):
     scores = two_versions(challenger=0.7, champion=0.8)
     result = report.write(ctx(), pipeline="shop", metric="f1_macro", scores=scores)

@@ -96,8 +96,11 @@ def _fill_from_runs(view: PipelineView, session: Any) -> None:
     measure = _newest(data, "measure")
     if isinstance(measure, dict):
         view.data_gate = "passed" if measure.get("passed") else f"blocked: {measure.get('reason') or 'see the run'}"
-    train = _results(session, f"{name}__train", ("evaluate", "report"))
-    promoted = _succeeded(session, f"{name}__train", "promote")
+    train: dict[tuple[str, str], dict[str, Any]] = {}
+    promoted: dict[tuple[str, str], datetime] = {}
+    for dag_id in (f"{name}__train", f"{name}__retrain"):  # the scheduled flow and the one triggered by hand
+        train.update({(dag_id, run): r for run, r in _results(session, dag_id, ("evaluate", "report")).items()})
+        promoted.update({(dag_id, run): end for run, end in _succeeded(session, dag_id, "promote").items()})
     for run_id, results in sorted(train.items(), key=lambda item: item[1]["_at"]):
         scores, report = results.get("evaluate") or {}, results.get("report") or {}
         view.metric = scores.get("metric") or view.metric
