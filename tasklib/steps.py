@@ -20,6 +20,7 @@ STEPS: dict[str, str] = {
     "data.transform": "pipespec.tasklib.data.transform:transform",
     "data.join": "pipespec.tasklib.data.join:join",
     "data.measure": "pipespec.tasklib.data.measure:measure",
+    "data.curate": "pipespec.tasklib.data.curate:curate",
     "data.publish": "pipespec.tasklib.data.publish:publish",
     "data.record_counts": "pipespec.tasklib.data.record_counts:write_record_counts",
     "model.train": "pipespec.tasklib.model.train:train",

@@ -169,10 +169,9 @@ def _data_dag(spec: PipelineSpec, spec_file: str, spec_dir: str, content_hash: s
                           retry=retry, timeout_s=max(timeouts) if timeouts else None,
                           doc="Read each source into Parquet and apply the spec's transforms; one mapped instance "
                               "per source.")]
-    tasks.append(Task("join", "data.join", {"pipeline": pipeline, "join": data.join.model_dump()}, {"refs": "extract"},
-                      ("extract",), retry=retry, doc=f"{data.join.type} of all sources."))
-    # `measure` is the gate itself (a branch): a separate gate task would cost a process start-up and
-    # a scheduler hand-off for no work. Record counts are written whatever the gate decides.
+    # `measure` joins the sources and measures the result in one task, and is the gate itself (a
+    # branch): a task each for join, measure and the gate would cost a process start-up and a
+    # scheduler hand-off apiece for no parallelism. Record counts are written whatever the gate decides.
     blocked = _notify(spec, "gate_blocked", ("measure",), {"details": "measure"})
     counts = []
     if data.record_counts is not None:
@@ -181,16 +180,18 @@ def _data_dag(spec: PipelineSpec, spec_file: str, spec_dir: str, content_hash: s
                        doc=f"Write per-source record counts to `{data.record_counts.table}`.")]
     branches = {"pass": "publish", **({"blocked": blocked[0].task_id} if blocked else {}),
                 **({ALWAYS: "record_counts"} if counts else {})}
-    tasks.append(Task("measure", "data.measure", {
-        "pipeline": pipeline, "publishes": publishes, "threshold": data.threshold.model_dump(),
+    tasks.append(Task("measure", "data.curate", {
+        "pipeline": pipeline, "join": data.join.model_dump(), "publishes": publishes,
+        "threshold": data.threshold.model_dump(),
         "quality": data.quality.model_dump() if data.quality else None,
         "drift": data.drift.model_dump() if data.drift else None,
-    }, {"dataset": "join"}, ("join",), kind="branch", branches=branches, retry=retry,
-        doc="Count records, new records, quality and drift; publish only when the gates pass, otherwise skip "
-            "(not fail)."))
+    }, {"refs": "extract"}, ("extract",), kind="branch", branches=branches, retry=retry,
+        doc=f"{data.join.type.capitalize()} of all sources, then count records, new records, quality and drift; "
+            f"publish only when the gates pass, otherwise skip (not fail)."))
     tasks += counts
+    # The joined data's Ref and the measurement are one result (data.curate).
     tasks.append(Task("publish", "data.publish", {"pipeline": pipeline, "publishes": publishes, "spec_hash": content_hash},
-                      {"dataset": "join", "measurement": "measure"}, ("measure",),
+                      {"dataset": "measure", "measurement": "measure"}, ("measure",),
                       outlets=(data.publishes,), retry=retry, doc=f"Move the data into `{data.publishes}`."))
     tasks += blocked
     return _dag(spec, "data", _schedule(data_trigger(spec)), spec_file, tasks,

@@ -23,7 +23,8 @@ from pipespec.tasklib.storage import copy_parquet
 def publish(ctx: RunContext, *, pipeline: str, publishes: str, spec_hash: str, dataset: dict,
             measurement: dict) -> dict[str, Any]:
     """Copy the joined data under `<publishes>/runs/<pipeline>/<run>/` with its manifest, then point
-    `_LATEST` at it (readers never see a half-written publication).
+    `_LATEST` at it (readers never see a half-written publication). In the data DAG `dataset` and
+    `measurement` are one result, `measure`'s (data.curate: the joined data's Ref and its measurement).
 
     Returns the publication's {"uri", "rows", ...}."""
     latest_of(publishes, pipeline)  # one producer per Asset

@@ -77,12 +77,10 @@ def data_steps(rows_per_source):
     return dict(
         data_extract=extract_rows(rows_per_source),
         data_transform=lambda ctx, ref, **_: ref,
-        data_join=lambda ctx, refs, **_: {"rows": sum(r["rows"] for r in refs),
-                                          "by_source": {r["source"]: r["rows"] for r in refs}},
-        # measure is the gate: its decision picks the branch
-        data_measure=lambda ctx, dataset, threshold, **_: {
-            "rows": dataset["rows"], "min_records": threshold["min_records"],
-            "decision": "pass" if dataset["rows"] >= threshold["min_records"] else "blocked"},
+        # measure joins the sources, measures them and is the gate: its decision picks the branch
+        data_curate=lambda ctx, refs, threshold, **_: (lambda rows: {
+            "rows": rows, "min_records": threshold["min_records"],
+            "decision": "pass" if rows >= threshold["min_records"] else "blocked"})(sum(r["rows"] for r in refs)),
         data_publish=lambda ctx, **_: {"published": True},
     )
 

@@ -59,8 +59,9 @@ def test_data_dag_maps_sources_and_transforms(dagbag):
     assert not [t.task_id for t in dag.tasks if t.task_id.startswith("transform_")]
     transforms = extract.partial_kwargs["op_kwargs"]["step_params"]["transforms"]
     assert [next(iter(t)) for t in transforms] == ["dedupe", "drop_empty", "normalize_text", "redact_pii"]
-    assert {("extract", "join"), ("join", "measure"),
-            ("measure", "publish"), ("measure", "notify_gate_blocked")} <= edges(dag)
+    # measure joins the sources and is the gate: no task of its own for the join
+    assert {("extract", "measure"), ("measure", "publish"), ("measure", "notify_gate_blocked")} <= edges(dag)
+    assert "join" not in dag.task_ids and dag.get_task("measure").op_kwargs["step"] == "data.curate"
     assert dag.get_task("publish").outlets == [Asset("s3://feedback/curated/")]
     assert dag.get_task("measure").inherits_from_skipmixin  # the gate is a branch, so the blocked path skips
     assert dag.timetable.expression == "0 0 * * *"  # @daily
@@ -162,6 +163,32 @@ def test_broken_spec_is_a_visible_placeholder(tmp_path, monkeypatch):
     monkeypatch.setenv("PIPESPEC_STRICT", "1")
     with pytest.raises(InvalidSpecs, match="bad.yaml:3:12"):
         load_dags(pipelines, {}, tmp_path / "cache")
+
+
+def test_a_task_process_renders_only_its_own_dag(tmp_path, monkeypatch):
+    """A task runner parses the DAG file with Airflow's parsing context naming its DAG: only that DAG
+    is rendered (placeholders of broken specs still are); everything else renders every DAG."""
+    from pipespec.airflow.loader import load_dags
+
+    pipelines = tmp_path / "pipelines"
+    pipelines.mkdir()
+    for name in ("one", "two"):
+        (pipelines / f"{name}.yaml").write_text(
+            f"pipeline: {name}\ndata:\n  sources: [{{name: a, type: local, path: a.csv, format: csv}}]\n"
+            f"  publishes: s3://{name}-bucket/x/\ntrain:\n  publishes: model://{name}\n"
+            f"  model: {{type: keras_text_classifier}}\n")
+    (pipelines / "bad.yaml").write_text("pipeline: bad\ndata:\n  sources: []\n  publishes: s3://bad-bucket/x/\n")
+    everything = {"one__data", "one__train", "two__data", "two__train", "pipespec_invalid__bad"}
+    namespace: dict = {}
+    assert set(load_dags(pipelines, namespace, tmp_path / "cache")) == everything
+    monkeypatch.setenv("_AIRFLOW_PARSING_CONTEXT_DAG_ID", "two__data")  # what the task runner sets
+    monkeypatch.setenv("_AIRFLOW_PARSING_CONTEXT_TASK_ID", "measure")
+    alone: dict = {}
+    assert load_dags(pipelines, alone, tmp_path / "cache") == ["two__data", "pipespec_invalid__bad"]
+    assert [t.task_id for t in alone["two__data"].tasks] == [t.task_id for t in namespace["two__data"].tasks]
+    for dag_id in ("pipespec_invalid__bad", "nobody__data"):  # a placeholder's task, or a DAG no spec has
+        monkeypatch.setenv("_AIRFLOW_PARSING_CONTEXT_DAG_ID", dag_id)
+        assert set(load_dags(pipelines, {}, tmp_path / "cache")) == everything
 
 
 def test_ir_cache_reused_and_invalidated_by_templates(tmp_path, monkeypatch):

@@ -254,7 +254,7 @@ def test_diff_groups_a_section_retry_override(tmp_path: Path) -> None:
     # and notify_gate_blocked (on the DAG default) is not named.
     assert diff_pipelines({"p": old}, {"p": new}) == [
         "user_feedback__data:",
-        "  extract, join, measure, publish: retries count 3 → 1",
+        "  extract, measure, publish: retries count 3 → 1",
     ]
 
 

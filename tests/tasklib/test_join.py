@@ -10,6 +10,7 @@ import pytest
 
 from pipespec.tasklib import storage
 from pipespec.tasklib.context import RunContext
+from pipespec.tasklib.data.curate import curate as real_curate
 from pipespec.tasklib.data.join import join as join_step
 from pipespec.local.local_env import ensure_db
 from tests.support.airflow_harness import run_dag, steps
@@ -201,6 +202,7 @@ SOURCES = {
 def test_data_dag_runs_real_transforms_and_join(tmp_path, monkeypatch):
     ensure_db()
     monkeypatch.setenv("PIPESPEC_WORK_URI", (tmp_path / "work").as_uri())
+    monkeypatch.setenv("PIPESPEC_STORAGE_ROOT", str(tmp_path / "store"))  # the gate looks for a last publication
     name = "join_e2e"
     (tmp_path / "pipelines").mkdir()
     (tmp_path / "pipelines" / f"{name}.yaml").write_text(SPEC.format(name=name))
@@ -217,16 +219,19 @@ def test_data_dag_runs_real_transforms_and_join(tmp_path, monkeypatch):
             ref = transform(ctx, pipeline=pipeline, transform=spec, ref=ref)
         return {**ref, "watermark": f"mark-{source['name']}", "files": 1}
 
-    def measure(ctx, dataset, **_):
-        measured.append(dataset)
-        return {"rows": dataset["rows"]}
+    def curate(ctx, **kwargs):
+        """The real step (`measure` joins, then measures), its result kept for the test."""
+        measured.append(real_curate(ctx, **kwargs))
+        return measured[-1]
 
-    with steps(data_extract=extract, data_measure=measure, data_gate=lambda ctx, **_: "blocked",
-               data_publish=lambda ctx, **_: {}):
+    with steps(data_extract=extract, data_curate=curate, data_publish=lambda ctx, **_: {}):
         run, states = run_dag(tmp_path / "pipelines", f"{name}__data", monkeypatch, tmp_path / "cache")
     assert run.state == "success", states
     assert {states[("extract", i)] for i in (0, 1)} == {"success"}  # the transforms ran inside extract
+    assert not [task for task, _ in states if task == "join"]  # measure joins: no task of its own
     joined = measured[0]
+    assert (joined["rows"], joined["new_rows"], joined["decision"]) == (4, 4, "pass")  # nothing published before
+    assert states[("publish", -1)] == "success"
     result = storage.read_table(joined)
     assert sorted(zip(result.column("_source").to_pylist(), result.column("text").to_pylist())) == [
         ("slack", "call [PHONE]"), ("slack", "order 4111111111111112"),

@@ -206,3 +206,33 @@ def test_publish_copies_the_bytes_and_refuses_a_changed_file(storage):
     assert latest("s3://bucket-a/curated/").manifest["run_id"] == "run1"  # _LATEST not moved
     assert not list((storage / "store/bucket-a/curated").rglob(".tmp-*"))
     assert not (storage / "store/bucket-a/curated/runs/p/run2/data.parquet").exists()
+
+
+def test_curate_joins_then_measures_in_one_step_and_publish_takes_its_result(storage):
+    """The data DAG's `measure` task (data.curate): the union's Ref and the gate's measurement as one
+    result, which publish reads as both its dataset and its measurement."""
+    from pipespec.tasklib.data.curate import curate
+    from pipespec.tasklib.storage import read_table
+
+    def extracted(name: str, start: int, count: int) -> dict:
+        ref = write_table(pa.Table.from_pylist(rows(count, start)), f"s3://bucket-a/work/{name}.parquet")
+        return {**ref.to_dict(), "source": name, "watermark": "2026-01-01T00:00:00"}
+
+    refs = [extracted("zendesk", 0, 4), extracted("slack", 4, 3)]
+
+    def run(run_id: str) -> dict:
+        return curate(ctx(run_id), pipeline="p", join={"type": "union"}, publishes="s3://bucket-a/curated/",
+                      threshold=THRESHOLD, quality={"required_columns": ["text"]}, drift=None, refs=refs)
+
+    first = run("run1")
+    assert (first["rows"], first["new_rows"], first["decision"], first["reason"]) == (7, 7, "pass", "all gates passed")
+    assert first["rows_by_source"] == {"zendesk": 4, "slack": 3} and first["join"] == "union"
+    assert read_table(first).column("_source").to_pylist() == ["zendesk"] * 4 + ["slack"] * 3
+    do_publish("run1", first, first)
+    published = latest("s3://bucket-a/curated/")
+    assert published.data.rows == 7 and published.data.sha256 == first["sha256"]
+    assert published.manifest["sources"]["slack"]["watermark"] == "2026-01-01T00:00:00"
+    assert published.manifest["measurement"]["reason"] == "all gates passed"
+    again = run("run2")  # the same records: nothing new, so the gate blocks and says why
+    assert (again["new_rows"], again["decision"]) == (0, "blocked")
+    assert again["reason"] == "0 new records, fewer than min_new_records 2" and again["previous_run"] == "run1"

@@ -213,7 +213,8 @@ def run_data_dag(path: Path, run_id: str = "manual__1") -> dict[str, dict]:
     dag = next(d for d in compile_checked(checked).dags if d.dag_id.endswith("__data"))
     outputs: dict[str, dict] = {}
     for task in dag.tasks:
-        if task.step not in ("data.extract", "data.join", "data.measure", "data.gate", "data.publish"):
+        if task.step not in ("data.extract", "data.join", "data.measure", "data.curate", "data.gate",
+                             "data.publish"):
             continue
         ctx = RunContext(dag_id=dag.dag_id, task_id=task.task_id, run_id=run_id)
         inputs = {arg: outputs[upstream] for arg, upstream in task.inputs.items()}
