@@ -184,7 +184,9 @@ def main() -> int:
             cold = run_dag(server, dags[0], 1200)
             cold_rows = _published_rows(root)
             shutil.rmtree(root / "storage" / "bench" / "curated")
+            idle_waits = [_wait_for_idle_workers()]
             data = run_dag(server, dags[0], 1200)
+            idle_waits.append(_wait_for_idle_workers())
             inference = run_dag(server, dags[2], 1200)
 
         latest = root / "storage" / "bench" / "curated" / "_LATEST"
@@ -201,6 +203,8 @@ def main() -> int:
         print(f"machine: {machine()}; {load_note(load_before)}")
         print(f"shard_size: {shard_size if shard_size else 'unset (plan_shards chooses one per worker slot)'}; "
               f"data output: {hand['result']:,} rows kept by the hand-written script; _LATEST: {published}")
+        print(f"waited {idle_waits[0]:.1f} s and {idle_waits[1]:.1f} s for the LocalExecutor workers to be idle "
+              f"before the judged data run and the inference run")
         print_run(f"data DAG, first run after the scheduler started ({rows:,} rows)", cold)
         print_run(f"data DAG, judged: the same work again on warm workers ({rows:,} rows)", data)
         print_run(f"inference DAG ({inference_rows:,} rows)", inference)
@@ -218,6 +222,29 @@ def main() -> int:
         ]
         passed = print_targets(checks)
     return 1 if args.assert_ and not passed else 0
+
+
+def _wait_for_idle_workers(timeout_s: float = 30) -> float:
+    """Seconds until every LocalExecutor worker process is idle again (its process title says so).
+
+    A run's state is final when its last task reports it, but the worker that ran that task may hold
+    its slot a few seconds longer: the task supervisor's last wait for the task process to exit can
+    last up to [workers] min_heartbeat_interval (5 s). The next run must not start a slot short."""
+    start = time.monotonic()
+    while time.monotonic() - start < timeout_s:
+        titles = []
+        for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+            try:
+                titles.append(cmdline.read_bytes().replace(b"\0", b" ").decode(errors="replace").strip())
+            except OSError:
+                continue  # the process has gone
+        workers = [t for t in titles if t.startswith("airflow worker -- LocalExecutor")]
+        if not workers:
+            raise SystemExit("no LocalExecutor worker process found (their process titles need setproctitle)")
+        if all(t.endswith("<idle>") for t in workers):
+            break
+        time.sleep(0.2)
+    return time.monotonic() - start
 
 
 def _published_rows(root: Path) -> int:
