@@ -189,7 +189,8 @@ def _s3_sensor(task_ir: ir.Task, built: dict[str, Any]) -> Any:
     from pipespec.airflow.sensors import DataArrivalSensor
 
     params = task_ir.params
-    return DataArrivalSensor(bucket_key=params["uri"], wildcard_match="*" in params["uri"], aws_conn_id=params["conn_id"],
+    bucket, key = ir.bucket_and_key(params["uri"])
+    return DataArrivalSensor(bucket_name=bucket, bucket_key=key, wildcard_match="*" in key, aws_conn_id=params["conn_id"],
                        deferrable=True, timeout=_seconds(params["timeout"]), poke_interval=_seconds(params["poke_interval"]),
                        soft_fail=False, **_common(task_ir))
 

@@ -301,8 +301,9 @@ def _ray(task: ir.Task, dag_id: str) -> dict[str, Any]:
 
 def _s3_sensor(task: ir.Task, dag_id: str) -> dict[str, Any]:
     params = task.params
+    bucket, key = ir.bucket_and_key(params["uri"])
     return {"operator": "pipespec.airflow.sensors.DataArrivalSensor", **_common(task),
-            "bucket_key": _plain(params["uri"], "S3 key"), "wildcard_match": "*" in params["uri"],
+            "bucket_name": _plain(bucket, "S3 bucket"), "bucket_key": _plain(key, "S3 key"), "wildcard_match": "*" in key,
             "aws_conn_id": _plain(params["conn_id"], "connection id"), "deferrable": True,
             "timeout": parse_duration(params["timeout"]), "poke_interval": parse_duration(params["poke_interval"])}
 

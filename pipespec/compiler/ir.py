@@ -27,6 +27,13 @@ BUILDERS: dict[object, str] = {
 }
 
 
+def bucket_and_key(uri: str) -> tuple[str, str]:
+    """An `s3_sensor` task's URI as the S3 sensor takes it: bucket and key apart (its trigger lists
+    the bucket to tell new objects from old, which it cannot do from a whole URI)."""
+    bucket, _, key = uri.removeprefix("s3://").partition("/")
+    return bucket, key
+
+
 def builder_for(kind: str, step: str) -> str:
     """The `module:function` building the operator arguments of a `kind` task running `step`."""
     return BUILDERS.get((kind, step)) or BUILDERS[kind]

@@ -138,7 +138,7 @@ BUILTIN_SOURCE_PARAMS: dict[str, type[BaseModel]] = {
 
 def _source_tag(value: Any) -> str:
     kind = value.get("type") if isinstance(value, dict) else getattr(value, "type", None)
-    return kind if kind in _BUILTIN_SOURCES else "plugin"
+    return kind if isinstance(kind, str) and kind in _BUILTIN_SOURCES else "plugin"
 
 
 Source = Annotated[Union[tuple(Annotated[model, Tag(tag)] for tag, model in  # type: ignore[misc]

@@ -159,7 +159,7 @@ BUILTIN_TARGET_PARAMS: dict[str, type[BaseModel]] = {
 
 def _target_tag(value: Any) -> str:
     kind = value.get("type") if isinstance(value, dict) else getattr(value, "type", None)
-    return kind if kind in _BUILTIN_TARGETS else "plugin"
+    return kind if isinstance(kind, str) and kind in _BUILTIN_TARGETS else "plugin"
 
 
 Target = Annotated[Union[tuple(Annotated[model, Tag(tag)] for tag, model in  # type: ignore[misc]

@@ -54,8 +54,9 @@ def examples(tmp_path, s3_server, monkeypatch, airflow_db):  # noqa: F811
     return copy
 
 
-RUN_HERE = {"churn", "weekly_retrain", "xray_classifier", "genai_content"}
-RUN_ELSEWHERE = {"user_feedback"}  # `make demo` and tests/test_e2e_scheduler.py (SQLite through common-sql)
+RUN_HERE = {"churn", "weekly_retrain", "genai_content"}
+RUN_ELSEWHERE = {"user_feedback",  # `make demo` and tests/test_e2e_scheduler.py (SQLite through common-sql)
+                 "xray_classifier"}  # tests/airflow/test_xray_seed.py: the S3 wait for archives of JPEGs
 
 
 def test_every_example_with_a_data_section_is_run_for_real():
@@ -183,39 +184,6 @@ def test_weekly_retrain_publishes_on_enough_new_rows_or_on_drift(examples):
     measurement = third.outputs["measure"]
     assert measurement["new_rows"] == 250 < measurement["min_new_records"]  # published because of drift
     assert measurement["drifted"] is True and measurement["drift"]["f0"] > 0.2 > measurement["drift"]["f1"]
-
-
-# --- xray_classifier: Parquet images in S3, only the new objects ------------------------------
-
-def put_parquet(s3_server, bucket: str, key: str, rows: list[dict]) -> None:  # noqa: F811
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    buffer = pa.BufferOutputStream()
-    pq.write_table(pa.Table.from_pylist(rows), buffer)
-    s3_server.put(bucket, key, buffer.getvalue().to_pybytes())
-
-
-def test_xray_reads_new_labelled_images_from_s3(examples, s3_server):  # noqa: F811
-    images = sample_data.bar_images(605, seed=1)
-    for row in images[:5]:
-        row["label"] = None  # unlabelled: dropped by the spec's drop_empty
-    put_parquet(s3_server, "xray-images", "labelled/batch-001.parquet", images)
-    asset = Asset("s3://xray-images/curated/")
-
-    first = run_data_dag(examples, "xray_classifier")
-    manifest = assert_published(first, asset, rows=600)
-    source = manifest["sources"]["xrays"]
-    assert (source["files"], source["rows"]) == (1, 600) and source["watermark"]
-    assert manifest["data"]["schema"] == {"image": "list<element: double>", "label": "string",
-                                          "_source": "string"}
-
-    put_parquet(s3_server, "xray-images", "labelled/batch-002.parquet", sample_data.bar_images(30, seed=2))
-    asset = Asset(asset.uri)
-    second = run_data_dag(examples, "xray_classifier")  # reads only batch-002: newer than the watermark
-    assert_blocked(second, asset, "30 records, fewer than min_records 500; "
-                                  "30 new records, fewer than min_new_records 50",
-                   still_published=manifest["run_id"])
 
 
 # --- genai_content: two S3 prefixes of JSON lines and a Snowflake query ------------------------

@@ -35,7 +35,7 @@ def test_every_lifecycle_setting_reaches_airflow():
     assert isinstance(data.timetable, DeltaDataIntervalTimetable) and data.timetable.delta == timedelta(hours=12)
     wait = data.get_task("wait_for_data")
     assert isinstance(wait, DataArrivalSensor) and wait.deferrable and wait.wildcard_match
-    assert (wait.bucket_key, wait.timeout, wait.poke_interval) == ("s3://drops/xray/*.tgz", 7200, 60)
+    assert (wait.bucket_name, wait.bucket_key, wait.timeout, wait.poke_interval) == ("drops", "xray/*.tgz", 7200, 60)
     assert data.get_task("extract").upstream_task_ids == {"wait_for_data"}
     assert data.get_task("record_counts").upstream_task_ids == {"measure"}
     assert train.get_task("cost_gate").inherits_from_skipmixin  # a branch: over budget skips training

@@ -347,7 +347,8 @@ def test_sql_connection_without_an_installed_hook_is_a_clear_error(monkeypatch):
     "select 1 {# a comment #}",
 ])
 def test_query_templates_know_only_the_data_interval(query):
-    with pytest.raises(ValueError, match=r"may only use `\{\{ data_interval_start \}\}` and `\{\{ data_interval_end"):
+    # Refused like any data-access rule the spec breaks (a stale cache or a hand-run DAG reaching the step).
+    with pytest.raises(PermissionError, match=r"may only use `\{\{ data_interval_start \}\}` and `\{\{ data_interval_end"):
         run({"name": "q", "type": "sql", "conn_id": "unused", "query": query})
 
 
