@@ -192,6 +192,7 @@ STEPS: dict[str, Callable[[dict, Any, Connection], StepLineage]] = {
     "data.extract": _extract,
     "data.transform": lambda a, r, c: StepLineage(_present(ref_data(a.get("ref"))), _present(ref_data(r))),
     "data.join": lambda a, r, c: StepLineage(_refs(a.get("refs")), _present(ref_data(r))),
+    "data.curate": lambda a, r, c: StepLineage(_refs(a.get("refs")), _present(ref_data(r))),  # join + measure
     "data.publish": lambda a, r, c: StepLineage(
         _present(ref_data(a.get("dataset"))),
         _present(uri_data(a["publishes"], r.get("rows") if isinstance(r, dict) else None))),
