@@ -38,30 +38,22 @@ class SpecValuesAreData:
         return super().render_template(content, context, jinja_env, seen_oids)  # type: ignore[misc]
 
 
-class StepOperator(SpecValuesAreData, _PythonDecoratedOperator):
-    """The TaskFlow operator a step runs in.
+class StepLineageOnWorker:
+    """OpenLineage for a step run on the worker (a plain step or a deciding one): when Airflow's
+    OpenLineage provider is enabled, the datasets it read and wrote (pipespec/airflow/lineage.py),
+    derived from its resolved arguments and its result."""
 
-    It keeps the step's result for its extra links (evaluated when the task finishes,
-    pipespec/airflow/links.py) and, when Airflow's OpenLineage provider is enabled,
-    the datasets the step read and wrote (pipespec/airflow/lineage.py).
-    """
+    op_kwargs: dict
+    task_id: str
 
-    custom_operator_name = "@pipespec.step"
-    operator_extra_links = STEP_LINKS
-
-    def __init__(self, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.operator_extra_links = links_of_step((kwargs.get("op_kwargs") or {}).get("step"))
-
-    def execute(self, context: Any) -> Any:
-        result = super().execute(context)
-        self.step_result = result
-        if lineage.enabled():
-            try:
-                self.step_lineage = self._lineage(result)
-            except Exception:  # noqa: BLE001 - lineage is reported, never a reason to fail a step
-                self.log.warning("pipespec: no OpenLineage datasets for %s", self.task_id, exc_info=True)
-        return result
+    def record_lineage(self, result: Any) -> None:
+        """Keep what the finished step read and wrote, for `get_openlineage_facets_on_complete`."""
+        if not lineage.enabled():
+            return
+        try:
+            self.step_lineage = self._lineage(result)
+        except Exception:  # noqa: BLE001 - lineage is reported, never a reason to fail a step
+            self.log.warning("pipespec: no OpenLineage datasets for %s", self.task_id, exc_info=True)  # type: ignore[attr-defined]
 
     def _lineage(self, result: Any) -> lineage.StepLineage:
         from airflow.sdk import BaseHook
@@ -76,6 +68,24 @@ class StepOperator(SpecValuesAreData, _PythonDecoratedOperator):
     def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
         """The datasets this step read and wrote, for Airflow's OpenLineage provider."""
         return lineage.operator_lineage(getattr(self, "step_lineage", None))
+
+
+class StepOperator(StepLineageOnWorker, SpecValuesAreData, _PythonDecoratedOperator):
+    """The TaskFlow operator a step runs in. It keeps the step's result for its extra links
+    (evaluated when the task finishes, pipespec/airflow/links.py) and its lineage."""
+
+    custom_operator_name = "@pipespec.step"
+    operator_extra_links = STEP_LINKS
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.operator_extra_links = links_of_step((kwargs.get("op_kwargs") or {}).get("step"))
+
+    def execute(self, context: Any) -> Any:
+        result = super().execute(context)
+        self.step_result = result
+        self.record_lineage(result)
+        return result
 
 
 class RemoteStepLineage:
@@ -106,7 +116,7 @@ class RemoteStepLineage:
         return lineage.operator_lineage(self.step_lineage)
 
 
-class BranchStepOperator(SpecValuesAreData, _BranchPythonDecoratedOperator):
+class BranchStepOperator(StepLineageOnWorker, SpecValuesAreData, _BranchPythonDecoratedOperator):
     """The TaskFlow branch operator a deciding step runs in. Its XCom is the step's result (the
     measurement, the decision and its reason), not the list of followed task ids, so a branch's
     output feeds later tasks like any step's."""
@@ -116,6 +126,7 @@ class BranchStepOperator(SpecValuesAreData, _BranchPythonDecoratedOperator):
     def do_branch(self, context: Any, branches_to_execute: Any) -> Any:
         # Pushed first: skipping raises DownstreamTasksSkipped, and the task runner then pushes nothing.
         context["ti"].xcom_push(key="return_value", value=branches_to_execute["result"])
+        self.record_lineage(branches_to_execute["result"])  # the data gate reads the sources and writes the join
         super().do_branch(context, branches_to_execute["follow"])
         return branches_to_execute["result"]
 
