@@ -30,7 +30,7 @@ def arrived_since_last_success(files: list[dict[str, Any]], **context: Any) -> b
     """Whether any of `files` (S3 listings: Key, LastModified) arrived after the previous successful
     DAG run ended; the first run takes whatever matches."""
     since = context.get("prev_end_date_success")
-    if since is None:
+    if not isinstance(since, datetime):  # no earlier success (Airflow hands a lazy proxy of None, never None itself)
         return bool(files)
     return any(_when(f.get("LastModified")) > since for f in files if f.get("LastModified") is not None)
 
