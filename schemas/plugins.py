@@ -23,7 +23,7 @@ from __future__ import annotations
 import os
 import re
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -406,6 +406,16 @@ def plugin_names(kind: str, builtin: bool | None = None) -> list[str]:
     """Installed names of `kind`; builtin=False: only those installed packages add."""
     return sorted(name for (k, name), found in registry().plugins.items()
                   if k == kind and (builtin is None or (found.distribution == "pipespec") == builtin))
+
+
+def type_tag(builtins: Collection[str]) -> Callable[[Any], str]:
+    """The discriminator of a union of built-in models and a plugin model, keyed by `type`: the
+    built-in's name, else "plugin" (an unknown name, or a value that is not a name at all, goes
+    to the plugin model, whose checks then say what is wrong)."""
+    def tag(value: Any) -> str:
+        kind = value.get("type") if isinstance(value, dict) else getattr(value, "type", None)
+        return kind if isinstance(kind, str) and kind in builtins else "plugin"
+    return tag
 
 
 def inline_plugin_schema(kind: str, under_name: bool) -> Callable[[dict[str, Any]], None]:

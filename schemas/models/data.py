@@ -136,13 +136,8 @@ BUILTIN_SOURCE_PARAMS: dict[str, type[BaseModel]] = {
     "s3": S3Params, "local": LocalParams, "snowflake": SnowflakeParams, "sql": SqlParams}
 
 
-def _source_tag(value: Any) -> str:
-    kind = value.get("type") if isinstance(value, dict) else getattr(value, "type", None)
-    return kind if isinstance(kind, str) and kind in _BUILTIN_SOURCES else "plugin"
-
-
 Source = Annotated[Union[tuple(Annotated[model, Tag(tag)] for tag, model in  # type: ignore[misc]
-                               [*_BUILTIN_SOURCES.items(), ("plugin", PluginSource)])], Discriminator(_source_tag)]
+                               [*_BUILTIN_SOURCES.items(), ("plugin", PluginSource)])], Discriminator(plugins.type_tag(_BUILTIN_SOURCES))]
 
 Columns = Annotated[list[str], BeforeValidator(lambda v: [v] if isinstance(v, str) else v,
                                                json_schema_input_type=Union[str, list[str]]), Field(min_length=1)]

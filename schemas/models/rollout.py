@@ -157,13 +157,8 @@ BUILTIN_TARGET_PARAMS: dict[str, type[BaseModel]] = {
     "registry_alias": RegistryAliasParams, "anyscale_service": AnyscaleServiceParams, "kubernetes": KubernetesParams}
 
 
-def _target_tag(value: Any) -> str:
-    kind = value.get("type") if isinstance(value, dict) else getattr(value, "type", None)
-    return kind if isinstance(kind, str) and kind in _BUILTIN_TARGETS else "plugin"
-
-
 Target = Annotated[Union[tuple(Annotated[model, Tag(tag)] for tag, model in  # type: ignore[misc]
-                               [*_BUILTIN_TARGETS.items(), ("plugin", PluginTarget)])], Discriminator(_target_tag)]
+                               [*_BUILTIN_TARGETS.items(), ("plugin", PluginTarget)])], Discriminator(plugins.type_tag(_BUILTIN_TARGETS))]
 
 
 def _target_shorthand(value: Any) -> Any:
