@@ -16,6 +16,7 @@ from typing import Any
 Step = Callable[..., Any]
 
 STEPS: dict[str, str] = {
+    "data.plan_sources": "pipespec.tasklib.data.plan:plan_sources",
     "data.extract": "pipespec.tasklib.data.extract:extract",
     "data.transform": "pipespec.tasklib.data.transform:transform",
     "data.join": "pipespec.tasklib.data.join:join",

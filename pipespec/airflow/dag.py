@@ -142,7 +142,8 @@ def _python(task_ir: ir.Task, built: dict[str, Any]) -> Any:
         return _STEP.override(**_common(task_ir))(step=task_ir.step, step_params=task_ir.params, inputs=inputs)
     decorated = _STEP.override(map_index_template="{{ map_label }}", **_common(task_ir))
     partial = decorated.partial(step=task_ir.step, step_params=task_ir.params, inputs=inputs,
-                                map_arg=mapping.arg, map_label=mapping.label, spec_items=not mapping.over)
+                                map_arg=mapping.arg, map_label=mapping.label,
+                                spec_items=not mapping.over or mapping.from_spec)
     items = _output(built[mapping.over]) if mapping.over else list(mapping.items)
     return partial.expand(item=items)
 

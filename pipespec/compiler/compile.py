@@ -163,12 +163,19 @@ def _data_dag(spec: PipelineSpec, spec_file: str, spec_dir: str, content_hash: s
     # A source's transforms run inside its extract task: a task (and a process start-up, and a
     # Parquet round trip) per transform would add no parallelism, only overhead.
     transforms = [t.model_dump(mode="json") for t in data.transforms]
-    tasks = [*waits, Task("extract", "data.extract", {"pipeline": pipeline, "spec_dir": spec_dir,
-                                                      "publishes": publishes, "transforms": transforms},
-                          upstream=tuple(t.task_id for t in waits), mapping=Mapping("source", items=sources, label="name"),
-                          retry=retry, timeout_s=max(timeouts) if timeouts else None,
-                          doc="Read each source into Parquet and apply the spec's transforms; one mapped instance "
-                              "per source.")]
+    tasks, mapping = [*waits], Mapping("source", items=sources, label="name")
+    if any(s.get("per_folder") for s in sources):
+        # Folders are found when the run starts (seed 002): extract maps over the planned sources.
+        tasks.append(Task("plan_sources", "data.plan_sources", {"spec_dir": spec_dir, "sources": list(sources)},
+                          upstream=tuple(t.task_id for t in waits), retry=retry,
+                          doc="List the folders under each `per_folder` source: one extract instance per folder."))
+        mapping = Mapping("source", over="plan_sources", label="name", from_spec=True)
+    tasks.append(Task("extract", "data.extract", {"pipeline": pipeline, "spec_dir": spec_dir,
+                                                  "publishes": publishes, "transforms": transforms},
+                      upstream=(tasks[-1].task_id,) if tasks else (), mapping=mapping,
+                      retry=retry, timeout_s=max(timeouts) if timeouts else None,
+                      doc="Read each source into Parquet and apply the spec's transforms; one mapped instance "
+                          "per source (per folder, for a `per_folder` source)."))
     # `measure` joins the sources and measures the result in one task, and is the gate itself (a
     # branch): a task each for join, measure and the gate would cost a process start-up and a
     # scheduler hand-off apiece for no parallelism. Record counts are written whatever the gate decides.

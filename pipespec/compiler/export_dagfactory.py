@@ -265,7 +265,7 @@ def _python(task: ir.Task, dag_id: str) -> dict[str, Any]:
     out["map_index_template"] = MAP_INDEX_TEMPLATE
     out["partial"] = {"step": _argument(task.step), "step_params": _data(task.params), "inputs": _inputs(task, dag_id),
                       "map_arg": _argument(mapping.arg), "map_label": _argument(mapping.label),
-                      "spec_items": not mapping.over}
+                      "spec_items": not mapping.over or mapping.from_spec}
     out["expand"] = {"item": f"+{mapping.over}" if mapping.over else _data(list(mapping.items))}
     return out
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
-IR_VERSION = 3
+IR_VERSION = 4
 
 # How the renderer builds a task. One generic builder per kind, never per step.
 # A branch's `branches` key for a task it follows whatever it decides (the data DAG's record counts).
@@ -59,13 +59,16 @@ class Mapping:
 
     `over` is the upstream task whose list output is mapped, or None when the
     items are static (`items`). `label` is the key of an item shown as the
-    map index in the UI (the source name, the shard range).
+    map index in the UI (the source name, the shard range). `from_spec`: the
+    upstream task derived its items from the spec's (a source per folder), so
+    the run-time policy checks each item, as it checks static items.
     """
 
     arg: str
     over: str | None = None
     items: tuple[Any, ...] = ()
     label: str = "name"
+    from_spec: bool = False
 
 
 @dataclass(frozen=True)

@@ -54,8 +54,24 @@ SOURCE_KEYS = ("name", "type", "timeout", "on_bad_rows")
 
 # --- the built-in source types' params: declared as plugins (pipespec.schemas.plugins_builtin) --------
 
-class S3Params(StrictModel):
-    """Settings of an `s3` source."""
+class _FolderParams(StrictModel):
+    """How a file source's folder or prefix is read."""
+
+    per_folder: bool = Field(False, description=(
+        "Extract each folder directly under the path or prefix as its own mapped instance "
+        "(`<source>__<folder>`), found when the run starts, so folders added later are picked up; "
+        "files directly in it are one more instance."))
+    recursive: bool = Field(True, description="Also read files in folders below the path or prefix.")
+
+    @model_validator(mode="after")
+    def _per_folder_reads_folders_whole(self) -> "_FolderParams":
+        if self.per_folder and not self.recursive:
+            raise ValueError("`per_folder` reads each folder whole: drop `recursive: false`")
+        return self
+
+
+class _S3Object(StrictModel):
+    """Where an `s3` source's objects are."""
 
     uri: Annotated[str, Field(pattern=r"^s3://[a-z0-9][a-z0-9.\-]{1,62}(/.*)?$",
                               description="`s3://bucket/prefix/`: one object or every object under a prefix."),
@@ -65,13 +81,23 @@ class S3Params(StrictModel):
     only_new: bool = Field(False, description="Read only objects newer than the last successful run.")
 
 
-class LocalParams(StrictModel):
-    """Settings of a `local` source."""
+# The folder settings come after the location's in the reference and the JSON Schema (pydantic
+# orders fields from the last base class to the first).
+class S3Params(_FolderParams, _S3Object):
+    """Settings of an `s3` source."""
+
+
+class _LocalPath(StrictModel):
+    """Where a `local` source's files are."""
 
     path: Annotated[str, _confined(local_path_problem)] = Field(
         description=f"A file or directory: {LOCAL_PATH_HINT}.")
     format: Format
-    only_new: bool = False
+    only_new: bool = Field(False, description="Read only files newer than the last successful run.")
+
+
+class LocalParams(_FolderParams, _LocalPath):
+    """Settings of a `local` source."""
 
 
 class SnowflakeParams(StrictModel):
@@ -333,7 +359,7 @@ class DataSection(StrictModel):
 
     schedule: Schedule | None = Field(None, description="When to look for new data; default: manual.")
     sources: list[Source] = Field(min_length=1, max_length=64, description="One mapped extract task per source.")
-    transforms: list[Transform] = Field(default_factory=list, max_length=32, description="Applied in order, mapped over sources (each transform is a task: at most 32 keep the DAG quick to parse).")
+    transforms: list[Transform] = Field(default_factory=list, max_length=32, description="Applied in order, to each source as it is extracted.")
     join: Annotated[Join, BeforeValidator(_join_shorthand, json_schema_input_type=Union[
         Literal["union", "inner", "left"], Join])] = Field(default_factory=Join)
     threshold: Threshold = Field(default_factory=Threshold)

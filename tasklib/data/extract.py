@@ -161,7 +161,8 @@ def read_files(read: SourceRead) -> dict:
     if problem:
         raise PermissionError(f"source `{source['name']}`: {problem}")
     conn_id = source.get("conn_id")
-    filesystem, files = _list(location, spec_dir, roots, source["format"], conn_id, _request_timeout_s(source))
+    filesystem, files = _list(location, spec_dir, roots, source["format"], conn_id, _request_timeout_s(source),
+                              recursive=source.get("recursive", True))
     since = _previous_watermark(publishes, pipeline, source["name"]) if source.get("only_new") else None
     chosen = [f for f in files if since is None or f.mtime > since]
     if since is not None:
@@ -183,14 +184,26 @@ def _request_timeout_s(source: dict) -> float:
     return min(storage.REQUEST_TIMEOUT_S, parse_duration(source["timeout"]))
 
 
-def _list(location: str, spec_dir: str, roots: list[Path], fmt: str, conn_id: str | None,
-          request_timeout_s: float) -> tuple[Any, list[_File]]:
-    """The files of a source: the one named, or every `fmt` file under a directory/prefix, sorted.
+@dataclass(frozen=True)
+class _Location:
+    """A file source's path or prefix, opened: its filesystem, its path in it, the roots its files
+    must resolve inside (None: real S3), and how messages name a path (as the spec does)."""
 
-    `location` is the source's URI or its path relative to `spec_dir`; local files must lie in
-    `roots` or the platform's data roots once their symlinks are resolved."""
-    from pyarrow import fs
+    spec_name: str  # the source's `uri` or `path`, as the spec writes it
+    filesystem: Any
+    path: str
+    allowed: list[Path] | None
 
+    def label(self, path: str) -> str:
+        # Messages name files as the spec does (s3://..., data/raw/x.csv): also when demo mode maps S3
+        # to local disk, and never by where a local path resolves to.
+        return self.spec_name.rstrip("/") + path[len(self.path.rstrip("/")):]
+
+
+def _open(location: str, spec_dir: str, roots: list[Path], conn_id: str | None,
+          request_timeout_s: float) -> _Location:
+    """Open a source's `location` (its URI, or its path relative to `spec_dir`); local files must lie
+    in `roots` or the platform's data roots once their symlinks are resolved."""
     s3 = location.startswith("s3://")
     where = location if s3 else str(Path(spec_dir, location))
     if s3:
@@ -201,28 +214,70 @@ def _list(location: str, spec_dir: str, roots: list[Path], fmt: str, conn_id: st
         allowed = [*roots, *storage.data_roots()]
         storage.confine(where, allowed, location)  # first, to name the path as the spec does
     filesystem, path = storage.filesystem(where, conn_id, request_timeout_s, extra_roots=roots)
-    base = path.rstrip("/")
-    # Messages name files as the spec does (s3://..., data/raw/x.csv): also when demo mode maps S3
-    # to local disk, and never by where a local path resolves to.
-    label: Callable[[str], str] = lambda p: location.rstrip("/") + p[len(base):]  # noqa: E731
+    return _Location(location, filesystem, path, allowed)
+
+
+def _missing(place: _Location, conn_id: str | None) -> FileNotFoundError:
+    from pyarrow import fs
+
+    if place.filesystem.type_name == "s3":
+        bucket = place.path.split("/", 1)[0]
+        if place.filesystem.get_file_info(bucket).type == fs.FileType.NotFound:
+            return FileNotFoundError(f"{place.spec_name}: bucket `{bucket}` does not exist (or the connection "
+                                     f"`{conn_id}` cannot see it)")
+        return FileNotFoundError(f"{place.spec_name}: no object at or under this prefix")
+    return FileNotFoundError(f"{place.spec_name}: no such file or directory")
+
+
+def _list(location: str, spec_dir: str, roots: list[Path], fmt: str, conn_id: str | None,
+          request_timeout_s: float, recursive: bool = True) -> tuple[Any, list[_File]]:
+    """The files of a source: the one named, or every `fmt` file under a directory/prefix (only those
+    directly in it unless `recursive`), sorted."""
+    from pyarrow import fs
+
+    place = _open(location, spec_dir, roots, conn_id, request_timeout_s)
+    filesystem, path = place.filesystem, place.path
     info = filesystem.get_file_info(path)
     if info.type == fs.FileType.File:
-        return filesystem, [_File(label(path), path, _utc(info.mtime))]
+        return filesystem, [_File(place.label(path), path, _utc(info.mtime))]
     if info.type == fs.FileType.NotFound:
-        if filesystem.type_name == "s3":
-            bucket = path.split("/", 1)[0]
-            if filesystem.get_file_info(bucket).type == fs.FileType.NotFound:
-                raise FileNotFoundError(f"{location}: bucket `{bucket}` does not exist (or the connection "
-                                        f"`{conn_id}` cannot see it)")
-            raise FileNotFoundError(f"{location}: no object at or under this prefix")
-        raise FileNotFoundError(f"{location}: no such file or directory")
-    listed = filesystem.get_file_info(fs.FileSelector(path, recursive=True))
-    files = [_File(label(i.path), i.path, _utc(i.mtime)) for i in listed
+        raise _missing(place, conn_id)
+    base = path.rstrip("/")
+    listed = filesystem.get_file_info(fs.FileSelector(path, recursive=recursive))
+    files = [_File(place.label(i.path), i.path, _utc(i.mtime)) for i in listed
              if i.type == fs.FileType.File and _wanted(i.path[len(base):], fmt)]
-    if allowed is not None:  # a file in a listed folder may be a symlink out of it
+    if place.allowed is not None:  # a file in a listed folder may be a symlink out of it
         for file in files:
-            storage.confine(file.path, allowed, file.uri)
+            storage.confine(file.path, place.allowed, file.uri)
     return filesystem, sorted(files, key=lambda f: f.path)
+
+
+def folders(source: dict[str, Any], spec_dir: str) -> tuple[list[str], bool]:
+    """The names of the folders directly under a file source's path or prefix (hidden and `_`
+    folders skipped, as in listing files), sorted, and whether files of its format lie directly in it.
+    A symlinked folder that leads outside the allowed roots is refused here, as its files would be."""
+    from pyarrow import fs
+
+    location = source["uri"] if source["type"] == "s3" else source["path"]
+    roots = [] if source["type"] == "s3" else [Path(spec_dir).resolve()]
+    conn_id = source.get("conn_id")
+    place = _open(location, spec_dir, roots, conn_id, _request_timeout_s(source))
+    info = place.filesystem.get_file_info(place.path)
+    if info.type == fs.FileType.File:
+        raise ValueError(f"source `{source['name']}`: per_folder needs a folder or prefix, and {location} is a file")
+    if info.type == fs.FileType.NotFound:
+        raise _missing(place, conn_id)
+    base = place.path.rstrip("/")
+    names, top_files = [], False
+    for entry in place.filesystem.get_file_info(fs.FileSelector(place.path, recursive=False)):
+        name = entry.path[len(base):].strip("/")
+        if entry.type == fs.FileType.Directory and name and name[0] not in "._":
+            if place.allowed is not None:
+                storage.confine(entry.path, place.allowed, place.label(entry.path))
+            names.append(name)
+        elif entry.type == fs.FileType.File and _wanted(name, source["format"]):
+            top_files = True
+    return sorted(names), top_files
 
 
 def _wanted(relative: str, fmt: str) -> bool:

@@ -56,7 +56,8 @@ def examples(tmp_path, s3_server, monkeypatch, airflow_db):  # noqa: F811
 
 RUN_HERE = {"churn", "weekly_retrain", "genai_content"}
 RUN_ELSEWHERE = {"user_feedback",  # `make demo` and tests/test_e2e_scheduler.py (SQLite through common-sql)
-                 "xray_classifier"}  # tests/airflow/test_xray_seed.py: the S3 wait for archives of JPEGs
+                 "xray_classifier",  # tests/airflow/test_xray_seed.py: the S3 wait for archives of JPEGs
+                 "genai_knowledge_base"}  # tests/airflow/test_knowledge_base_seed.py: mapped over folders
 
 
 def test_every_example_with_a_data_section_is_run_for_real():

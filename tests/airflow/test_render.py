@@ -15,7 +15,7 @@ from tests.support.paths import ROOT  # noqa: E402 - one home for where the chec
 EXPECTED_DAGS = {
     "churn__data", "churn__train", "churn__inference", "feedback_llm_finetune__train",
     "feedback_llm_finetune__retrain",
-    "genai_content__data", "genai_content__train", "user_feedback__data", "user_feedback__train",
+    "genai_content__data", "genai_content__train", "genai_knowledge_base__data", "user_feedback__data", "user_feedback__train",
     "user_feedback__inference", "weekly_retrain__data", "weekly_retrain__train",
     "xray_classifier__data", "xray_classifier__train", "xray_own_code__train",
 }

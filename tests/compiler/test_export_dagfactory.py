@@ -102,7 +102,8 @@ def built(tmp_path_factory) -> Built:
 
 def test_examples_are_exported(built):
     assert {p.name for p in EXAMPLES.pipelines} == {
-        "churn", "feedback_llm_finetune", "genai_content", "user_feedback", "weekly_retrain", "xray_classifier", "xray_own_code"}
+        "churn", "feedback_llm_finetune", "genai_content", "genai_knowledge_base", "user_feedback", "weekly_retrain",
+        "xray_classifier", "xray_own_code"}
     assert not EXAMPLES.broken
     assert MAPPED_PODS == {"churn"}  # inference in pods (seed 003)
 

@@ -332,8 +332,8 @@ def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_diff_between_commits(repo: Path) -> None:
     old, new = load_at_ref(repo, "HEAD~1", ["pipelines"]), load_at_ref(repo, "HEAD", ["pipelines"])
-    assert sorted(old) == ["churn", "feedback_llm_finetune", "genai_content", "user_feedback", "weekly_retrain",
-                           "xray_classifier", "xray_own_code"]
+    assert sorted(old) == ["churn", "feedback_llm_finetune", "genai_content", "genai_knowledge_base", "user_feedback",
+                           "weekly_retrain", "xray_classifier", "xray_own_code"]
     assert old.errors == {}
     assert new.errors == {"churn": "churn: spec has errors at HEAD (1 diagnostic)"}
     assert "churn" not in new
