@@ -59,6 +59,8 @@ def data_uri_problem(uri: str) -> str | None:
         return f"{scheme} is not allowed for data that steps read or write: use {allowed}"
     if not parts.netloc:
         return f"`{uri}` names no bucket"
+    if "?" in uri or "#" in uri:  # read as a query or fragment, they would make it name another prefix
+        return f"`{uri}` has a `?` or `#`: a data URI names an object or a prefix, nothing else"
     segments = unquote(parts.path).replace("\\", "/").split("/")
     if parts.netloc in (".", "..") or any(s in (".", "..") for s in segments):
         return f"`{uri}` has a `.` or `..` segment; name the object or prefix directly"

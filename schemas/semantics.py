@@ -210,6 +210,14 @@ def source_names_unique(spec: PipelineSpec) -> Iterator[Finding]:
             yield ("data", "sources", index, "name"), f"source name `{source.name}` is used twice", \
                 "names identify mapped task instances: make them unique"
         seen.add(source.name)
+    # A `per_folder` source's instances are named `<source>__<folder>`.
+    per_folder = [s.name for s in spec.data.sources if getattr(s, "per_folder", False)]
+    for index, source in enumerate(spec.data.sources):
+        owner = next((name for name in per_folder if source.name.startswith(f"{name}__")), None)
+        if owner is not None:
+            yield ("data", "sources", index, "name"), \
+                f"source name `{source.name}` could be the name of a folder of `per_folder` source `{owner}`", \
+                f"instances of `{owner}` are named `{owner}__<folder>`: name this source otherwise"
 
 
 @check

@@ -168,6 +168,7 @@ def _data_dag(spec: PipelineSpec, spec_file: str, spec_dir: str, content_hash: s
         # Folders are found when the run starts (seed 002): extract maps over the planned sources.
         tasks.append(Task("plan_sources", "data.plan_sources", {"spec_dir": spec_dir, "sources": list(sources)},
                           upstream=tuple(t.task_id for t in waits), retry=retry,
+                          timeout_s=max(timeouts) if timeouts else None,
                           doc="List the folders under each `per_folder` source: one extract instance per folder."))
         mapping = Mapping("source", over="plan_sources", label="name", from_spec=True)
     tasks.append(Task("extract", "data.extract", {"pipeline": pipeline, "spec_dir": spec_dir,

@@ -252,10 +252,10 @@ def _list(location: str, spec_dir: str, roots: list[Path], fmt: str, conn_id: st
     return filesystem, sorted(files, key=lambda f: f.path)
 
 
-def folders(source: dict[str, Any], spec_dir: str) -> tuple[list[str], bool]:
-    """The names of the folders directly under a file source's path or prefix (hidden and `_`
-    folders skipped, as in listing files), sorted, and whether files of its format lie directly in it.
-    A symlinked folder that leads outside the allowed roots is refused here, as its files would be."""
+def folders(source: dict[str, Any], spec_dir: str) -> tuple[list[tuple[str, str | None]], bool]:
+    """The folders directly under a file source's path or prefix (hidden and `_` folders skipped, as
+    in listing files), sorted, each with why it may not be read (a symlink out of the allowed roots)
+    or None; and whether files of its format lie directly in it."""
     from pyarrow import fs
 
     location = source["uri"] if source["type"] == "s3" else source["path"]
@@ -268,16 +268,24 @@ def folders(source: dict[str, Any], spec_dir: str) -> tuple[list[str], bool]:
     if info.type == fs.FileType.NotFound:
         raise _missing(place, conn_id)
     base = place.path.rstrip("/")
-    names, top_files = [], False
+    found, top_files = [], False
     for entry in place.filesystem.get_file_info(fs.FileSelector(place.path, recursive=False)):
         name = entry.path[len(base):].strip("/")
         if entry.type == fs.FileType.Directory and name and name[0] not in "._":
-            if place.allowed is not None:
-                storage.confine(entry.path, place.allowed, place.label(entry.path))
-            names.append(name)
+            found.append((name, _confinement_problem(entry.path, place.allowed)))
         elif entry.type == fs.FileType.File and _wanted(name, source["format"]):
             top_files = True
-    return sorted(names), top_files
+    return sorted(found), top_files
+
+
+def _confinement_problem(path: str, allowed: list[Path] | None) -> str | None:
+    if allowed is None:
+        return None
+    try:
+        storage.confine(path, allowed, path)
+    except PermissionError:
+        return "it leads outside the folders pipespec may read (symlinks are followed)"
+    return None
 
 
 def _wanted(relative: str, fmt: str) -> bool:

@@ -96,13 +96,25 @@ def test_instance_names_are_distinct_safe_and_the_same_whatever_else_is_there(na
     assert all(re.fullmatch(r"kb__[a-z0-9_-]{1,59}(_[0-9a-f]{8})?", name) and len(name) <= 63 for name in together)
 
 
-def test_a_symlinked_folder_out_of_the_allowed_roots_is_refused(spec_dir, tmp_path):
+def test_a_symlinked_folder_out_of_the_allowed_roots_fails_the_run_or_is_left_out(spec_dir, tmp_path, caplog):
     doc(spec_dir, "docs/faq/returns.txt")
     doc(tmp_path, "elsewhere/secrets/key.md", "not yours")
     os.symlink(tmp_path / "elsewhere" / "secrets", spec_dir / "docs" / "secrets")
 
-    with pytest.raises(PermissionError, match="docs/secrets"):
+    with pytest.raises(PermissionError, match=r"the folder 'secrets' cannot be read: it leads outside the folders"):
         plan(spec_dir, KB)
+    skipped = plan(spec_dir, {**KB, "on_bad_rows": "skip"})
+    assert [s["name"] for s in skipped] == ["kb__faq"]
+    assert "the folder 'secrets' cannot be read" in caplog.text and "left out (on_bad_rows: skip)" in caplog.text
+
+
+def test_a_folder_name_cannot_take_another_folders_name(spec_dir):
+    doc(spec_dir / "docs", "Brand Voice/a.md")
+    first = plan(spec_dir, KB)[0]["name"]
+    doc(spec_dir / "docs", f"{first.removeprefix('kb__')}/forged.md")  # a folder named like the hashed one
+
+    names = [s["name"] for s in plan(spec_dir, KB)]
+    assert len(set(names)) == 2 and first in names  # the real folder keeps its name; the forged one is hashed again
 
 
 def test_a_file_or_an_empty_folder_is_a_clear_error(spec_dir):
@@ -137,3 +149,15 @@ def test_more_folders_than_airflow_maps_is_said_by_the_plan(spec_dir, monkeypatc
         doc(spec_dir / "docs", f"{name}/d.md")
     with pytest.raises(ValueError, match=r"4 sources to extract, more than the 3 instances Airflow maps"):
         plan(spec_dir, KB)
+
+
+@pytest.mark.parametrize("folder", ["#", "faq#evil", "x?y=1", "%2e%2e"])
+def test_s3_folder_names_that_would_name_another_prefix_are_refused(s3_server, folder):  # noqa: F811
+    s3_server.put("content", "kb/faq/returns.txt", b"Returns are free within 60 days.")
+    s3_server.put("content", f"kb/{folder}/x.md", b"planted")
+    source = {"name": "kb", "type": "s3", "uri": "s3://content/kb/", "format": "documents", "per_folder": True,
+              "conn_id": s3_server.conn_id}
+
+    with pytest.raises(PermissionError, match=f"the folder {re.escape(repr(folder))} cannot be read"):
+        plan(Path("."), source)
+    assert [s["uri"] for s in plan(Path("."), {**source, "on_bad_rows": "skip"})] == ["s3://content/kb/faq/"]
