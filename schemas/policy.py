@@ -43,10 +43,8 @@ from pydantic import Field, ValidationError
 
 from pipespec.schemas.diagnostics import Diagnostic, SpecError, format_path
 from pipespec.schemas.diagnostics import YamlPath
-from pipespec.schemas.models.common import Duration, StrictModel, parse_duration
-from pipespec.schemas.models.train import Quantity, parse_quantity
+from pipespec.schemas.models.common import Duration, Quantity, StrictModel, parse_duration, parse_quantity
 from pipespec.schemas.policy_location import POLICY_ENV, policy_location  # noqa: F401 - POLICY_ENV is part of this interface
-from pipespec.schemas.validation_errors import from_validation_error
 from pipespec.schemas.yamlload import load_file
 
 
@@ -158,6 +156,9 @@ def load_policy(path: Path, display: str | None = None) -> Policy:
     try:
         policy = Policy.model_validate(root.to_plain())
     except ValidationError as exc:
+        # Here, not at the top: a task process reads a valid policy and needs not import detect-secrets.
+        from pipespec.schemas.validation_errors import from_validation_error
+
         raise PolicyFileError(from_validation_error(exc, root, Policy)) from None
     # Folders are relative to the policy file, wherever the check or the worker runs.
     folders = {key: str((path.parent / folder).resolve()) for key, folder in policy.local_images.items()}

@@ -25,7 +25,6 @@ from airflow.sdk import DAG, task
 from pipespec.compiler import ir
 from pipespec.compiler.build import BrokenSpec, build_repo
 from pipespec.schemas.diagnostics import Diagnostic
-from pipespec.schemas.reporters import text as text_report
 
 from pipespec.airflow.dag import START_DATE, render_dag, render_pipeline
 
@@ -67,7 +66,7 @@ def _load(pipelines_dir: Path, namespace: dict[str, Any], cache_dir: Path | None
     for pipeline in build.pipelines:
         # One pipeline's DAGs, or none: whatever Airflow rejects in a spec must not take the others down.
         try:
-            rendered += _render_checked(pipeline, only)
+            rendered += _render_checked(pipeline, *only)
         except Exception as exc:  # noqa: BLE001 - any failure, so a new Airflow check never hides DAGs
             log.exception("pipespec: Airflow rejected the DAGs of %s", pipeline.spec_file)
             broken.append(BrokenSpec(pipeline.spec_file, [_rejected(pipeline, exc)]))
@@ -88,28 +87,28 @@ def _load(pipelines_dir: Path, namespace: dict[str, Any], cache_dir: Path | None
     return [dag.dag_id for dag in rendered]
 
 
-def _task_dag(pipelines: list[ir.Pipeline]) -> str | None:
-    """In a task process, the id of the DAG its task belongs to, when a pipeline compiled it: that
-    process needs only this DAG, and rendering every other one cost each task ~0.1 s per pipeline.
-    None everywhere else (the dag-processor, dag.test, the CLI): every DAG is rendered.
+def _task_dag(pipelines: list[ir.Pipeline]) -> tuple[str | None, str | None]:
+    """In a task process, the ids of the DAG and the task it runs, when a pipeline compiled the DAG:
+    that process needs only this DAG, and rendering every other one cost each task ~0.1 s per
+    pipeline. (None, None) everywhere else (the dag-processor, dag.test, the CLI): every DAG is rendered.
 
     Every spec is still compiled (from the cache) and checked against the others first, so a
     pipeline that lost its DAG ids or Assets to another one is not rendered here either."""
     from airflow.sdk import get_parsing_context
 
-    dag_id = get_parsing_context().dag_id
-    if dag_id and any(dag.dag_id == dag_id for pipeline in pipelines for dag in pipeline.dags):
-        return dag_id
-    return None  # a placeholder's task (or none): render all, placeholders included
+    context = get_parsing_context()
+    if context.dag_id and any(dag.dag_id == context.dag_id for pipeline in pipelines for dag in pipeline.dags):
+        return context.dag_id, context.task_id
+    return None, None  # a placeholder's task (or none): render all, placeholders included
 
 
-def _render_checked(pipeline: ir.Pipeline, only: str | None = None) -> list[DAG]:
-    """Render (only the DAG `only` when given) and run the checks the DagBag runs before bagging a
-    DAG, which drops a DAG that fails them."""
+def _render_checked(pipeline: ir.Pipeline, only: str | None = None, running_task: str | None = None) -> list[DAG]:
+    """Render (only the DAG `only` when given, for the task process of `running_task`) and run the
+    checks the DagBag runs before bagging a DAG, which drops a DAG that fails them."""
     if only is None:
         dags = render_pipeline(pipeline)
     else:
-        dags = [render_dag(spec) for spec in pipeline.dags if spec.dag_id == only]
+        dags = [render_dag(spec, running_task) for spec in pipeline.dags if spec.dag_id == only]
     for dag in dags:
         dag.validate()
         dag.check_cycle()
@@ -130,6 +129,8 @@ def _bounded(text: str, limit: int = 500) -> str:
 def _report(broken: BrokenSpec) -> str:
     # Never the source lines: a spec may be a symlink to a worker's secret file, and the doc, the task's
     # error and the import error are all shown in the UI.
+    from pipespec.schemas.reporters import text as text_report  # detect-secrets: ~0.1 s a task process needs not
+
     return text_report(broken.diagnostics, 1, excerpts=False)
 
 

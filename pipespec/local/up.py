@@ -57,6 +57,9 @@ def up(port: int = 8080, echo=_say, ready_timeout_s: int = 240) -> int:
            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
     home = Path(env["AIRFLOW_HOME"])
     home.mkdir(parents=True, exist_ok=True)
+    from pipespec.airflow.preload import install
+
+    install(home)  # task processes forked with pipespec's task path already imported
     passwords = password_file(home, env)
     env["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE"] = str(passwords)
     log_path = home / "standalone.log"

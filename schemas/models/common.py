@@ -4,6 +4,7 @@ durations, cron expressions, Asset URIs and schedules."""
 from __future__ import annotations
 
 import re
+from decimal import Decimal
 from typing import Annotated, Any, Literal, Union
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Discriminator, Field, Tag
@@ -164,3 +165,32 @@ def single_key_union(*members: tuple[str, type[BaseModel]], shorthand: bool = Fa
                       custom_error_message=f"expected one {what}: {tags}"),
         BeforeValidator(expand, json_schema_input_type=schema_input),
     ]
+
+
+# A Kubernetes resource quantity (k8s.io/apimachinery resource.Quantity), unsigned: 500m, 4, 1.5, 16Gi, 1e3.
+_SUFFIXES = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50, "Ei": 2**60, "n": Decimal("1e-9"),
+             "u": Decimal("1e-6"), "m": Decimal("1e-3"), "k": 10**3, "M": 10**6, "G": 10**9, "T": 10**12,
+             "P": 10**15, "E": 10**18}
+_QUANTITY = re.compile(r"^(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?P<suffix>Ki|Mi|Gi|Ti|Pi|Ei|n|u|m|k|M|G|T|P|E|[eE][-+]?[0-9]+)?$")
+
+def _check_quantity(text: str) -> str:
+    parse_quantity(text)
+    return text
+
+
+# Checked by a validator, not a JSON Schema pattern: the reference shows "string" and the examples below.
+Quantity = Annotated[str, Field(description="A Kubernetes quantity: `500m` or `4` CPUs, `512Mi` or `16Gi` of memory."),
+                     AfterValidator(_check_quantity)]
+
+
+def parse_quantity(text: str) -> Decimal:
+    """The amount a Kubernetes quantity stands for (CPUs or bytes), to compare against policy limits."""
+    match = _QUANTITY.match(text)
+    if not match:
+        raise ValueError(f"`{text}` is not a Kubernetes quantity (examples: 500m or 4 for cpu, 512Mi or 16Gi "
+                         f"for memory)")
+    suffix = match["suffix"] or ""
+    number = text[: len(text) - len(suffix)]
+    if suffix[:1] in ("e", "E") and suffix not in _SUFFIXES:
+        return Decimal(number) * Decimal(10) ** int(suffix[1:])
+    return Decimal(number) * Decimal(_SUFFIXES.get(suffix, 1))

@@ -9,7 +9,7 @@ from typing import Annotated, Any, Literal, Union
 from pydantic import AfterValidator, Discriminator, Field, ValidationInfo, field_validator
 
 from pipespec.schemas import plugins
-from pipespec.schemas.models.common import AssetUri, Duration, Schedule, StrictModel
+from pipespec.schemas.models.common import AssetUri, Duration, Quantity, Schedule, StrictModel
 from pipespec.schemas.models.data import DataUri
 from pipespec.schemas.models.lifecycle import CostGate, Decision, LiveEvaluation
 
@@ -60,35 +60,6 @@ class LocalCompute(StrictModel):
     """Train in a process on the Airflow worker."""
 
     backend: Literal["local"]
-
-
-# A Kubernetes resource quantity (k8s.io/apimachinery resource.Quantity), unsigned: 500m, 4, 1.5, 16Gi, 1e3.
-_SUFFIXES = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50, "Ei": 2**60, "n": Decimal("1e-9"),
-             "u": Decimal("1e-6"), "m": Decimal("1e-3"), "k": 10**3, "M": 10**6, "G": 10**9, "T": 10**12,
-             "P": 10**15, "E": 10**18}
-_QUANTITY = re.compile(r"^(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?P<suffix>Ki|Mi|Gi|Ti|Pi|Ei|n|u|m|k|M|G|T|P|E|[eE][-+]?[0-9]+)?$")
-
-def _check_quantity(text: str) -> str:
-    parse_quantity(text)
-    return text
-
-
-# Checked by a validator, not a JSON Schema pattern: the reference shows "string" and the examples below.
-Quantity = Annotated[str, Field(description="A Kubernetes quantity: `500m` or `4` CPUs, `512Mi` or `16Gi` of memory."),
-                     AfterValidator(_check_quantity)]
-
-
-def parse_quantity(text: str) -> Decimal:
-    """The amount a Kubernetes quantity stands for (CPUs or bytes), to compare against policy limits."""
-    match = _QUANTITY.match(text)
-    if not match:
-        raise ValueError(f"`{text}` is not a Kubernetes quantity (examples: 500m or 4 for cpu, 512Mi or 16Gi "
-                         f"for memory)")
-    suffix = match["suffix"] or ""
-    number = text[: len(text) - len(suffix)]
-    if suffix[:1] in ("e", "E") and suffix not in _SUFFIXES:
-        return Decimal(number) * Decimal(10) ** int(suffix[1:])
-    return Decimal(number) * Decimal(_SUFFIXES.get(suffix, 1))
 
 
 class Resources(StrictModel):

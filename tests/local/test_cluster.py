@@ -129,7 +129,9 @@ def test_worker_killed_during_training_retries_on_the_other(running):
         return ti if ti and ti["state"] == "running" and ti.get("hostname") else None
 
     ti = wait_until(training, "the train task to run", 600, every_s=2)
-    time.sleep(10)  # inside the training job
+    # Inside the training job: the task process starts in well under a second (its worker preloads
+    # pipespec) and the whole task can end ~10 s after it runs, so the kill comes 3 s in.
+    time.sleep(3)
     victim = ti["hostname"]
     running.kill_worker(victim)
     killed_at = time.monotonic()

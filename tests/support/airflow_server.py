@@ -62,6 +62,9 @@ class AirflowServer:
         self._token: str | None = None
 
     def start(self, timeout_s: int = 240) -> "AirflowServer":
+        from pipespec.airflow.preload import install
+
+        install(self.home)  # warm task processes, as `pipespec up` and a deployment have them
         subprocess.run([sys.executable, "-m", "airflow", "db", "migrate"], env=self.env, check=True,
                        capture_output=True)
         log = open(self.home / "components.log", "ab")

@@ -421,6 +421,9 @@ class Cluster:
         home = self.workspace / name
         for folder in ("tmp", "work"):
             (home / folder).mkdir(parents=True, exist_ok=True)
+        from pipespec.airflow.preload import install
+
+        install(home)  # its task processes start with pipespec's task path imported
         env = {**self.airflow_env(), "AIRFLOW_HOME": str(home), "HOME": str(home), "TMPDIR": str(home / "tmp"),
                "PIPESPEC_WORKER_NAME": name, "PIPESPEC_PIPELINES": str(self._specs(home)),
                "PIPESPEC_CACHE_DIR": str(home / "cache")}
