@@ -402,10 +402,9 @@ def warm_imports() -> None:
 
     for name in STEPS:
         registry.resolve(name)
-    # An Airflow task process has parsed the DAG file before its step starts, which imports the spec
-    # language (pipespec.airflow.loader -> compiler -> schemas): the steps find it loaded.
-    import pipespec.schemas.models  # noqa: F401
-    import pipespec.schemas.plugins  # noqa: F401
+    # An Airflow task process starts with pipespec's task path imported (pipespec.airflow.preload, in the
+    # worker it is forked from), the plugin registry the steps check their params against included.
+    import pipespec.schemas.plugins_builtin  # noqa: F401
     from pipespec.tasklib.data import pii
 
 

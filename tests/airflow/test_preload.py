@@ -25,10 +25,10 @@ def test_preloading_starts_no_thread_and_sets_the_worker_environment():
     probe = ("import sys, threading, os; sys.argv = ['airflow', 'scheduler']; import pipespec.airflow.preload; "
              "print(threading.active_count(), 'pyarrow.compute' in sys.modules, "
              "'pipespec.tasklib.data.extract' in sys.modules, os.environ.get('ARROW_DEFAULT_MEMORY_POOL'), "
-             "'tensorflow' in sys.modules)")
+             "'tensorflow' in sys.modules, 'boto3' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True,
                          env={"PATH": "/usr/bin:/bin", "PYTHONDONTWRITEBYTECODE": "1"}).stdout.split()
-    assert out == ["1", "True", "True", "jemalloc", "False"]
+    assert out == ["1", "True", "True", "jemalloc", "False", "True"]  # boto3: the s3:// Asset normaliser
 
 
 def test_install_never_replaces_a_deployments_own_settings(tmp_path):
