@@ -21,13 +21,14 @@ def test_only_the_processes_that_fork_tasks_preload(argv, forks):
     assert forks_tasks(argv) is forks
 
 
-def test_preloading_starts_no_thread_and_sets_the_worker_environment():
+def test_preloading_starts_no_thread_and_sets_the_worker_environment(tmp_path):
     probe = ("import sys, threading, os; sys.argv = ['airflow', 'scheduler']; import pipespec.airflow.preload; "
              "print(threading.active_count(), 'pyarrow.compute' in sys.modules, "
              "'pipespec.tasklib.data.extract' in sys.modules, os.environ.get('ARROW_DEFAULT_MEMORY_POOL'), "
              "'tensorflow' in sys.modules, 'boto3' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True,
-                         env={"PATH": "/usr/bin:/bin", "PYTHONDONTWRITEBYTECODE": "1"}).stdout.split()
+                         env={"PATH": "/usr/bin:/bin", "PYTHONDONTWRITEBYTECODE": "1",
+                              "AIRFLOW_HOME": str(tmp_path)}).stdout.split()
     assert out == ["1", "True", "True", "jemalloc", "False", "True"]  # boto3: the s3:// Asset normaliser
 
 
