@@ -24,9 +24,6 @@ def configure(root: Path | None = None, pipelines: Path | None = None) -> dict[s
         "AIRFLOW__SCHEDULER__SCHEDULER_HEALTH_CHECK_SERVER_HOST": "127.0.0.1",
         # With SQLite, the scheduler's write lock can stall the API server past the workers' 5 s default.
         "AIRFLOW__WORKERS__EXECUTION_API_TIMEOUT": "60",
-        # A task's supervisor can wait this long after the task has ended before freeing its slot
-        # (docs/deployment.md, "Warm task processes"): 5 s by default, longer than most data tasks.
-        "AIRFLOW__WORKERS__MIN_HEARTBEAT_INTERVAL": "1",
         "AIRFLOW__DAG_FACTORY__ENABLE_TELEMETRY": "False",
         # The embedded default: `s3://bucket/key` lives under this directory (see tasklib/storage.py).
         "PIPESPEC_STORAGE_ROOT": str(root / ".pipespec-data" / "storage"),

@@ -42,7 +42,6 @@ class AirflowServer:
             "AIRFLOW__CORE__PARALLELISM": "2",
             # With SQLite, the scheduler's write lock can stall the API server past the workers' 5 s default.
             "AIRFLOW__WORKERS__EXECUTION_API_TIMEOUT": "60",
-            "AIRFLOW__WORKERS__MIN_HEARTBEAT_INTERVAL": "1",  # as pipespec's local environment sets it
             "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
             "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
             "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{USER}:admin",
