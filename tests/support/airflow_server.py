@@ -94,13 +94,21 @@ class AirflowServer:
                 self._token = json.load(response)["access_token"]
         return self._token
 
-    def api(self, path: str, body: dict | None = None, method: str | None = None) -> Any:
-        request = urllib.request.Request(f"{self.url}/api/v2{path}", method=method or ("POST" if body else "GET"),
-                                         data=json.dumps(body).encode() if body is not None else None,
-                                         headers={"Content-Type": "application/json",
-                                                  "Authorization": f"Bearer {self.token()}"})
-        with urllib.request.urlopen(request, timeout=30) as response:
-            return json.load(response)
+    def api(self, path: str, body: dict | None = None, method: str | None = None, tries: int = 3) -> Any:
+        """One REST API call. A 500 is tried again (up to `tries` in all): with SQLite, a request that waited
+        5 s for the writer lock while the scheduler and the tasks were writing fails whole (rolled back)."""
+        for attempt in range(1, tries + 1):
+            request = urllib.request.Request(f"{self.url}/api/v2{path}", method=method or ("POST" if body else "GET"),
+                                             data=json.dumps(body).encode() if body is not None else None,
+                                             headers={"Content-Type": "application/json",
+                                                      "Authorization": f"Bearer {self.token()}"})
+            try:
+                with urllib.request.urlopen(request, timeout=30) as response:
+                    return json.load(response)
+            except urllib.error.HTTPError as error:
+                if error.code != 500 or attempt == tries:
+                    raise
+                time.sleep(2 * attempt)
 
     def wait_for(self, predicate, what: str, timeout_s: int, every_s: float = 3) -> Any:
         deadline = time.monotonic() + timeout_s
