@@ -67,6 +67,17 @@ def test_data_dag_maps_sources_and_transforms(dagbag):
     assert dag.timetable.expression == "0 0 * * *"  # @daily
 
 
+def test_a_per_folder_source_maps_extract_over_the_planned_sources_and_keeps_them_policy_checked(dagbag):
+    dag = dagbag.dags["genai_knowledge_base__data"]
+    extract = dag.get_task("extract")
+    assert extract.is_mapped and ("plan_sources", "extract") in edges(dag)
+    assert dag.get_task("plan_sources").op_kwargs["step"] == "data.plan_sources"
+    # Planned sources come from an upstream task, not the spec, yet the run-time policy checks each one.
+    assert extract.partial_kwargs["op_kwargs"]["spec_items"] is True
+    shards = dagbag.dags["user_feedback__inference"].get_task("predict")
+    assert shards.partial_kwargs["op_kwargs"]["spec_items"] is False  # shards are pipespec's own work
+
+
 def test_train_dag_trigger_rules_and_asset_schedule(dagbag):
     from airflow.sdk import Asset
 
