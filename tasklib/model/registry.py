@@ -220,6 +220,10 @@ def _acquire(name: str, holder: str, *, ttl_s: float, wait_s: float) -> Lease:
                 name, tags=tags, description="pipespec promotion lock: held while an alias is compared and moved")
             return lease
         except MlflowException as exc:
+            # RESOURCE_DOES_NOT_EXIST: the holder released the lock while the server was reporting the
+            # conflict (seen on an MLflow server with two promoters racing): it is free, so try again.
+            if exc.error_code == "RESOURCE_DOES_NOT_EXIST" and time.monotonic() <= deadline:
+                continue
             if exc.error_code != "RESOURCE_ALREADY_EXISTS":
                 raise
         current = _lock_tags(name)
