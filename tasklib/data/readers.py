@@ -19,6 +19,8 @@ import re
 from collections.abc import Iterator
 from typing import Any
 
+from pipespec.tasklib.storage import READ_BUFFER_BYTES
+
 log = logging.getLogger(__name__)
 
 BATCH_ROWS = 32_768
@@ -235,7 +237,7 @@ def parquet_file(handle: Any, origin: str) -> Any:
 
     try:
         # pre_buffer (pyarrow's default) would keep every column chunk read until the file is closed.
-        return pq.ParquetFile(handle, pre_buffer=False)
+        return pq.ParquetFile(handle, pre_buffer=False, buffer_size=READ_BUFFER_BYTES)
     except pa.ArrowInvalid as error:
         raise ValueError(f"{origin}: not a readable Parquet file ({without_values(error)})") from None
 

@@ -180,3 +180,44 @@ def test_csv_conversion_error_in_a_later_block_names_the_file_line(work, monkeyp
     with pytest.raises(ValueError) as error:
         run({"name": "feed", "type": "local", "path": "data/feed.csv", "format": "csv"})
     assert "Row #102" in str(error.value) and "secret-value" not in str(error.value)
+
+
+def test_dedupe_reads_the_spooled_pieces_across_blocks_files_and_hash_collisions(work, monkeypatch):
+    """A fused `dedupe` reads the extract's own spooled pieces (no second spool): many JSON blocks
+    in two files, several hash partitions, and first hashes that collide all keep the first row of each key."""
+    import numpy as np
+
+    from pipespec.tasklib.data import row_hash
+    from pipespec.tasklib.data import transform as transform_module
+
+    items = rows(2000)
+    write_jsonl(work / "data" / "feed" / "a.jsonl", items[:1200])
+    source = write_jsonl(work / "data" / "feed" / "b.jsonl", items[1200:])
+    source["path"] = os.path.relpath(work / "data" / "feed")
+    monkeypatch.setattr(readers, "JSON_BLOCK_BYTES", 4096)  # ~60 pieces
+    monkeypatch.setattr(transform_module, "PARTITION_ROWS", 200)
+    spooled: list[str] = []
+    real_spool = transform_module._spooled
+    monkeypatch.setattr(transform_module, "_spooled", lambda *a: spooled.append("parquet") or real_spool(*a))
+    real_hashes = row_hash.row_hashes  # only the top bits survive: different keys share a first hash
+    monkeypatch.setattr(row_hash, "row_hashes", lambda batch, columns: real_hashes(batch, columns) & np.uint64(0xF << 60))
+
+    kept = storage.read_table(run(source, [{"dedupe": {"key": ["text"]}}]))
+    seen, expected = set(), []
+    for item in items:
+        if item["text"] not in seen:
+            seen.add(item["text"])
+            expected.append(item["n"])
+    assert kept.column("n").to_pylist() == expected and spooled == []
+
+
+def test_check_hashes_are_a_second_independent_hash():
+    from pipespec.tasklib.data.row_hash import check_hashes, row_hashes
+
+    table = pa.table({"text": ["a", "b", "a", None, ""], "n": pa.array([1, 2, 1, 3, 3], pa.int64()),
+                      "flag": [True, False, True, None, False]})
+    for columns in (["text"], ["n"], ["flag"], ["text", "n", "flag"]):
+        first, second = row_hashes(table, columns), check_hashes(table, columns)
+        assert (first != second)[[0, 1, 2, 4]].all()  # another key or mix, for text and numbers (row 3: nulls)
+        assert second[0] == second[2]  # equal rows: equal check hashes
+        assert len(set(second.tolist())) == len({tuple(r[c] for c in columns) for r in table.to_pylist()})
