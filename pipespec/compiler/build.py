@@ -58,13 +58,13 @@ def build_repo(root: Path, cache_dir: Path | None = None) -> RepoBuild:
     """Compile every spec under `root` (templates excepted), from the cache where it is current."""
     files, problems = discover([root])
     result = RepoBuild(broken=[BrokenSpec(d.file, [d]) for d in problems])
-    digests: dict[str, str] = {}  # one hash per file per parse: many specs share a template
+    seen = _Seen()
     compiled: list[Pipeline] = []
     for file in files:
         if file.parent.name == TEMPLATES_DIR:
             continue
         try:
-            pipeline, diagnostics = _compile_cached(file, root, cache_dir, digests)
+            pipeline, diagnostics = _compile_cached(file, root, cache_dir, seen)
         except Exception as exc:  # noqa: BLE001 - one spec that breaks the compiler must not hide the others
             pipeline, diagnostics = None, [Diagnostic(
                 str(file), 1, 1, "", f"pipespec could not compile this spec: {type(exc).__name__}: {str(exc)[:300]}",
@@ -80,6 +80,35 @@ def build_repo(root: Path, cache_dir: Path | None = None) -> RepoBuild:
         else:
             result.pipelines.append(pipeline)
     return result
+
+
+@dataclass
+class _Seen:
+    """What one parse learned about the files it read, for its other specs (many share a template and a
+    folder): each file is hashed once, and each listed path judged once (path arithmetic and realpath
+    per entry were about a quarter of a warm parse's cache reads)."""
+
+    digests: dict[str, str] = field(default_factory=dict)
+    homes: dict[Path, Path | None] = field(default_factory=dict)  # spec folder -> its templates_home
+    allowed: dict[tuple[str, Path | None], bool] = field(default_factory=dict)  # (listed file, home) -> inside
+    shipped: Path | None = None
+
+    def home(self, spec: Path) -> Path | None:
+        """templates_home of a real spec path: its parents alone decide it."""
+        if spec.parent not in self.homes:
+            self.homes[spec.parent] = templates_home(spec)
+        return self.homes[spec.parent]
+
+    def inside(self, name: str, home: Path | None) -> bool:
+        """`name` is a real path inside `home` or the shipped templates."""
+        key = (name, home)
+        if key not in self.allowed:
+            if self.shipped is None:
+                self.shipped = shipped_root().resolve()
+            path = Path(name)
+            inside = (home is not None and path.is_relative_to(home)) or path.is_relative_to(self.shipped)
+            self.allowed[key] = inside and os.path.realpath(name) == name
+        return self.allowed[key]
 
 
 def _contested(pipelines: list[Pipeline]) -> dict[str, list[Diagnostic]]:
@@ -112,11 +141,12 @@ def _contested(pipelines: list[Pipeline]) -> dict[str, list[Diagnostic]]:
 
 
 def _compile_cached(file: Path, root: Path, cache_dir: Path | None,
-                    digests: dict[str, str]) -> tuple[Pipeline | None, list[Diagnostic]]:
+                    seen: _Seen) -> tuple[Pipeline | None, list[Diagnostic]]:
     real = file.resolve()
+    digests = seen.digests
     entry = _cache_path(cache_dir, real, digests) if cache_dir else None
     if entry is not None:
-        cached = _read_entry(entry, real, digests)
+        cached = _read_entry(entry, real, seen)
         if cached is not None:
             return cached, []
     # Only a cache miss pays for the checker and the models (pydantic): a warm parse never imports them.
@@ -163,7 +193,7 @@ def _digest(path: Path, digests: dict[str, str]) -> str | None:
     return digests[key]
 
 
-def _read_entry(entry: Path, spec: Path, digests: dict[str, str]) -> Pipeline | None:
+def _read_entry(entry: Path, spec: Path, seen: _Seen) -> Pipeline | None:
     """The cached pipeline of `spec` (a real path), or None."""
     try:
         if not stat.S_ISREG(os.lstat(entry).st_mode):  # a FIFO or a link to /dev/zero would never end
@@ -172,31 +202,29 @@ def _read_entry(entry: Path, spec: Path, digests: dict[str, str]) -> Pipeline | 
         if not (isinstance(data, dict) and data.get("version") == __version__ and data.get("spec") == str(spec)):
             return None
         listed = data.get("files")
-        if not (isinstance(listed, dict) and str(spec) in listed and _files_match(listed, spec, digests)):
+        if not (isinstance(listed, dict) and str(spec) in listed and _files_match(listed, spec, seen)):
             return None
         ir = data.get("ir")
         if not (isinstance(ir, dict) and ir.get("ir_version") == IR_VERSION and _well_formed(ir)):
             return None
         pipeline = Pipeline.from_json(ir)
-        # The IR names the file it was compiled from (DAG docs, local paths): it must be this one.
-        return pipeline if Path(pipeline.spec_file).resolve() == spec else None
+        # The IR names the file it was compiled from (DAG docs, local paths): it must be this one
+        # (`spec` is a real path, so its own text needs no resolving).
+        return pipeline if pipeline.spec_file == str(spec) or Path(pipeline.spec_file).resolve() == spec else None
     except (OSError, ValueError, KeyError, TypeError, AttributeError, RecursionError):
         return None  # a missing, stale or corrupt entry is a cache miss, never an error
 
 
-def _files_match(listed: dict, spec: Path, digests: dict[str, str]) -> bool:
+def _files_match(listed: dict, spec: Path, seen: _Seen) -> bool:
     """Every listed file is the spec or lies in its spec tree or the shipped templates, and still has
     the listed digest. Nothing else is opened: the entry does not choose what the loader reads."""
-    home: Path | None = None
-    shipped = shipped_root().resolve()
+    spec_name = str(spec)
     for name, expected in listed.items():
-        path = Path(name)
-        if path != spec:
-            home = home or templates_home(spec)
-            inside = (home is not None and path.is_relative_to(home)) or path.is_relative_to(shipped)
-            if not (inside and os.path.realpath(name) == name):
-                return False
-        if not (isinstance(expected, str) and _digest(path, digests) == expected):
+        # Any other spelling of the spec is judged like any other file (its realpath differs, so it fails).
+        if name != spec_name and not seen.inside(name, seen.home(spec)):
+            return False
+        digest = seen.digests.get(name) or _digest(Path(name), seen.digests)  # `name` is normalized by now
+        if not (isinstance(expected, str) and digest == expected):
             return False
     return True
 
