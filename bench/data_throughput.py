@@ -21,13 +21,12 @@ is comparable), each importing the same modules before its clock starts:
 
 Rows/s count input rows. Both variants must give the same rows, cell by cell, or the bench stops.
 
-Memory: pipespec runs at rows/4 (250,000: about one 65,536-row batch per source) and at rows
-(1,000,000: about 4 batches per source), and at any --sizes given (pipespec only, no hand-written
-run), e.g. --sizes 2000000. Peak RSS is VmHWM (ru_maxrss of a child started by subprocess also
-counts its parent's peak). The per-task table shows each task's peak at every size and its growth
-from size to size; then the largest task's growth from size to size is printed next to the
-allowance. rows/4 -> rows is the target; with a larger size, the growth beyond rows says whether
-memory is bounded (it stops growing once every source has several batches) or still grows.
+Memory: pipespec runs at rows/4 (250,000: about one 65,536-row batch per source), at rows
+(1,000,000: about 4 batches per source), at --memory-rows (default 10x rows) and at any --sizes
+given (pipespec only, no hand-written run). Peak RSS is VmHWM (ru_maxrss of a child started by
+subprocess also counts its parent's peak). The per-task table shows each task's peak at every size
+and its growth from size to size; then the largest task's growth from size to size is printed next
+to the allowance. rows -> --memory-rows is the target (rows/4 -> rows with --quick).
 
 Data: 4 sources, deterministic (fixed seeds): `zendesk` and `email` (JSON lines), `survey` (CSV),
 `app` (Parquet); columns text, label, ts (int epoch seconds), score (float). Texts are feedback
@@ -36,9 +35,10 @@ empty or blank, ~0.3% null labels, 20% odd whitespace, 30% capitalised or upper 
 email, phone or card number (plus card-shaped order numbers that fail the Luhn check).
 
 Targets (wall seconds by default; --judge cpu uses user+sys CPU seconds):
-  - pipespec steps >= 0.5x the hand-written script's rows/s
+  - pipespec steps >= 1.0x the hand-written script's rows/s (THROUGHPUT_RATIO)
   - the largest task peak RSS grows by at most one Arrow batch per source (65,536 rows at the
-    data's average row size, x4 sources) from rows/4 to rows
+    data's average row size, x4 sources) from rows to --memory-rows (default 10x rows; with
+    --quick, from rows/4 to rows)
 When the throughput target is missed (or with --profile), all steps run once more in one process
 under cProfile, and the hotspots are printed.
 

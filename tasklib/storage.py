@@ -18,6 +18,7 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import uuid
 from contextlib import contextmanager
@@ -28,6 +29,8 @@ from typing import Any
 from urllib.parse import unquote, urlparse
 
 from pipespec.tasklib.context import RunContext
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -287,7 +290,7 @@ def _write_parquet(batches: Iterator[Any], schema: Any, stream: Any) -> tuple[in
 
     def write(table: Any) -> None:
         writer.write_table(table, row_group_size=BATCH_ROWS)
-        # Hand the freed batch and encoder buffers back to the OS: the allocator (mimalloc)
+        # Hand the freed batch and encoder buffers back to the OS: the allocator
         # otherwise keeps them, in pages that later batches fill only in part, and peak
         # RSS crept up by ~10-25 MB over the first few row groups of each task.
         pool.release_unused()
@@ -302,40 +305,80 @@ def write_behind(tables: Iterator[Any], write: Callable[[Any], None]) -> int:
     transforms); the rows written. Parquet's encoder and compression release the GIL, so on two
     cores making and writing overlap: the data DAG's steps took ~10% less time (bench/data_throughput.py).
 
-    At most one table waits between the two, so memory holds one row group more than writing
-    inline, whatever the rows. Only Arrow's writer runs on the second thread, never a spec's or a
-    plugin's code: a failure, a timeout or a kill still reaches the step on this thread."""
+    The hand-over has no buffer: this thread makes the next table only once the writer has taken the
+    last, so memory holds one table more than writing inline, whatever the rows. Only Arrow's writer
+    runs on the second thread, never a spec's or a plugin's code. A failure, a timeout (Airflow's
+    SIGALRM) or an interrupt is raised on this thread only once the writer is done with the file:
+    closing a Parquet writer while another thread still wrote to it crashed the process."""
     import queue
     import threading
 
-    waiting: queue.Queue[Any] = queue.Queue(maxsize=1)
+    slot: queue.Queue[Any] = queue.Queue(maxsize=1)
+    done, stop = threading.Event(), threading.Event()
     failed: list[BaseException] = []
     rows = 0
 
     def writer() -> None:
-        while (table := waiting.get()) is not None:
-            if not failed:  # after a failure, drain: the producer must never block on a full queue
-                try:
-                    write(table)
-                except BaseException as error:  # noqa: BLE001 - re-raised on the producer's thread
-                    failed.append(error)
-            del table
+        try:
+            while (table := slot.get()) is not None:
+                slot.task_done()  # taken: the producer may make the next one
+                if not (failed or stop.is_set()):
+                    try:
+                        write(table)
+                    except BaseException as error:  # noqa: BLE001 - raised on the producer's thread
+                        failed.append(error)
+                del table
+        finally:
+            done.set()
 
-    thread = threading.Thread(target=writer, name="pipespec-parquet-writer", daemon=True)
-    thread.start()
+    threading.Thread(target=writer, name="pipespec-write-behind", daemon=True).start()
     try:
         for table in tables:
             if failed:
                 break
             rows += table.num_rows
-            waiting.put(table)
+            slot.put(table)
             del table
-    finally:
-        waiting.put(None)
-        thread.join()
+            slot.join()
+    except BaseException:
+        stop.set()  # write nothing more: the step has failed
+        _writer_finished(slot, done)
+        _close(tables)
+        if failed:
+            log.error("the writer failed as well: %s", failed[0])
+        raise
+    _writer_finished(slot, done)
+    _close(tables)  # after a writer failure: release what the producer holds (open pieces, maps)
     if failed:
         raise failed[0]
     return rows
+
+
+def _writer_finished(slot: Any, done: Any) -> None:
+    """Hand write_behind's writer its end and wait until it has finished, through any exception a
+    signal raises meanwhile (the task's timeout): that one is raised after."""
+    pending: BaseException | None = None
+    sent = False
+    while not done.is_set():
+        try:
+            if not sent:
+                slot.put(None)
+                sent = True
+            done.wait()
+        except BaseException as error:  # noqa: BLE001 - re-raised once the writer is done
+            pending = pending or error
+    if pending is not None:
+        raise pending
+
+
+def _close(tables: Iterator[Any]) -> None:
+    """Close a generator (its `finally` and `with` blocks run now, not at garbage collection)."""
+    try:
+        close = getattr(tables, "close", None)
+        if close is not None:
+            close()
+    except Exception:  # noqa: BLE001 - cleanup only: the step's own outcome is what is raised
+        log.warning("could not close a stream of tables", exc_info=True)
 
 
 def _regroup(batches: Iterator[Any], schema: Any, size: int) -> Iterator[Any]:

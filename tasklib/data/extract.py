@@ -308,6 +308,7 @@ def _previous_watermark(publishes: str, pipeline: str, name: str) -> datetime | 
 
 
 def _read_file(filesystem: Any, file: _File, fmt: str, pieces: "_Pieces", bad_rows: BadRows) -> None:
+    compressed = file.path.endswith(".gz")  # what `compression="detect"` decompresses
     if fmt in documents.SUFFIXES:  # images or documents: one file, or an archive of them (zip needs seeking)
         with filesystem.open_input_file(file.path) as handle:
             for chunk in documents.read_files(fmt, handle, file.uri, bad_rows):
@@ -316,6 +317,7 @@ def _read_file(filesystem: Any, file: _File, fmt: str, pieces: "_Pieces", bad_ro
     if fmt == "parquet":
         with filesystem.open_input_file(file.path) as handle:
             opened = parquet_file(handle, file.uri)
+            # `rows` counts only where every piece is spooled (_PiecesFile): a footer is never relied on.
             schema, rows = opened.schema_arrow, opened.metadata.num_rows
         pieces.add_parquet(file.uri, schema, rows, filesystem, file.path)
         return
@@ -324,7 +326,7 @@ def _read_file(filesystem: Any, file: _File, fmt: str, pieces: "_Pieces", bad_ro
         try:
             with filesystem.open_input_stream(file.path, compression="detect") as stream:
                 for chunk in read_jsonl_arrow(stream, file.uri):
-                    pieces.add_table(file.uri, chunk)
+                    pieces.add_table(file.uri, chunk, compress=compressed)
             return
         except NotPlainJson as why:
             log.info("%s: read line by line (%s)", file.uri, why)
@@ -332,7 +334,7 @@ def _read_file(filesystem: Any, file: _File, fmt: str, pieces: "_Pieces", bad_ro
     reader = read_jsonl if fmt == "jsonl" else read_csv
     with filesystem.open_input_stream(file.path, compression="detect") as stream:
         for chunk in reader(stream, file.uri, bad_rows):
-            pieces.add_table(file.uri, chunk)
+            pieces.add_table(file.uri, chunk, compress=compressed)
 
 
 # --- queries ----------------------------------------------------------------
@@ -405,13 +407,16 @@ class _Pieces:
         self.pieces: list[_Piece] = []
         self.types: dict[str, tuple[Any, str]] = {}  # column -> (type, the origin that set it)
 
-    def add_table(self, origin: str, table: Any) -> None:
+    def add_table(self, origin: str, table: Any, compress: bool = False) -> None:
+        """Spool one chunk. Uncompressed, so that a read is a memory map and no copy: `dedupe` reads the
+        pieces up to three times, and lz4 cost each JSON-lines source ~0.05 s of 0.9 at 250k rows. A
+        chunk of a compressed file (`compress`) is spooled with lz4: a small `.gz` of repeated lines
+        must not fill the worker's disk with its expanded rows."""
         import pyarrow as pa
 
         path = self.spool / f"{len(self.pieces):08d}.arrow"
-        # Uncompressed, so that a read is a memory map and no copy: `dedupe` reads the pieces up to
-        # three times. lz4 cost each JSON-lines source ~0.05 s of 0.9 at 250k rows (bench/data_throughput.py).
-        with pa.OSFile(str(path), "wb") as sink, pa.ipc.new_file(sink, table.schema) as writer:
+        options = pa.ipc.IpcWriteOptions(compression="lz4" if compress else None)
+        with pa.OSFile(str(path), "wb") as sink, pa.ipc.new_file(sink, table.schema, options=options) as writer:
             writer.write_table(table)
 
         def batches() -> Iterator[Any]:
@@ -501,7 +506,10 @@ class _PiecesFile(BatchFile):
         self.pieces = pieces
 
     def batches(self, columns: list[str] | None) -> Iterator[Any]:
-        return self.pieces._aligned(self.schema_arrow)
+        import pyarrow as pa
+
+        schema = self.schema_arrow  # only the columns asked for are aligned (cast) and read
+        return self.pieces._aligned(schema if columns is None else pa.schema([schema.field(c) for c in columns]))
 
 
 def _column(batch: Any, field: Any) -> Any:

@@ -2,7 +2,8 @@
 
 `measure` compares the new data with the last publication by these hashes (8
 bytes a row instead of the rows); `dedupe` uses them to find candidate
-duplicates, which it then checks value by value.
+duplicates, which it then checks by a second hash under a secret key
+(`check_hashes`).
 
 A row's hash depends on its values and column types only, never on how the rows
 happen to be split into batches: nulls hash to one fixed value (pandas would
@@ -14,8 +15,6 @@ from __future__ import annotations
 
 from typing import Any
 
-HASH_KEY = "0123456789123456"  # pandas' default SipHash key: the hashes `measure` compares across runs
-CHECK_KEY = "pipespec-check-2"  # check_hashes': any other 16 bytes
 NULL_HASH = 0x9E3779B97F4A7C15  # any fixed value; a null is not the empty string or zero
 _MULTIPLIER = 0x100000001B3  # FNV-1a's prime: mixes one column's hash into the row's
 
@@ -44,39 +43,78 @@ CHUNK_ROWS = 8_192
 
 def row_hashes(table: Any, columns: list[str]) -> Any:
     """One uint64 per row of `table` (a Table or RecordBatch) over `columns`, in order."""
-    return _row_hashes(table, columns, HASH_KEY)
+    return _combined(table, columns, column_hashes)
 
 
-def check_hashes(table: Any, columns: list[str]) -> Any:
-    """A second 64-bit hash per row, independent of `row_hashes` (another SipHash key for text,
-    another mix for numbers): two rows equal in both are equal in 128 bits, beyond chance (~1e-26
-    at 10M rows) and beyond a crafted pair (2^64 work against 2^32 for one hash)."""
-    return _row_hashes(table, columns, CHECK_KEY)
+def new_check_key() -> str:
+    """A fresh secret key for `check_hashes`: 16 characters, 96 random bits."""
+    import secrets
+
+    return secrets.token_urlsafe(12)
 
 
-def _row_hashes(table: Any, columns: list[str], hash_key: str) -> Any:
+def check_hashes(table: Any, columns: list[str], key: str) -> Any:
+    """A second 64-bit hash per row, keyed by a secret (`new_check_key`, drawn for each use): every value
+    is hashed as text by SipHash-2-4 under that key. `row_hashes` is public, and its integer mix is
+    invertible, so rows that agree in it can be made at will; someone who writes rows but cannot see
+    this key cannot make two different rows agree in both, other than by chance (2^-64 a pair)."""
+    return _combined(table, columns, lambda values: _keyed_hashes(values, key))
+
+
+def _combined(table: Any, columns: list[str], hash_column: Any) -> Any:
     import numpy as np
 
     hashes = np.zeros(table.num_rows, dtype=np.uint64)
     for start in range(0, table.num_rows, CHUNK_ROWS):
         chunk, part = table.slice(start, CHUNK_ROWS), hashes[start:start + CHUNK_ROWS]
         for position, column in enumerate(columns):
-            part ^= column_hashes(chunk.column(column), hash_key)
+            part ^= hash_column(chunk.column(column))
             part *= np.uint64(_MULTIPLIER + 2 * position)  # wraps modulo 2**64, as meant
     return hashes
 
 
-def column_hashes(values: Any, hash_key: str = "") -> Any:
-    """A uint64 hash per value of a column (nulls hash alike), keyed by `hash_key` (16 bytes)."""
+def _keyed_hashes(values: Any, key: str) -> Any:
+    """SipHash of each value's text (numbers in decimal, times by their integer storage) under `key`;
+    nulls hash alike."""
     import numpy as np
     import pandas as pd
     import pyarrow as pa
     import pyarrow.compute as pc
 
+    values = _plain(values)
+    kind = values.type
+    valid = values.is_valid().to_numpy(zero_copy_only=False)
+    if pa.types.is_null(kind):
+        return np.full(len(values), NULL_HASH, dtype=np.uint64)
+    if pa.types.is_binary(kind) or pa.types.is_large_binary(kind):
+        data = pc.fill_null(values, b"").to_numpy(zero_copy_only=False)
+    else:
+        if _fixed_width_temporal(kind):
+            values = values.view(pa.int64() if kind.bit_width == 64 else pa.int32())
+        try:
+            text = values if pa.types.is_string(kind) or pa.types.is_large_string(kind) else pc.cast(values, pa.string())
+            data = pc.fill_null(text, "").to_numpy(zero_copy_only=False)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):  # decimals, lists, structs...: their Python text
+            data = np.array([str(value) for value in values.to_pylist()], dtype=object)
+    return np.where(valid, pd.util.hash_array(data, hash_key=key, categorize=False), np.uint64(NULL_HASH))
+
+
+def _plain(values: Any) -> Any:
+    import pyarrow as pa
+
     if isinstance(values, pa.ChunkedArray):
         values = values.combine_chunks()
-    if pa.types.is_dictionary(values.type):
-        values = values.dictionary_decode()
+    return values.dictionary_decode() if pa.types.is_dictionary(values.type) else values
+
+
+def column_hashes(values: Any) -> Any:
+    """A uint64 hash per value of a column (nulls hash alike)."""
+    import numpy as np
+    import pandas as pd
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    values = _plain(values)
     kind = values.type
     valid = values.is_valid().to_numpy(zero_copy_only=False)
     if pa.types.is_null(kind):
@@ -93,9 +131,4 @@ def column_hashes(values: Any, hash_key: str = "") -> Any:
         data = pc.fill_null(values, False).to_numpy(zero_copy_only=False)
     else:  # decimals, intervals, lists, structs...: by their Python value's text (slow, but rare)
         data = np.array([str(value) for value in values.to_pylist()], dtype=object)
-    hash_key = hash_key or HASH_KEY
-    hashed = pd.util.hash_array(data, hash_key=hash_key, categorize=False)
-    if hash_key != HASH_KEY and data.dtype != object:  # pandas mixes numbers with no key: mix again, keyed
-        hashed = pd.util.hash_array(hashed ^ np.uint64(int.from_bytes(hash_key.encode()[:8], "little")),
-                                    categorize=False)
-    return np.where(valid, hashed, np.uint64(NULL_HASH))
+    return np.where(valid, pd.util.hash_array(data, categorize=False), np.uint64(NULL_HASH))

@@ -5,10 +5,10 @@ Python is the Luhn check of card-shaped numbers in `redact_pii` (see pii.py).
 The output replaces the input Ref; extract's extra keys (`watermark`, `files`,
 ...) pass through untouched for the join and the manifest.
 
-Memory stays flat in the number of rows: row-local transforms run one Parquet
-batch at a time; `dedupe` and `sample` first choose row numbers (from 8-byte
-row hashes of the key columns, or from the row count in the Parquet footer),
-then stream the batches, keeping the chosen rows of each.
+Memory stays flat in the number of rows: row-local transforms run one batch
+at a time; `dedupe` and `sample` first choose row numbers (from 8-byte row
+hashes of the key columns, or from the row count), then stream the batches,
+keeping the chosen rows of each.
 """
 
 from __future__ import annotations
@@ -72,8 +72,9 @@ def parse(spec: dict[str, Any]) -> tuple[str, Any]:
 
 
 class Rows:
-    """A stream of record batches with their schema; `file` is the Parquet file they come from, if
-    any (`dedupe` and `sample` choose row numbers from a file, so they read it rather than spool it)."""
+    """A stream of record batches with their schema; `file`, if any, is where they can be read again
+    (a Parquet file, or a BatchFile: extract's spooled pieces): `dedupe` and `sample` choose row
+    numbers from a file, so they read it rather than spool the stream."""
 
     def __init__(self, schema: Any, batches: Iterator[Any], file: Any = None) -> None:
         self.schema, self.batches, self.file = schema, batches, file
@@ -100,8 +101,8 @@ def apply(rows: Rows, transforms: list[dict[str, Any]], source: str, spool: Any)
 
     Row-local transforms (all but `WHOLE_SOURCE`) run batch by batch on the stream: a plugin's is a
     function `(table, params, source) -> table`, with its params validated and defaults filled. `dedupe` and `sample` need
-    the whole source first: the stream so far is spooled to a local, uncompressed Parquet file in
-    the folder `spool` (unless it comes straight from a file), then its chosen rows stream on.
+    the whole source first: the stream so far is spooled to a local, uncompressed Arrow IPC file in
+    the folder `spool` (unless it can be read again from a file), then its chosen rows stream on.
     Columns and types are checked on an empty table first, so an empty source is checked too."""
     from pipespec.tasklib.steps import plugin_implementation
 
@@ -266,9 +267,10 @@ def dedupe(file: Any, args: dict[str, Any], source: str) -> Any:
     their row numbers) are split by their top bits into partitions of about PARTITION_ROWS rows,
     spooled to local files when there is more than one, and each partition is sorted on its own:
     memory stays at one partition plus one byte a row, however long the source. Then every row
-    dropped as a repeat is checked against the row it repeats by a second, independent 64-bit hash
-    (128 bits in all); should two different keys ever share the first hash, or should a key type not
-    be exactly hashable (floats), the keys are grouped in memory instead.
+    dropped as a repeat is checked against the row it repeats by a second 64-bit hash under a secret
+    key drawn for this dedupe (the first is public: rows that share it can be made at will); should two
+    different keys ever share the first hash, or should a key type not be exactly hashable (floats),
+    the keys are grouped in memory instead.
     """
     import numpy as np
 
@@ -358,27 +360,28 @@ def _firsts_in(hashes: Any, numbers: Any, keep: Any) -> tuple[Any, Any]:
 
 def _repeats_equal_their_firsts(file: Any, keys: list[str], repeats: Any, repeated: Any) -> bool:
     """Whether each row in `repeats` (ascending) has the keys of the row `repeated` names for it
-    (always an earlier row), by a second, independent 64-bit hash of the keys (row_hash.check_hashes).
+    (always an earlier row), by a second hash of the keys under a key drawn now (row_hash.check_hashes).
 
     Streams the key columns once, hashing only those rows, and holding 8 bytes per first row that
     has repeats: holding their keys grew the extract of a 2.5M-row source by ~10 MB."""
     import numpy as np
 
     from pipespec.tasklib import storage
-    from pipespec.tasklib.data.row_hash import check_hashes
+    from pipespec.tasklib.data.row_hash import check_hashes, new_check_key
 
     if len(repeats) == 0:
         return True
+    key = new_check_key()
     firsts = np.unique(repeated)
     first_hashes = np.zeros(len(firsts), dtype=np.uint64)
     start = 0
     for batch in storage.iter_batches(file, keys):
         low, high = np.searchsorted(firsts, [start, start + batch.num_rows])
         if high > low:
-            first_hashes[low:high] = check_hashes(batch.take(firsts[low:high] - start), keys)
+            first_hashes[low:high] = check_hashes(batch.take(firsts[low:high] - start), keys, key)
         low, high = np.searchsorted(repeats, [start, start + batch.num_rows])
         if high > low:
-            mine = check_hashes(batch.take(repeats[low:high] - start), keys)
+            mine = check_hashes(batch.take(repeats[low:high] - start), keys, key)
             if not np.array_equal(mine, first_hashes[np.searchsorted(firsts, repeated[low:high])]):
                 return False
         start += batch.num_rows

@@ -198,7 +198,7 @@ def test_dedupe_reads_the_spooled_pieces_across_blocks_files_and_hash_collisions
     monkeypatch.setattr(transform_module, "PARTITION_ROWS", 200)
     spooled: list[str] = []
     real_spool = transform_module._spooled
-    monkeypatch.setattr(transform_module, "_spooled", lambda *a: spooled.append("parquet") or real_spool(*a))
+    monkeypatch.setattr(transform_module, "_spooled", lambda *a: spooled.append("spool") or real_spool(*a))
     real_hashes = row_hash.row_hashes  # only the top bits survive: different keys share a first hash
     monkeypatch.setattr(row_hash, "row_hashes", lambda batch, columns: real_hashes(batch, columns) & np.uint64(0xF << 60))
 
@@ -211,13 +211,55 @@ def test_dedupe_reads_the_spooled_pieces_across_blocks_files_and_hash_collisions
     assert kept.column("n").to_pylist() == expected and spooled == []
 
 
-def test_check_hashes_are_a_second_independent_hash():
-    from pipespec.tasklib.data.row_hash import check_hashes, row_hashes
+def test_check_hashes_are_keyed_by_a_secret_drawn_each_time():
+    from pipespec.tasklib.data.row_hash import check_hashes, new_check_key, row_hashes
 
     table = pa.table({"text": ["a", "b", "a", None, ""], "n": pa.array([1, 2, 1, 3, 3], pa.int64()),
-                      "flag": [True, False, True, None, False]})
-    for columns in (["text"], ["n"], ["flag"], ["text", "n", "flag"]):
-        first, second = row_hashes(table, columns), check_hashes(table, columns)
-        assert (first != second)[[0, 1, 2, 4]].all()  # another key or mix, for text and numbers (row 3: nulls)
-        assert second[0] == second[2]  # equal rows: equal check hashes
-        assert len(set(second.tolist())) == len({tuple(r[c] for c in columns) for r in table.to_pylist()})
+                      "flag": [True, False, True, None, False], "bytes": [b"x", b"y", b"x", None, b""],
+                      "ts": pa.array([5, 6, 5, None, 7], pa.timestamp("us"))})
+    first_key, second_key = new_check_key(), new_check_key()
+    assert first_key != second_key and len(first_key.encode()) == 16
+    for columns in (["text"], ["n"], ["flag"], ["bytes"], ["ts"], ["text", "n", "flag", "ts"]):
+        public, keyed = row_hashes(table, columns), check_hashes(table, columns, first_key)
+        other = check_hashes(table, columns, second_key)
+        assert (public != keyed)[[0, 1, 2, 4]].all() and (keyed != other)[[0, 1, 2, 4]].all()  # row 3: nulls
+        assert keyed[0] == keyed[2]  # equal rows: equal check hashes
+        assert len(set(keyed.tolist())) == len({tuple(r[c] for c in columns) for r in table.to_pylist()})
+
+
+def test_rows_crafted_to_share_the_public_hash_are_all_kept():
+    """The public row hash's integer mix is invertible: a data author can make any number of different
+    (a, b) rows share it. dedupe must keep every one of them."""
+    import numpy as np
+    import pandas as pd
+
+    from pipespec.tasklib.data import row_hash
+
+    full = (1 << 64) - 1
+
+    def mix(x: int) -> int:
+        return int(pd.util.hash_array(np.array([x], dtype=np.uint64), categorize=False)[0])
+
+    def unshift(y: int, s: int) -> int:
+        x = y
+        for _ in range(64 // s + 1):
+            x = y ^ (x >> s)
+        return x & full
+
+    def unmix(y: int) -> int:
+        y = unshift(y, 31) * pow(0x94D049BB133111EB, -1, 1 << 64) & full
+        y = unshift(y, 27) * pow(0xBF58476D1CE4E5B9, -1, 1 << 64) & full
+        return unshift(y, 30)
+
+    target, rows_ = 0x1234, []
+    for a in range(1, 6):
+        b = unmix(target ^ (mix(a) * row_hash._MULTIPLIER & full))
+        rows_.append({"a": a, "b": b - (1 << 64) if b >= 1 << 63 else b, "text": f"row {a}"})
+    table = pa.Table.from_pylist(rows_, pa.schema([("a", pa.int64()), ("b", pa.int64()), ("text", pa.string())]))
+    assert len(set(row_hash.row_hashes(table, ["a", "b"]).tolist())) == 1  # the crafted collision
+    path = Path("data") / "crafted.parquet"
+    path.parent.mkdir(exist_ok=True)
+    pq.write_table(table, path)
+    source = {"name": "feed", "type": "local", "path": str(path), "format": "parquet"}
+    kept = storage.read_table(run(source, [{"dedupe": {"key": ["a", "b"]}}]))
+    assert kept.column("a").to_pylist() == [1, 2, 3, 4, 5]
