@@ -27,11 +27,13 @@ Task processes reuse bytecode compiled into $TMPDIR/pipespec-bench-pycache, as a
 with compiled bytecode would (this machine sets PYTHONDONTWRITEBYTECODE).
 
 Targets (wall seconds; the scheduler runs everything it can in parallel on the 2 slots):
-  - data DAG >= 0.5x the hand-written script's throughput (its work alone); the second run, on
-    workers that have run a task before, as a scheduler's workers have but for its first minute
+  - data DAG >= 0.5x the hand-written script's throughput (its work alone); the best of --repeat
+    runs (default 2) after the first, on workers that have run a task before, as a scheduler's
+    workers have but for its first minute, against the best of as many runs of the script
   - inference DAG >= 0.5x the direct script's throughput (its whole process)
 
-    .venv/bin/python bench/scheduler_e2e.py [--rows 1000000] [--inference-rows 1000000] [--quick] [--keep DIR] [--assert]
+    .venv/bin/python bench/scheduler_e2e.py [--rows 1000000] [--inference-rows 1000000] [--quick] [--repeat 2]
+                                            [--keep DIR] [--assert]
 """
 
 from __future__ import annotations
@@ -142,6 +144,9 @@ def main() -> int:
     parser.add_argument("--rows", type=int, default=1_000_000, help="data rows, all 4 sources (default 1,000,000)")
     parser.add_argument("--inference-rows", type=int, default=1_000_000, help="inference input rows (default 1,000,000)")
     parser.add_argument("--quick", action="store_true", help="200,000 rows each")
+    parser.add_argument("--repeat", type=int, default=2, help="runs of the hand-written script and of the judged "
+                        "data DAG run; the best of each counts (default 2: a hand-off between tasks varies by "
+                        "up to ~1 s)")
     add_shared_options(parser, judged="(wall only: the scheduler's hand-offs are waiting, not CPU)")
     args = parser.parse_args()
     if ran_as_child(args, {}):
@@ -169,8 +174,9 @@ def main() -> int:
               f"{PIPELINE} v{setup['version']} ({time.perf_counter() - start:.1f} s)", file=sys.stderr)
 
         # Baselines first, on a machine without Airflow's idle components.
-        hand = run_child([str(BENCH / "data_throughput.py"), "--child", "hand", str(pipelines),
-                          str(root / "hand.json")], env)
+        hand = min((run_child([str(BENCH / "data_throughput.py"), "--child", "hand", str(pipelines),
+                               str(root / "hand.json")], env) for _ in range(max(args.repeat, 1))),
+                   key=lambda measured: measured["seconds"])
         direct = run_child([str(BENCH / "inference_throughput.py"), "--child", "direct", setup["model_dir"], "0",
                             str(root / "direct.parquet"), str(root / "direct.json")], env)
         print(f"baselines: hand-written data script {hand['seconds']:.1f} s of work ({hand['process_seconds']:.1f} s "
@@ -186,9 +192,14 @@ def main() -> int:
             # was published before, every row is new, the gate passes and publish runs again.
             cold = run_dag(server, dags[0], 1200)
             cold_rows = _published_rows(root)
-            shutil.rmtree(root / "storage" / "bench" / "curated")
-            idle_waits = [_wait_for_idle_workers()]
-            data = run_dag(server, dags[0], 1200)
+            judged, idle_waits = [], []
+            for _ in range(max(args.repeat, 1)):
+                shutil.rmtree(root / "storage" / "bench" / "curated")
+                idle_waits.append(_wait_for_idle_workers())
+                judged.append(run_dag(server, dags[0], 1200))
+                if _published_rows(root) != cold_rows:
+                    raise SystemExit(f"a judged data run published {_published_rows(root)} rows, the first {cold_rows}")
+            data = min(judged, key=lambda run: run["seconds"])
             idle_waits.append(_wait_for_idle_workers())
             inference = run_dag(server, dags[2], 1200)
 
@@ -207,10 +218,12 @@ def main() -> int:
         print(f"[workers] min_heartbeat_interval: {MIN_HEARTBEAT_INTERVAL} s (Airflow's default: 5 s)")
         print(f"shard_size: {shard_size if shard_size else 'unset (plan_shards chooses one per worker slot)'}; "
               f"data output: {hand['result']:,} rows kept by the hand-written script; _LATEST: {published}")
-        print(f"waited {idle_waits[0]:.1f} s and {idle_waits[1]:.1f} s for the LocalExecutor workers to be idle "
-              f"before the judged data run and the inference run")
+        print(f"waited {', '.join(f'{w:.1f}' for w in idle_waits)} s for the LocalExecutor workers to be idle "
+              f"before each judged data run and the inference run")
+        print(f"hand-written script: the best of {max(args.repeat, 1)} runs; judged data runs: "
+              f"{', '.join(format(run['seconds'], '.1f') for run in judged)} s, the best counts")
         print_run(f"data DAG, first run after the scheduler started ({rows:,} rows)", cold)
-        print_run(f"data DAG, judged: the same work again on warm workers ({rows:,} rows)", data)
+        print_run(f"data DAG, judged: the best run of the same work again on warm workers ({rows:,} rows)", data)
         print_run(f"inference DAG ({inference_rows:,} rows)", inference)
         data_ratio = hand["seconds"] / data["seconds"]
         inference_ratio = direct["process_seconds"] / inference["seconds"]

@@ -194,11 +194,15 @@ class SpooledFile(BatchFile):
     def batches(self, columns: list[str] | None) -> Iterator[Any]:
         import pyarrow as pa
 
-        fields = None if columns is None else [self.schema_arrow.get_field_index(c) for c in columns]
-        with pa.OSFile(str(self.path)) as source:
-            reader = pa.ipc.open_file(source, options=pa.ipc.IpcReadOptions(included_fields=fields, use_threads=False))
-            for index in range(reader.num_record_batches):
-                yield reader.get_batch(index)
+        options = pa.ipc.IpcReadOptions(use_threads=False, included_fields=None if columns is None else
+                                        [self.schema_arrow.get_field_index(c) for c in columns])
+        with pa.memory_map(str(self.path)) as source:
+            count = pa.ipc.open_file(source).num_record_batches
+        for index in range(count):
+            # A map per batch, no copy: its pages count in RSS only while the batch lives (one map for
+            # the whole file would keep every page read so far).
+            with pa.memory_map(str(self.path)) as source:
+                yield pa.ipc.open_file(source, options=options).get_batch(index)
 
 
 def take_rows(file: Any, rows: Any) -> Iterator[Any]:
