@@ -184,8 +184,9 @@ class BatchFile:
 
 
 class SpooledFile(BatchFile):
-    """A local Arrow IPC file. A Parquet spool, read back batch by batch, grew the extract of a Parquet
-    source by ~30 MB from 1M to 10M rows, outside Arrow's pool; this reads each batch into Arrow's pool."""
+    """A local Arrow IPC file, read through a memory map per batch: no decoding and no copy (a Parquet
+    spool was decoded on each of dedupe's three reads), and a batch's pages count in RSS only while
+    that batch lives (5-8 MB less at the peak of a Parquet source's extract than reading copies)."""
 
     def __init__(self, path: Any, schema: Any, rows: int) -> None:
         super().__init__(schema, rows)
