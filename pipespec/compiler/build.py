@@ -223,8 +223,7 @@ def _files_match(listed: dict, spec: Path, seen: _Seen) -> bool:
         # Any other spelling of the spec is judged like any other file (its realpath differs, so it fails).
         if name != spec_name and not seen.inside(name, seen.home(spec)):
             return False
-        digest = seen.digests.get(name) or _digest(Path(name), seen.digests)  # `name` is normalized by now
-        if not (isinstance(expected, str) and digest == expected):
+        if not (isinstance(expected, str) and _digest(Path(name), seen.digests) == expected):
             return False
     return True
 

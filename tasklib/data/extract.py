@@ -316,10 +316,8 @@ def _read_file(filesystem: Any, file: _File, fmt: str, pieces: "_Pieces", bad_ro
         return
     if fmt == "parquet":
         with filesystem.open_input_file(file.path) as handle:
-            opened = parquet_file(handle, file.uri)
-            # `rows` counts only where every piece is spooled (_PiecesFile): a footer is never relied on.
-            schema, rows = opened.schema_arrow, opened.metadata.num_rows
-        pieces.add_parquet(file.uri, schema, rows, filesystem, file.path)
+            schema = parquet_file(handle, file.uri).schema_arrow
+        pieces.add_parquet(file.uri, schema, filesystem, file.path)
         return
     if fmt == "jsonl":
         mark = pieces.mark()
@@ -394,9 +392,8 @@ def _sql_hook(kind: str, conn_id: str) -> Any:
 class _Piece:
     origin: str
     schema: Any
-    rows: int
     batches: Callable[[], Iterator[Any]]
-    spooled: bool  # in this task's local spool (re-reading it is cheap), or the source's own file
+    rows: int | None  # a chunk in this task's local spool (cheap to read again); None: a source's own file
 
 
 class _Pieces:
@@ -425,14 +422,14 @@ class _Pieces:
                 for index in range(reader.num_record_batches):
                     yield reader.get_batch(index)
 
-        self._add(_Piece(origin, table.schema, table.num_rows, batches, spooled=True))
+        self._add(_Piece(origin, table.schema, batches, table.num_rows))
 
-    def add_parquet(self, origin: str, schema: Any, rows: int, filesystem: Any, path: str) -> None:
+    def add_parquet(self, origin: str, schema: Any, filesystem: Any, path: str) -> None:
         def batches() -> Iterator[Any]:
             with filesystem.open_input_file(path) as handle:
                 yield from storage.iter_batches(parquet_file(handle, origin))
 
-        self._add(_Piece(origin, schema, rows, batches, spooled=False))
+        self._add(_Piece(origin, schema, batches, None))
 
     def mark(self) -> tuple[int, dict[str, tuple[Any, str]]]:
         """Where the pieces stand now, for `rollback`."""
@@ -475,7 +472,7 @@ class _Pieces:
         schema = pa.schema([(name, type_) for name, (type_, _) in self.types.items()])
         # `dedupe` and `sample` read the spooled pieces again; a source's own Parquet file (on S3,
         # perhaps) is read once, into their spool.
-        spooled = all(piece.spooled for piece in self.pieces)
+        spooled = all(piece.rows is not None for piece in self.pieces)
         rows = Rows(schema, self._aligned(schema), _PiecesFile(self, schema) if spooled else None)
         if transforms and schema.names:  # no columns (no files, none new): nothing to check or change
             rows = apply(rows, transforms, source, self.spool)
@@ -502,7 +499,7 @@ class _PiecesFile(BatchFile):
     second spool of the whole source (~0.1 s of 0.9 per 250k-row source)."""
 
     def __init__(self, pieces: _Pieces, schema: Any) -> None:
-        super().__init__(schema, sum(piece.rows for piece in pieces.pieces))
+        super().__init__(schema, sum(piece.rows or 0 for piece in pieces.pieces))
         self.pieces = pieces
 
     def batches(self, columns: list[str] | None) -> Iterator[Any]:

@@ -58,7 +58,7 @@ def check_hashes(table: Any, columns: list[str], key: str) -> Any:
     is hashed as text by SipHash-2-4 under that key. `row_hashes` is public, and its integer mix is
     invertible, so rows that agree in it can be made at will; someone who writes rows but cannot see
     this key cannot make two different rows agree in both, other than by chance (2^-64 a pair)."""
-    return _combined(table, columns, lambda values: _keyed_hashes(values, key))
+    return _combined(table, columns, lambda values: _hashed(values, key))
 
 
 def _combined(table: Any, columns: list[str], hash_column: Any) -> Any:
@@ -73,62 +73,66 @@ def _combined(table: Any, columns: list[str], hash_column: Any) -> Any:
     return hashes
 
 
-def _keyed_hashes(values: Any, key: str) -> Any:
-    """SipHash of each value's text (numbers in decimal, times by their integer storage) under `key`;
-    nulls hash alike."""
+def column_hashes(values: Any) -> Any:
+    """A uint64 hash per value of a column (nulls hash alike)."""
+    return _hashed(values, None)
+
+
+def _hashed(values: Any, key: str | None) -> Any:
+    """Nulls hash to NULL_HASH; other values as `_public_data` gives them to pandas' default hash, or
+    with a `key`, as `_text_data` gives them to SipHash under that key."""
     import numpy as np
     import pandas as pd
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
-    values = _plain(values)
-    kind = values.type
-    valid = values.is_valid().to_numpy(zero_copy_only=False)
-    if pa.types.is_null(kind):
-        return np.full(len(values), NULL_HASH, dtype=np.uint64)
-    if pa.types.is_binary(kind) or pa.types.is_large_binary(kind):
-        data = pc.fill_null(values, b"").to_numpy(zero_copy_only=False)
-    else:
-        if _fixed_width_temporal(kind):
-            values = values.view(pa.int64() if kind.bit_width == 64 else pa.int32())
-        try:
-            text = values if pa.types.is_string(kind) or pa.types.is_large_string(kind) else pc.cast(values, pa.string())
-            data = pc.fill_null(text, "").to_numpy(zero_copy_only=False)
-        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):  # decimals, lists, structs...: their Python text
-            data = np.array([str(value) for value in values.to_pylist()], dtype=object)
-    return np.where(valid, pd.util.hash_array(data, hash_key=key, categorize=False), np.uint64(NULL_HASH))
-
-
-def _plain(values: Any) -> Any:
     import pyarrow as pa
 
     if isinstance(values, pa.ChunkedArray):
         values = values.combine_chunks()
-    return values.dictionary_decode() if pa.types.is_dictionary(values.type) else values
+    if pa.types.is_dictionary(values.type):
+        values = values.dictionary_decode()
+    valid = values.is_valid().to_numpy(zero_copy_only=False)
+    if pa.types.is_null(values.type):
+        return np.full(len(values), NULL_HASH, dtype=np.uint64)
+    if key is None:
+        hashed = pd.util.hash_array(_public_data(values), categorize=False)
+    else:
+        hashed = pd.util.hash_array(_text_data(values), hash_key=key, categorize=False)
+    return np.where(valid, hashed, np.uint64(NULL_HASH))
 
 
-def column_hashes(values: Any) -> Any:
-    """A uint64 hash per value of a column (nulls hash alike)."""
+def _public_data(values: Any) -> Any:
+    """Text and bytes as objects, numbers and times as their integers (mixed by pandas, unkeyed)."""
     import numpy as np
-    import pandas as pd
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    values = _plain(values)
     kind = values.type
-    valid = values.is_valid().to_numpy(zero_copy_only=False)
-    if pa.types.is_null(kind):
-        return np.full(len(values), NULL_HASH, dtype=np.uint64)
     if pa.types.is_string(kind) or pa.types.is_large_string(kind):
-        data = pc.fill_null(values, "").to_numpy(zero_copy_only=False)
-    elif pa.types.is_binary(kind) or pa.types.is_large_binary(kind):
-        data = pc.fill_null(values, b"").to_numpy(zero_copy_only=False)
-    elif _fixed_width_temporal(kind):
-        data = pc.fill_null(values.view(pa.int64() if kind.bit_width == 64 else pa.int32()), 0).to_numpy()
-    elif pa.types.is_integer(kind) or pa.types.is_floating(kind):
-        data = pc.fill_null(values, 0).to_numpy(zero_copy_only=False)
-    elif pa.types.is_boolean(kind):
-        data = pc.fill_null(values, False).to_numpy(zero_copy_only=False)
-    else:  # decimals, intervals, lists, structs...: by their Python value's text (slow, but rare)
-        data = np.array([str(value) for value in values.to_pylist()], dtype=object)
-    return np.where(valid, pd.util.hash_array(data, categorize=False), np.uint64(NULL_HASH))
+        return pc.fill_null(values, "").to_numpy(zero_copy_only=False)
+    if pa.types.is_binary(kind) or pa.types.is_large_binary(kind):
+        return pc.fill_null(values, b"").to_numpy(zero_copy_only=False)
+    if _fixed_width_temporal(kind):
+        return pc.fill_null(values.view(pa.int64() if kind.bit_width == 64 else pa.int32()), 0).to_numpy()
+    if pa.types.is_integer(kind) or pa.types.is_floating(kind):
+        return pc.fill_null(values, 0).to_numpy(zero_copy_only=False)
+    if pa.types.is_boolean(kind):
+        return pc.fill_null(values, False).to_numpy(zero_copy_only=False)
+    # decimals, intervals, lists, structs...: by their Python value's text (slow, but rare)
+    return np.array([str(value) for value in values.to_pylist()], dtype=object)
+
+
+def _text_data(values: Any) -> Any:
+    """Every value as text or bytes, for SipHash: numbers in decimal, times by their integer storage."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    kind = values.type
+    if pa.types.is_binary(kind) or pa.types.is_large_binary(kind):
+        return pc.fill_null(values, b"").to_numpy(zero_copy_only=False)
+    if _fixed_width_temporal(kind):
+        values = values.view(pa.int64() if kind.bit_width == 64 else pa.int32())
+    try:
+        text = values if pa.types.is_string(kind) or pa.types.is_large_string(kind) else pc.cast(values, pa.string())
+        return pc.fill_null(text, "").to_numpy(zero_copy_only=False)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):  # decimals, lists, structs...: their Python text
+        return np.array([str(value) for value in values.to_pylist()], dtype=object)
